@@ -1,0 +1,108 @@
+"""The resolved point catalogue: every point of the site, flattened, defaults filled in.
+
+Built once from a `Site` and its `Profile`.  A point's position in
+`Catalog.points` is its global index: Frames, the kernel's state arrays and the
+encoders all use it.
+"""
+from __future__ import annotations
+
+import math
+from array import array
+from dataclasses import dataclass
+
+from edge_agent.config import Device, Point, Site, point_code, point_type
+from edge_agent.profile.tables import Profile
+
+NAN = math.nan
+
+KIND_CODE = {"analog": 0, "switch": 1, "cumulative": 2, "multistate": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedPoint:
+    index: int              # global index
+    device: int             # index into Site.devices
+    cfg: Point
+    code: str               # the full point code
+    kind: str               # analog | switch | cumulative | multistate
+    type: str               # data type on the wire
+    sensor_name: str
+    unit: str
+    range_low: float
+    range_high: float
+    decimals: int
+    deadband: float         # absolute
+    on_text: str
+    off_text: str
+
+    @property
+    def id(self) -> str:
+        return self.cfg.id
+
+
+def _f(v: float | None) -> float:
+    return NAN if v is None else float(v)
+
+
+class Catalog:
+    """Every point of a site, resolved; plus the threshold arrays the kernel needs."""
+
+    def __init__(self, site: Site, profile: Profile):
+        self.site = site
+        self.profile = profile
+        self.points: list[ResolvedPoint] = []
+        self.by_device: list[list[ResolvedPoint]] = []
+        for di, dev in enumerate(site.devices):
+            mine: list[ResolvedPoint] = []
+            for pt in dev.points:
+                sensor = profile.sensors[pt.sensor]
+                lo, hi = pt.range if pt.range is not None else (sensor.range_low, sensor.range_high)
+                rp = ResolvedPoint(
+                    index=len(self.points), device=di, cfg=pt, code=point_code(site, pt, profile),
+                    kind=pt.kind or sensor.kind, type=point_type(pt), sensor_name=sensor.name,
+                    unit=pt.unit if pt.unit is not None else sensor.unit,
+                    range_low=float(lo), range_high=float(hi),
+                    decimals=pt.decimals if pt.decimals is not None else sensor.decimals,
+                    deadband=pt.deadband_abs(float(hi) - float(lo)),
+                    on_text=sensor.on_text, off_text=sensor.off_text,
+                )
+                self.points.append(rp)
+                mine.append(rp)
+            self.by_device.append(mine)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def device_code(self, di: int) -> str:
+        dev: Device = self.site.devices[di]
+        return dev.substation if dev.substation is not None else f"{di + 1:03d}"
+
+    def thresholds(self) -> dict[str, array]:
+        """Structure-of-arrays view for the kernel; NaN means 'not configured'."""
+        cols: dict[str, array] = {name: array("d") for name in (
+            "range_low", "range_high", "alarm_high", "alarm_high_clear", "alarm_low", "alarm_low_clear",
+            "cutoff_high", "cutoff_restore", "cutoff_low", "cutoff_low_restore", "warn_high", "warn_low",
+            "deadband", "delay")}
+        kind = array("b")
+        for rp in self.points:
+            p = rp.cfg
+            cols["range_low"].append(rp.range_low)
+            cols["range_high"].append(rp.range_high)
+            cols["alarm_high"].append(_f(p.alarm.high))
+            cols["alarm_high_clear"].append(_f(p.alarm.high_clear if p.alarm.high_clear is not None
+                                               else p.alarm.high))
+            cols["alarm_low"].append(_f(p.alarm.low))
+            cols["alarm_low_clear"].append(_f(p.alarm.low_clear if p.alarm.low_clear is not None
+                                              else p.alarm.low))
+            cols["cutoff_high"].append(_f(p.cutoff.high))
+            cols["cutoff_restore"].append(_f(p.cutoff.restore if p.cutoff.restore is not None else p.cutoff.high))
+            cols["cutoff_low"].append(_f(p.cutoff.low))
+            cols["cutoff_low_restore"].append(_f(p.cutoff.low_restore if p.cutoff.low_restore is not None
+                                                 else p.cutoff.low))
+            cols["warn_high"].append(_f(p.warn.high))
+            cols["warn_low"].append(_f(p.warn.low))
+            cols["deadband"].append(rp.deadband)
+            cols["delay"].append(float(p.delay))
+            kind.append(KIND_CODE[rp.kind])
+        cols["kind"] = kind  # type: ignore[assignment]
+        return cols

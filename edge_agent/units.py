@@ -1,0 +1,55 @@
+"""Parsing of the human units used in site files: durations and sizes."""
+from __future__ import annotations
+
+import re
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+_DURATION_FACTOR = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|k|kB|KB|KiB|M|MB|MiB|G|GB|GiB|T|TB|TiB)?\s*$")
+_SIZE_FACTOR = {
+    None: 1, "B": 1,
+    "k": 1000, "kB": 1000, "KB": 1000, "KiB": 1024,
+    "M": 1000**2, "MB": 1000**2, "MiB": 1024**2,
+    "G": 1000**3, "GB": 1000**3, "GiB": 1024**3,
+    "T": 1000**4, "TB": 1000**4, "TiB": 1024**4,
+}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from `500ms`, `20s`, `5m`, `2h`, `1d` or a bare number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 500ms, 20s, 5m")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _DURATION_FACTOR[m.group(2)]
+    raise ValueError(f"{value!r} is not a duration; write it like 500ms, 20s, 5m, 2h or 1d")
+
+
+def parse_size(value: object) -> int:
+    """Bytes from `1GiB`, `512MB`, `100k` or a bare number of bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size like 512MiB or 1GiB")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return value
+    if isinstance(value, str):
+        m = _SIZE.match(value)
+        if m:
+            return int(float(m.group(1)) * _SIZE_FACTOR[m.group(2)])
+    raise ValueError(f"{value!r} is not a size; write it like 512MiB or 1GiB")
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    for unit, f in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= f and seconds % f == 0:
+            return f"{seconds / f:g}{unit}"
+    return f"{seconds:g}s"

@@ -1,0 +1,111 @@
+"""Shared test fixtures: real parts only (mosquitto, sockets, files)."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+    """Block until something accepts on host:port (an event, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+            time.sleep(0.02)
+
+
+class Mosquitto:
+    """A mosquitto broker of the test's own, on a free loopback port, stopped by pid."""
+
+    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = ""):
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.extra_conf = extra_conf
+        self.proc: subprocess.Popen | None = None
+        self.conf = workdir / f"mosquitto-{self.port}.conf"
+        self.log = workdir / f"mosquitto-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> "Mosquitto":
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.conf.write_text(
+            "user root\n"
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "max_queued_messages 100000\n"
+            "max_inflight_messages 0\n"
+            f"{self.extra_conf}\n"
+        )
+        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=open(self.log, "ab"),
+                                     stderr=subprocess.STDOUT)
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    broker = Mosquitto(tmp_path).start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path):
+    """Make brokers on demand (e.g. start one later, or two for failover)."""
+    made: list[Mosquitto] = []
+
+    def make(port: int | None = None, extra_conf: str = "", start: bool = True) -> Mosquitto:
+        b = Mosquitto(tmp_path, port, extra_conf)
+        made.append(b)
+        return b.start() if start else b
+
+    yield make
+    for b in made:
+        b.stop()
+
+
+def edge_agent_cmd(*args: str) -> list[str]:
+    """The CLI as a subprocess, with the interpreter running the tests."""
+    return [sys.executable, "-m", "edge_agent", *args]
+
+
+@pytest.fixture
+def env_pure():
+    """Environment for subprocesses forced onto the pure-Python kernel."""
+    env = dict(os.environ)
+    env["EDGE_AGENT_PURE_PYTHON"] = "1"
+    return env
