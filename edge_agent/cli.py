@@ -1,0 +1,166 @@
+"""The `edge-agent` command: thin skins over library calls.
+
+Errors a user can cause end in one line per problem and exit status 1 (bad
+configuration) or 2 (environment: cannot open the buffer, etc.); never a
+traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from edge_agent import __version__
+from edge_agent.errors import ConfigError, EdgeAgentError
+
+log = logging.getLogger("edge_agent")
+
+
+def _load(path: str):
+    from edge_agent.config import load_site
+    return load_site(path)
+
+
+def _print_problems(exc: ConfigError) -> int:
+    for p in exc.problems:
+        print(p, file=sys.stderr)
+    return 1
+
+
+# ---------------------------------------------------------------- run
+
+async def run_agent(site, *, ready=None, stop: asyncio.Event | None = None) -> int:
+    from edge_agent.agent import Agent
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        agent = Agent(site)
+    except ConfigError as exc:
+        return _print_problems(exc)
+    await agent.run(stop, ready=ready)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from edge_agent import logs
+    logs.setup(args.log_format, args.log_level)
+    try:
+        site = _load(args.config)
+    except ConfigError as exc:
+        return _print_problems(exc)
+    return asyncio.run(run_agent(site))
+
+
+# ---------------------------------------------------------------- check
+
+def cmd_check(args) -> int:
+    from edge_agent.checks import check_report
+    try:
+        site = _load(args.config)
+    except ConfigError as exc:
+        return _print_problems(exc)
+    for line in check_report(site, verbose=args.verbose):
+        print(line)
+    return 0
+
+
+# ---------------------------------------------------------------- demo / simulate
+
+def cmd_demo(args) -> int:
+    from edge_agent import logs
+    from edge_agent.demo import run_demo
+    logs.setup("plain", args.log_level)
+    return asyncio.run(run_demo(duration=args.duration, mqtt=args.mqtt, workdir=Path(args.workdir),
+                                scenario=args.scenario, every=args.every))
+
+
+def cmd_simulate(args) -> int:
+    from edge_agent import logs
+    from edge_agent.drivers import sim
+    logs.setup("plain", args.log_level)
+    try:
+        site = _load(args.config)
+    except ConfigError as exc:
+        return _print_problems(exc)
+    return sim.main(site, port=args.port, scenario=args.scenario)
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-agent", description="Edge gateway agent for underground mines")
+    p.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run until SIGTERM/SIGINT, then flush and exit 0")
+    r.add_argument("-c", "--config", required=True, metavar="SITE.yaml")
+    r.add_argument("--log-format", choices=("plain", "json"), default="plain")
+    r.add_argument("--log-level", default="INFO")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check", help="validate a site file, its point tables and its profile")
+    c.add_argument("-c", "--config", required=True, metavar="SITE.yaml")
+    c.add_argument("-v", "--verbose", action="store_true", help="also print every device's read plan")
+    c.set_defaults(func=cmd_check)
+
+    d = sub.add_parser("demo", help="run the built-in simulated mine and the agent on it")
+    d.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds (default: Ctrl-C)")
+    d.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", metavar="URL",
+                   help="broker to forward to when reachable (default %(default)s)")
+    d.add_argument("--workdir", default="edge-agent-demo", metavar="DIR",
+                   help="buffer and outbox live here; a rerun continues the same seq (default %(default)s)")
+    d.add_argument("--scenario", default="normal", metavar="NAME", help="simulator scenario (default normal)")
+    d.add_argument("--every", type=float, default=3.0, metavar="S", help="summary interval (default 3 s)")
+    d.add_argument("--log-level", default="WARNING")
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("simulate", help="run the simulated devices of a site file alone")
+    s.add_argument("-c", "--config", required=True, metavar="SIM.yaml")
+    s.add_argument("--port", type=int, default=None, help="serve every device on this port instead")
+    s.add_argument("--scenario", default="normal", metavar="NAME")
+    s.add_argument("--log-level", default="INFO")
+    s.set_defaults(func=cmd_simulate)
+
+    for register in _registrars():
+        register(sub)
+    return p
+
+
+def _registrars():
+    """Subcommands that live beside the library they skin."""
+    out = []
+    try:
+        from edge_agent.buffer.cli import register as buffer_cmds
+        out.append(buffer_cmds)
+    except ImportError:
+        pass
+    try:
+        from edge_agent.opcua_cert import register as opcua_cmds
+        out.append(opcua_cmds)
+    except ImportError:
+        pass
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        return _print_problems(exc)
+    except EdgeAgentError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
