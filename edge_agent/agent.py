@@ -80,8 +80,11 @@ class Agent:
             self.wakes.append(wake)
             mask |= SINKS["files"]
         self.mask_all = mask
-        self.mask_live = mask & SINKS["mqtt"]        # per-frame CDSS: only the MQTT uplink wants them
-        self.mask_snapshot = mask & SINKS["files"]   # full CDSS snapshots: the spec files
+        # Per-frame CDSS (report by exception) only go to the MQTT uplink; the
+        # full snapshot every realtime_every goes everywhere (the spec files
+        # need it).  No row is for the files alone, so the MQTT consumer's seq
+        # has no gaps that are not loss.
+        self.mask_live = mask & SINKS["mqtt"]
         self.frames = 0
         self.points_in = 0
         self.started = time.time()
@@ -135,10 +138,10 @@ class Agent:
         self.pending.append(("FZDY", self.mask_all, now, self.encoder.fzdy(now)))
 
     def snapshot(self, now: float) -> None:
-        """Every realtime_every: all points to the spec files, device status to everyone."""
-        if self.mask_snapshot:
+        """Every realtime_every: every point and every device's status, to every sink."""
+        if self.mask_all:
             k = self.kernel
-            self.pending.append(("CDSS", self.mask_snapshot, now,
+            self.pending.append(("CDSS", self.mask_all, now,
                                  self.encoder.cdss(range(len(self.catalog)), k.value, k.status, k.time, now)))
         self.pending.append(("FZSS", self.mask_all, now, self.encoder.fzss(self.fzss_states(), now)))
 

@@ -37,10 +37,12 @@ def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None
 class Mosquitto:
     """A mosquitto broker of the test's own, on a free loopback port, stopped by pid."""
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = ""):
+    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "", persistent: bool = False):
         self.workdir = workdir
         self.port = port or free_port()
         self.extra_conf = extra_conf
+        # persistent: sessions and queued QoS 1 messages survive a broker restart
+        self.persistent = persistent
         self.proc: subprocess.Popen | None = None
         self.conf = workdir / f"mosquitto-{self.port}.conf"
         self.log = workdir / f"mosquitto-{self.port}.log"
@@ -55,7 +57,9 @@ class Mosquitto:
             "user root\n"
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
-            "persistence false\n"
+            + (f"persistence true\npersistence_location {self.workdir}/\n"
+               f"persistence_file mosquitto-{self.port}.db\nautosave_interval 0\n"
+               if self.persistent else "persistence false\n") +
             "max_queued_messages 100000\n"
             "max_inflight_messages 0\n"
             f"{self.extra_conf}\n"
@@ -88,8 +92,8 @@ def mosquitto_factory(tmp_path):
     """Make brokers on demand (e.g. start one later, or two for failover)."""
     made: list[Mosquitto] = []
 
-    def make(port: int | None = None, extra_conf: str = "", start: bool = True) -> Mosquitto:
-        b = Mosquitto(tmp_path, port, extra_conf)
+    def make(port: int | None = None, extra_conf: str = "", start: bool = True, persistent: bool = False) -> Mosquitto:
+        b = Mosquitto(tmp_path, port, extra_conf, persistent)
         made.append(b)
         return b.start() if start else b
 
