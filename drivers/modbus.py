@@ -1,0 +1,244 @@
+"""The Modbus driver: one task per device, polling planned block reads into Frames.
+
+    drv = ModbusDriver(index, device, points, on_frame)
+    async with drv:          # never raises for an unreachable device
+        await drv.run()      # polls until cancelled
+
+Callers may rely on:
+- one `on_frame(Frame)` call per poll, from the event loop, holding every
+  point of the device (global indices in `points` order);
+- the schedule does not drift: next deadline = previous deadline + poll;
+  ticks missed because a poll overran are counted in `counters["skipped"]`,
+  never polled late in a burst;
+- an unreachable device (no connection, or no answer after `retries` + 1
+  tries) yields a frame of NaN with quality 16 on the transition and at each
+  failed attempt; attempts back off from 1 s doubling to 60 s with jitter;
+  the device recovers by itself;
+- a Modbus exception or a malformed answer marks only the points of that
+  block with quality 128; exception 2 splits the block (see plan.py);
+  NaN/Inf read from a float register is quality 128 with value NaN;
+- one log line per state change (online/offline, set of failing blocks),
+  never one per poll; `counters` keeps the per-poll facts.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import struct
+import time
+from array import array
+from typing import Callable
+
+from pymodbus.exceptions import ConnectionException, ModbusIOException
+
+from edge_agent.config import Device
+from edge_agent.drivers.codec import Codec
+from edge_agent.drivers.link import Link, Unreachable, acquire, release
+from edge_agent.drivers.plan import Block, Plan
+from edge_agent.frame import Q_OK, Q_SENSOR_FAULT, Q_SUBSTATION_FAULT, Frame
+
+log = logging.getLogger("edge_agent.drivers.modbus")
+
+NAN = math.nan
+_EXC_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
+              4: "device failure", 5: "acknowledge", 6: "device busy", 8: "memory parity error",
+              10: "gateway path unavailable", 11: "gateway target did not respond"}
+
+
+class DeviceFailed(Exception):
+    """The device did not answer usefully; the poll is lost."""
+
+
+class ModbusDriver:
+    """Polls one Modbus device (modbus-tcp, modbus-rtu or modbus-rtu-tcp)."""
+
+    BACKOFF_START = 1.0
+    BACKOFF_CAP = 60.0
+
+    def __init__(self, index: int, device: Device, points: list, on_frame: Callable[[Frame], None]):
+        self.index = index
+        self.device = device
+        self.points = list(points)
+        self.on_frame = on_frame
+        self.state_changed: Callable[[int, bool, str], None] | None = None
+        self.codecs = [Codec(p.cfg) for p in self.points]
+        self.plan = Plan(self.codecs, device.max_gap)
+        self._indices = array("i", [p.index for p in self.points])
+        self._nan = array("d", [NAN]) * len(self.points)
+        self.online = False
+        self._state: bool | None = None      # None until the first poll decided
+        self._faults: frozenset = frozenset()
+        self._since = time.monotonic()
+        self.link: Link | None = None
+        self.counters = {"polls": 0, "frames": 0, "errors": 0, "timeouts": 0, "exceptions": 0,
+                         "garbage": 0, "skipped": 0, "requests": 0, "splits": 0, "connects": 0,
+                         "backoff": 0.0}
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> "ModbusDriver":
+        self.link = acquire(self.device)   # connects lazily, in the first poll
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self.link is not None:
+            release(self.link)
+            self.link = None
+
+    def describe(self) -> str:
+        return f"device {self.device.name} ({self.device.driver} {self._where()} unit {self.device.unit})"
+
+    def _where(self) -> str:
+        d = self.device
+        return d.serial if d.driver == "modbus-rtu" else f"{d.host}:{d.port or 502}"
+
+    # ------------------------------------------------------------------ schedule
+    async def run(self) -> None:
+        """Poll until cancelled (see the module docstring for the guarantees)."""
+        loop = asyncio.get_running_loop()
+        period = self.device.poll
+        deadline = loop.time()
+        backoff = 0.0
+        while True:
+            delay = deadline - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if await self.poll_once():
+                backoff = 0.0
+                deadline += period
+                late = loop.time() - deadline
+                if late >= period:          # overran whole periods: skip them, do not stack
+                    missed = int(late // period)
+                    self.counters["skipped"] += missed
+                    deadline += missed * period
+            else:
+                backoff = min(self.BACKOFF_CAP, max(self.BACKOFF_START, backoff * 2))
+                wait = max(period, backoff * random.uniform(0.8, 1.2))
+                self.counters["backoff"] = round(wait, 3)
+                deadline = loop.time() + wait
+
+    # ------------------------------------------------------------------ one poll
+    async def poll_once(self) -> bool:
+        """One poll of every block; emits one frame; False when the device is unreachable."""
+        assert self.link is not None, "use `async with driver:`"
+        self.counters["polls"] += 1
+        mono, wall = time.monotonic(), time.time()
+        values = array("d", self._nan)
+        quality = array("B", bytes(len(self.points)))
+        faults: dict[str, str] = {}
+        try:
+            async with self.link.lock:
+                await self.link.connect()
+                for block in list(self.plan.blocks):
+                    await self._read_block(block, values, quality, faults)
+        except (Unreachable, DeviceFailed) as exc:
+            self.counters["errors"] += 1
+            self._emit(Frame(self.index, mono, wall, array("i", self._indices), array("d", self._nan),
+                             array("B", [Q_SUBSTATION_FAULT]) * len(self.points)))
+            self._set_state(False, str(exc))
+            return False
+        self._set_state(True, "answering")
+        self._note_faults(faults)
+        self._emit(Frame(self.index, mono, wall, array("i", self._indices), values, quality))
+        return True
+
+    async def _request(self, block: Block):
+        """The response to `block`'s read, retried on timeout; raises DeviceFailed."""
+        link, dev = self.link, self.device
+        for _ in range(dev.retries + 1):
+            self.counters["requests"] += 1
+            try:
+                return await link.read(block.area, block.start, block.count, dev.unit)
+            except ModbusIOException:
+                self.counters["timeouts"] += 1
+                link.resync()
+                await link.connect()
+            except ConnectionException:
+                link.resync()
+                await link.connect()
+        raise DeviceFailed(f"no answer within {dev.timeout:g}s after {dev.retries + 1} tries")
+
+    async def _read_block(self, block: Block, values: array, quality: array, faults: dict) -> None:
+        rr = await self._request(block)
+        if rr.isError():
+            code = getattr(rr, "exception_code", 0)
+            self.counters["exceptions"] += 1
+            if code == 2 and not block.rejected:
+                halves = self.plan.split(block)
+                if len(halves) == 2:
+                    self.counters["splits"] += 1
+                    for half in halves:
+                        await self._read_block(half, values, quality, faults)
+                    return
+            faults[str(block)] = f"exception {code} ({_EXC_NAMES.get(code, 'unknown')})"
+            self._mark(block, quality)
+            return
+        if block.is_bits:
+            bits = rr.bits
+            if len(bits) < block.count:
+                self._garbage(block, quality, faults, f"{len(bits)} bits for {block.count}")
+                return
+            for pos, c in block.members:
+                values[pos] = 1.0 if bits[c.address - block.start] else 0.0
+            return
+        regs = rr.registers
+        if len(regs) != block.count:
+            self._garbage(block, quality, faults, f"{len(regs)} registers for {block.count}")
+            return
+        try:
+            buf = struct.pack(f">{block.count}H", *regs)
+        except struct.error:
+            self._garbage(block, quality, faults, "register values out of range")
+            return
+        start = block.start
+        for pos, c in block.members:
+            v = c.decode(buf, (c.address - start) * 2)
+            if v - v != 0.0:            # NaN or +-Inf: a sensor fault, never a number
+                quality[pos] = Q_SENSOR_FAULT
+                v = NAN
+            values[pos] = v
+
+    def _garbage(self, block: Block, quality: array, faults: dict, what: str) -> None:
+        self.counters["garbage"] += 1
+        faults[str(block)] = f"malformed answer ({what})"
+        self._mark(block, quality)
+        self.link.resync()
+
+    @staticmethod
+    def _mark(block: Block, quality: array) -> None:
+        for pos, _ in block.members:
+            quality[pos] = Q_SENSOR_FAULT
+
+    def _emit(self, frame: Frame) -> None:
+        self.counters["frames"] += 1
+        self.on_frame(frame)
+
+    # ------------------------------------------------------------------ state and logging
+    def _set_state(self, online: bool, reason: str) -> None:
+        if self._state is online:
+            return
+        was, self._state, self.online = self._state, online, online
+        now = time.monotonic()
+        if online:
+            after = f" after {now - self._since:.0f}s" if was is False else ""
+            log.info("%s online%s", self.describe(), after)
+        else:
+            log.warning("%s unreachable: %s; %s", self.describe(), reason,
+                        self.link.hint if self.link else "check the device")
+        self._since = now
+        if self.state_changed is not None:
+            self.state_changed(self.index, online, reason)
+
+    def _note_faults(self, faults: dict[str, str]) -> None:
+        sig = frozenset(faults.items())
+        if sig == self._faults:
+            return
+        self._faults = sig
+        if faults:
+            names = {str(b): " ".join(self.points[p].id for p, _ in b.members) for b in self.plan.blocks}
+            what = "; ".join(f"{blk} [{names.get(blk, '?')}]: {why}" for blk, why in sorted(faults.items()))
+            log.warning("%s answers with errors: %s; check these addresses and types against the "
+                        "device's register map", self.describe(), what)
+        else:
+            log.info("%s answers all reads again", self.describe())

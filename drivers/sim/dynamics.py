@@ -1,0 +1,161 @@
+"""What the simulated devices measure: plausible values by sensor code.
+
+`DeviceModel(device, rng, scenario).values(t)` returns the engineering value
+of every point of one device at monotonic time `t` (seconds; the model's
+clock starts at its first call).  State that
+several points share lives on the device: a belt's running flag drives its
+speed, motor current and bearing temperature; a coal bin's feeder drives its
+level (the feeder starts when the bin is nearly full and stops when it is
+low).  Methane (0001) idles at 0.2-0.5 %CH4 with noise and, every `gas_every`
+seconds on average, makes a ~20 s excursion through its alarm level and
+sometimes past its cut-off.
+
+Scenarios tune the models; add one by adding an entry to `SCENARIOS`.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from edge_agent.config import Device, Point
+
+
+@dataclass(frozen=True)
+class Scenario:
+    gas_every: float = 90.0        # mean seconds between methane excursions
+    gas_first: float = 20.0        # the first excursion comes early, so a short demo shows one
+    belt_stop_every: float = 600.0  # mean seconds between belt stops
+    belt_stop_for: float = 30.0
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "normal": Scenario(),
+    "gas-alarm": Scenario(gas_every=25.0, gas_first=3.0),   # frequent excursions, for tests and demos
+    "steady": Scenario(gas_every=math.inf, gas_first=math.inf, belt_stop_every=math.inf),
+}
+
+
+class _Noise:
+    """Mean-reverting random walk (Ornstein-Uhlenbeck): smooth, bounded noise."""
+
+    def __init__(self, rng: random.Random, sigma: float, tau: float = 10.0):
+        self.rng, self.sigma, self.tau, self.x = rng, sigma, tau, 0.0
+
+    def step(self, dt: float) -> float:
+        a = math.exp(-dt / self.tau)
+        self.x = self.x * a + self.sigma * math.sqrt(max(0.0, 1 - a * a)) * self.rng.gauss(0.0, 1.0)
+        return self.x
+
+
+class _Excursion:
+    """Occasional methane excursions: ramp up ~5 s, hold ~10 s, ramp down ~5 s."""
+
+    def __init__(self, rng: random.Random, sc: Scenario, alarm: float, cutoff: float):
+        self.rng, self.sc = rng, sc
+        self.alarm, self.cutoff = alarm, cutoff
+        self.start = sc.gas_first
+        self.peak = self._peak()
+
+    def _peak(self) -> float:
+        if self.rng.random() < 0.35:
+            return self.cutoff * self.rng.uniform(1.05, 1.3)                # into cut-off
+        return self.rng.uniform(self.alarm * 1.1, (self.alarm + self.cutoff) / 2)
+
+    def extra(self, t: float, base: float) -> float:
+        d = t - self.start
+        if d < 0:
+            return 0.0
+        if d > 20.0:
+            self.start = t + self.rng.uniform(0.6, 1.4) * self.sc.gas_every
+            self.peak = self._peak()
+            return 0.0
+        shape = min(1.0, d / 5.0, (20.0 - d) / 5.0)
+        return shape * max(0.0, self.peak - base)
+
+
+class DeviceModel:
+    """Every point of one simulated device, advanced together in time."""
+
+    def __init__(self, device: Device, rng: random.Random, scenario: Scenario):
+        self.device, self.rng, self.sc = device, rng, scenario
+        self.t: float | None = None
+        self.t0 = 0.0
+        codes = {p.sensor for p in device.points}
+        self.is_bin = "0008" in codes or "0050" in codes
+        self.running = True
+        self.level = 12.0
+        self.speed = 3.15
+        self.bearing = 45.0
+        self.next_stop = rng.uniform(0.5, 1.5) * scenario.belt_stop_every
+        self.stop_until = -1.0
+        self.noise = {p.id: _Noise(rng, 1.0) for p in device.points}
+        self.gas = {p.id: _Excursion(rng, scenario, *self._gas_levels(p)) for p in device.points
+                    if p.sensor in ("0001", "0043")}
+
+    @staticmethod
+    def _gas_levels(p: Point) -> tuple[float, float]:
+        alarm = p.alarm.high if p.alarm.high is not None else 1.0
+        cutoff = p.cutoff.high if p.cutoff.high is not None else alarm * 1.5
+        return alarm, cutoff
+
+    def _machine(self, t: float, dt: float) -> None:
+        if self.is_bin:
+            # feeder draws coal out; the belt above fills the bin while the feeder stands
+            self.level += (-0.08 if self.running else 0.06) * dt
+            if self.level > 24.0:
+                self.running = True
+            elif self.level < 6.0:
+                self.running = False
+            return
+        if self.running and t >= self.next_stop:
+            self.running, self.stop_until = False, t + self.sc.belt_stop_for
+        elif not self.running and t >= self.stop_until:
+            self.running = True
+            self.next_stop = t + self.rng.uniform(0.5, 1.5) * self.sc.belt_stop_every
+        target = 3.15 if self.running else 0.0
+        self.speed += (target - self.speed) * min(1.0, dt / 3.0)
+        hot = 52.0 if self.running else 25.0
+        self.bearing += (hot - self.bearing) * min(1.0, dt / 120.0)
+
+    def values(self, t: float) -> dict[str, float]:
+        """Engineering value of every point (by id) at time `t`."""
+        if self.t is None:
+            self.t0, self.t = t, t
+        dt = min(5.0, max(0.0, t - self.t))
+        self.t = t
+        t -= self.t0        # the models' clocks start at the first read
+        self._machine(t, dt)
+        out = {}
+        for p in self.device.points:
+            n = self.noise[p.id].step(dt)
+            out[p.id] = self._value(p, t, n)
+        return out
+
+    def _value(self, p: Point, t: float, n: float) -> float:
+        s = p.sensor
+        if s in ("0001", "0043"):
+            base = 0.35 + 0.07 * n
+            return max(0.0, base + self.gas[p.id].extra(t, base))
+        if s == "0002":
+            return max(0.0, 2.2 + 0.3 * n)
+        if s == "0003":
+            return 24.0 + 1.0 * n
+        if s == "0004":
+            return max(0.0, 8.0 + 3.0 * n)
+        if s == "0012":
+            return 20.7 + 0.1 * n
+        if s in ("0008", "0050"):
+            return max(0.0, self.level + 0.05 * n)
+        if s == "0060":
+            return max(0.0, self.speed + (0.03 * n if self.running else 0.0))
+        if s == "0017":
+            return max(0.0, 120.0 + 8.0 * n) if self.running else 0.0
+        if s in ("0026", "0028"):
+            return self.bearing + 0.3 * n
+        if s in ("1004", "1001", "1010"):
+            return 1.0 if self.running else 0.0
+        if p.kind == "switch" or s.startswith("1"):
+            return 1.0
+        lo, hi = p.range if p.range is not None else (0.0, 100.0)
+        return lo + (hi - lo) * (0.3 + 0.02 * n)
