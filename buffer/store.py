@@ -3,34 +3,51 @@
 A row is one message (many records).  `seq` increases by one per message per
 gateway and survives restarts.  Each row carries a bit mask of the sinks that
 still have to acknowledge it; it is deleted when the mask reaches zero.
+
+What callers may rely on:
+- `append` commits its batch in one transaction and never raises for a disk
+  that refuses (full, read-only, I/O error): the batch waits in memory (up to
+  `memory_limit`, oldest realtime rows dropped beyond it), one line is logged,
+  and `tick` retries.  Nothing can overtake rows waiting in memory.
+- `peek` returns only committed rows, and in `normal` mode only rows whose WAL
+  frames are on disk (it syncs the WAL first when it must), so a seq a sink has
+  seen is never handed out again after a power loss.
+- Bounds drop by class (CDSS/FZSS, then TJSJ, then CDDY/FZDY, then YCBJ),
+  oldest first; `max_age` never drops definitions or alarms.  Every drop is
+  counted by type (`drops`, persisted) and reported once (`take_drop_report`).
 """
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from edge_agent.buffer.drops import DropLog
+from edge_agent.buffer.schema import (ADD_DROPS, ALL_SINKS, PROTECTED, SINKS, disk_error, open_db, priority,
+                                      transaction)
+from edge_agent.errors import EdgeAgentError
+
 log = logging.getLogger("edge_agent.buffer")
 
-SINKS = {"mqtt": 1, "files": 2}
-ALL_SINKS = 3
+__all__ = ["ALL_SINKS", "SINKS", "Buffer", "Row"]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    seq   INTEGER PRIMARY KEY,
-    type  TEXT    NOT NULL,
-    sinks INTEGER NOT NULL,
-    time  REAL    NOT NULL,
-    body  BLOB    NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-"""
+ROW_OVERHEAD = 64            # bytes a row costs beyond its body, for size estimates
+CLASSES = (0, 1, 2, 3)       # drop order (schema.PRIORITY)
+
+INSERT = "INSERT INTO messages(seq, type, prio, sinks, time, body) VALUES (?,?,?,?,?,?)"
+SET_META = "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"
+DELETE = "DELETE FROM messages WHERE seq = ?"
+OLDEST_IN_CLASS = "SELECT seq, type, length(body), time FROM messages WHERE prio = ? AND seq > ? ORDER BY seq LIMIT ?"
+PEEK = {bit: f"SELECT seq, type, time, body FROM messages INDEXED BY pending_{name} "
+             f"WHERE sinks & {bit} AND seq > ? ORDER BY seq LIMIT ?" for name, bit in SINKS.items()}
+BACKLOG = {bit: f"SELECT count(*) FROM messages INDEXED BY pending_{name} WHERE sinks & {bit}"
+           for name, bit in SINKS.items()}
+ACK = {bit: f"UPDATE messages SET sinks = sinks & {ALL_SINKS & ~bit} WHERE seq = ?" for bit in SINKS.values()}
+DELETE_DONE = "DELETE FROM messages WHERE seq = ? AND sinks = 0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,81 +62,357 @@ class Buffer:
     """Append messages in one transaction per batch; each sink peeks and acks independently."""
 
     def __init__(self, path: str | Path, *, durability: str = "normal", max_size: int = 1024**3,
-                 max_age: float = 30 * 86400.0, sync_every: float = 1.0, memory_limit: int = 64 * 1024**2):
+                 max_age: float = 30 * 86400.0, sync_every: float = 1.0, memory_limit: int = 64 * 1024**2,
+                 retry_every: float = 1.0):
+        if durability not in ("normal", "full"):
+            raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.durability = durability
         self.max_size = max_size
         self.max_age = max_age
         self.sync_every = sync_every
-        self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
-        self.db.executescript(SCHEMA)
-        row = self.db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()
-        top = self.db.execute("SELECT max(seq) FROM messages").fetchone()[0] or 0
-        self._next_seq = max(row[0] if row else 1, top + 1)
-        self.drops: dict[str, int] = {}
+        self.memory_limit = memory_limit
+        self.retry_every = retry_every
+        try:
+            self.db = open_db(self.path, durability)
+        except (sqlite3.Error, OSError) as exc:
+            raise EdgeAgentError(f"buffer: cannot open {self.path}: {disk_error(exc) or exc}; check that its "
+                                 "folder exists, is writable and has free space") from exc
+        db = self.db
+        self.page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        row = db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()
+        top = db.execute("SELECT max(seq) FROM messages").fetchone()[0] or 0
+        self._next_seq = max(int(row[0]) if row else 1, top + 1)
+        self._committed_top = self._next_seq - 1
+        self._synced_top = self._committed_top      # what we found at open is what survived
+        drops = db.execute("SELECT type, total, unreported FROM drops").fetchall()
+        self._drops = DropLog({t: n for t, n, _ in drops})
+        self._drops.restore_report({t: u for t, _, u in drops}, None, None)
+        self._held: list[tuple] = []                 # (seq, type, prio, sinks, time, body) not yet committed
+        self._held_bytes = 0
+        self._held_acks: dict[int, set[int]] = {}    # sink bit -> seqs acked but not yet written
+        self._trouble: str | None = None
+        self._trouble_since = 0.0
+        self._retry_at = 0.0
+        self._wal_fd: int | None = None
+        self._last_checkpoint = time.monotonic()
+
+    # ------------------------------------------------------------------ properties
 
     @property
     def next_seq(self) -> int:
         return self._next_seq
 
+    @property
+    def drops(self) -> dict[str, int]:
+        """Rows dropped by type over the life of the file (bounds, memory hold)."""
+        return dict(self._drops.totals)
+
+    @property
+    def held(self) -> int:
+        """Messages waiting in memory because the disk refused them."""
+        return len(self._held)
+
+    # ------------------------------------------------------------------ append
+
     def append(self, messages: Sequence[tuple[str, int, float, bytes]]) -> list[int]:
         """Commit messages (type, sinks mask, epoch time, body) in one transaction; return their seqs."""
-        if not messages:
+        n = len(messages)
+        if not n:
             return []
         first = self._next_seq
-        rows = [(first + i, t, s, tm, b) for i, (t, s, tm, b) in enumerate(messages)]
-        nxt = first + len(rows)
-        with self.db:
-            self.db.execute("BEGIN")
-            self.db.executemany("INSERT INTO messages(seq, type, sinks, time, body) VALUES (?,?,?,?,?)", rows)
-            self.db.execute("INSERT INTO meta(key, value) VALUES ('next_seq', ?) "
-                            "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (nxt,))
-        self._next_seq = nxt
-        return list(range(first, nxt))
+        rows = [(first + i, t, priority(t), s, tm, b) for i, (t, s, tm, b) in enumerate(messages)]
+        if self._held:                  # keep order: nothing overtakes rows waiting in memory
+            self._next_seq = first + n
+            self._hold(rows)
+            return list(range(first, first + n))
+        try:
+            self._insert(rows)
+        except Exception as exc:
+            reason = disk_error(exc)
+            if reason is None:
+                raise
+            self._next_seq = first + n
+            self._failed(reason)
+            self._hold(rows)
+            return list(range(first, first + n))
+        self._next_seq = first + n
+        if self.max_size and self._used_bytes() > self.max_size:
+            self._guard(self._enforce_size)
+        return list(range(first, first + n))
+
+    def _insert(self, rows: list[tuple]) -> None:
+        with transaction(self.db) as db:
+            db.executemany(INSERT, rows)
+            db.execute(SET_META, ("next_seq", rows[-1][0] + 1))
+            unsaved = self._drops.unsaved
+            if unsaved:
+                db.executemany(ADD_DROPS, [(t, n, b, n) for t, (n, b) in unsaved.items()])
+        self._drops.unsaved = {}
+        self._committed_top = rows[-1][0]
+        if self.durability == "full":
+            self._synced_top = self._committed_top
+
+    def _hold(self, rows: list[tuple]) -> None:
+        self._held.extend(rows)
+        self._held_bytes += sum(len(r[5]) + ROW_OVERHEAD for r in rows)
+        if self._held_bytes > self.memory_limit:
+            self._shed_memory()
+
+    def _shed_memory(self) -> None:
+        """Drop held rows, lowest class and oldest first, until the hold fits memory_limit."""
+        excess = self._held_bytes - self.memory_limit
+        gone: set[int] = set()
+        counts: dict[str, tuple[int, int]] = {}
+        for cls in CLASSES:
+            for r in self._held:
+                if excess <= 0:
+                    break
+                if r[2] == cls:
+                    gone.add(r[0])
+                    size = len(r[5]) + ROW_OVERHEAD
+                    excess -= size
+                    n, b = counts.get(r[1], (0, 0))
+                    counts[r[1]] = (n + 1, b + len(r[5]))
+        self._held = [r for r in self._held if r[0] not in gone]
+        self._held_bytes = sum(len(r[5]) + ROW_OVERHEAD for r in self._held)
+        self._drops.record("memory", counts, saved=False)
+
+    def _failed(self, reason: str) -> None:
+        self._retry_at = time.monotonic() + self.retry_every
+        if self._trouble is None:
+            self._trouble, self._trouble_since = reason, time.monotonic()
+            log.error("buffer: cannot write %s (%s); holding new messages in memory (up to %d MiB) and "
+                      "retrying every %gs; free space or fix the disk", self.path, reason,
+                      self.memory_limit // 2**20, self.retry_every)
+
+    def _guard(self, fn, *args) -> bool:
+        """Run maintenance; a refusing disk is noted (and retried later), never raised."""
+        try:
+            fn(*args)
+            return True
+        except Exception as exc:
+            reason = disk_error(exc)
+            if reason is None:
+                raise
+            self._failed(reason)
+            return False
+
+    # ------------------------------------------------------------------ peek / ack
 
     def peek(self, sink: str, limit: int, after_seq: int = 0) -> list[Row]:
-        """Rows the sink has not acknowledged, oldest first, with seq > after_seq."""
+        """Committed rows the sink has not acknowledged, oldest first, with seq > after_seq."""
         bit = SINKS[sink]
-        cur = self.db.execute("SELECT seq, type, time, body FROM messages WHERE seq > ? AND (sinks & ?) != 0 "
-                              "ORDER BY seq LIMIT ?", (after_seq, bit, limit))
-        return [Row(*r) for r in cur]
+        acked = self._held_acks.get(bit)
+        try:
+            rows = self.db.execute(PEEK[bit], (after_seq, limit + (len(acked) if acked else 0))).fetchall()
+        except Exception as exc:
+            if disk_error(exc) is None:
+                raise
+            self._failed(disk_error(exc))
+            return []
+        if acked:
+            rows = [r for r in rows if r[0] not in acked][:limit]
+        if rows and rows[-1][0] > self._synced_top and not self._guard(self._sync):
+            rows = [r for r in rows if r[0] <= self._synced_top]
+        return [Row(*r) for r in rows]
 
     def ack(self, sink: str, seqs: Iterable[int]) -> None:
+        """The sink delivered these rows; rows no sink still needs are deleted (one transaction)."""
         bit = SINKS[sink]
-        params = [(bit, s) for s in seqs]
-        if not params:
+        seqs = list(seqs)
+        if not seqs:
             return
-        with self.db:
-            self.db.execute("BEGIN")
-            self.db.executemany("UPDATE messages SET sinks = sinks & ~? WHERE seq = ?", params)
-            self.db.execute("DELETE FROM messages WHERE sinks = 0")
+        if self._held_acks:
+            self._held_acks.setdefault(bit, set()).update(seqs)
+            self._guard(self._write_held_acks)
+            return
+        if not self._guard(self._write_acks, bit, seqs):
+            self._held_acks.setdefault(bit, set()).update(seqs)
+
+    def _write_acks(self, bit: int, seqs: list[int]) -> None:
+        db = self.db
+        params = [(s,) for s in seqs]
+        # An ack lost to a power cut only means a redelivery (at-least-once), so `full`
+        # need not pay an fsync for it.
+        if self.durability == "full":
+            db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with transaction(db):
+                db.executemany(ACK[bit], params)
+                db.executemany(DELETE_DONE, params)
+        finally:
+            if self.durability == "full":
+                db.execute("PRAGMA synchronous=FULL")
+
+    def _write_held_acks(self) -> None:
+        for bit in list(self._held_acks):
+            self._write_acks(bit, sorted(self._held_acks[bit]))
+            del self._held_acks[bit]
 
     def backlog(self, sink: str) -> int:
-        return self.db.execute("SELECT count(*) FROM messages WHERE (sinks & ?) != 0",
-                               (SINKS[sink],)).fetchone()[0]
+        """Rows (committed or held in memory) the sink still has to deliver."""
+        bit = SINKS[sink]
+        held = sum(1 for r in self._held if r[3] & bit)
+        try:
+            return self.db.execute(BACKLOG[bit]).fetchone()[0] + held
+        except Exception as exc:
+            if disk_error(exc) is None:
+                raise
+            return held
+
+    # ------------------------------------------------------------------ durability
+
+    def _sync(self) -> None:
+        """Make every committed row durable: fsync the WAL (what synchronous=FULL does per commit)."""
+        top = self._committed_top
+        if top <= self._synced_top:
+            return
+        wal = str(self.path) + "-wal"
+        try:
+            if self._wal_fd is None or os.fstat(self._wal_fd).st_ino != os.stat(wal).st_ino:
+                self._close_wal()
+                self._wal_fd = os.open(wal, os.O_RDONLY)
+            os.fsync(self._wal_fd)
+        except FileNotFoundError:       # no WAL: a checkpoint syncs the database file
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self._synced_top = top
+
+    def _close_wal(self) -> None:
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
+
+    def _checkpoint(self) -> None:
+        self._sync()
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    # ------------------------------------------------------------------ bounds
+
+    def _used_bytes(self) -> int:
+        db = self.db
+        pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
+        return pages * self.page_size
+
+    def _victims(self, cls: int, need: int | None, cutoff: float | None) -> list[tuple]:
+        """Oldest rows of a class: enough to free `need` bytes, or all older than `cutoff`."""
+        out: list[tuple] = []
+        after, freed = 0, 0
+        while True:
+            chunk = self.db.execute(OLDEST_IN_CLASS, (cls, after, 256)).fetchall()
+            for r in chunk:
+                if (cutoff is not None and r[3] >= cutoff) or (need is not None and freed >= need):
+                    return out
+                out.append(r)
+                freed += r[2] + ROW_OVERHEAD
+            if len(chunk) < 256:
+                return out
+            after = chunk[-1][0]
+
+    def _delete(self, reason: str, victims: list[tuple]) -> None:
+        counts: dict[str, tuple[int, int]] = {}
+        for _, t, size, _ in victims:
+            n, b = counts.get(t, (0, 0))
+            counts[t] = (n + 1, b + size)
+        with transaction(self.db) as db:
+            db.executemany(DELETE, [(v[0],) for v in victims])
+            db.executemany(ADD_DROPS, [(t, n, b, n) for t, (n, b) in counts.items()])
+        self._drops.record(reason, counts, saved=True)
+
+    def _enforce_size(self) -> None:
+        for _ in range(1000):
+            excess = self._used_bytes() - self.max_size
+            if excess <= 0:
+                return
+            for cls in CLASSES:
+                victims = self._victims(cls, excess, None)
+                if victims:
+                    self._delete("max_size", victims)
+                    break
+            else:
+                return                  # nothing left to drop
+
+    def _enforce_age(self, now: float) -> None:
+        cutoff = now - self.max_age
+        for cls in CLASSES:
+            if cls >= PROTECTED:
+                return
+            victims = self._victims(cls, None, cutoff)
+            if victims:
+                self._delete("max_age", victims)
+
+    # ------------------------------------------------------------------ tick
 
     def tick(self, now: float | None = None) -> None:
-        """Periodic maintenance (checkpoint, bounds); called by the pipeline about once a second."""
+        """Periodic maintenance, about once a second: retry held rows, checkpoint, bounds, drop episodes."""
+        now = time.time() if now is None else now
+        mono = time.monotonic()
+        if (self._held or self._held_acks or self._trouble) and mono >= self._retry_at:
+            self._retry()
+        if mono - self._last_checkpoint >= self.sync_every:
+            if self._guard(self._checkpoint):
+                self._last_checkpoint = mono
+        if self.max_age:
+            self._guard(self._enforce_age, now)
+        if self.max_size:
+            self._guard(self._enforce_size)
+        self._drops.tick(now)
+
+    def _retry(self) -> None:
+        ok = True
+        if self._held:
+            ok = self._guard(self._insert, self._held)
+            if ok:
+                log.warning("buffer: writing to %s again after %.0fs; %d messages held in memory are committed",
+                            self.path, time.monotonic() - self._trouble_since, len(self._held))
+                self._held, self._held_bytes = [], 0
+        if ok and self._held_acks:
+            ok = self._guard(self._write_held_acks)
+        if ok and self._trouble is not None:
+            if not self._held and not self._held_acks:
+                self._trouble = None
+        elif not ok:
+            self._retry_at = time.monotonic() + self.retry_every
+
+    # ------------------------------------------------------------------ reports
+
+    def take_drop_report(self) -> dict | None:
+        """Drops since the last call (persisted across restarts), or None; publish it upstream."""
+        report = self._drops.take()
+        if report is not None:
+            self._guard(self.db.execute, "UPDATE drops SET unreported = 0")
+        return report
 
     def stats(self) -> dict:
-        rows = self.db.execute("SELECT type, count(*), sum(length(body)), min(time) FROM messages GROUP BY type")
-        by_type = {t: {"rows": n, "bytes": b or 0} for t, n, b, _ in rows}
-        oldest = self.db.execute("SELECT min(time) FROM messages").fetchone()[0]
-        return {
-            "path": str(self.path),
-            "next_seq": self._next_seq,
-            "rows": sum(v["rows"] for v in by_type.values()),
-            "by_type": by_type,
-            "oldest_age": 0.0 if oldest is None else max(0.0, time.time() - oldest),
-            "backlog": {s: self.backlog(s) for s in SINKS},
-            "drops": dict(self.drops),
-        }
+        """Rows and body bytes per type, oldest age, per-sink backlog, drops, memory hold, disk trouble."""
+        from edge_agent.buffer.tools import table_stats
+        out = {"path": str(self.path), "durability": self.durability, "next_seq": self._next_seq}
+        try:
+            out.update(table_stats(self.db))
+            out["file_bytes"] = self._used_bytes()
+        except Exception as exc:
+            if disk_error(exc) is None:
+                raise
+            out.update(rows=0, bytes=0, by_type={}, oldest_age=0.0, backlog={s: 0 for s in SINKS})
+        for s, bit in SINKS.items():
+            out["backlog"][s] = out["backlog"].get(s, 0) + sum(1 for r in self._held if r[3] & bit)
+        out["drops"] = self.drops
+        out["held"] = {"rows": len(self._held), "bytes": self._held_bytes}
+        out["disk_error"] = self._trouble
+        return out
 
     def close(self) -> None:
+        """Commit what is held if the disk allows, checkpoint, close.  Safe to call twice."""
+        if self.db is None:
+            return
+        if self._held or self._held_acks:
+            self._retry()
+        if self._held:
+            log.error("buffer: %d messages held in memory could not be written to %s and are lost (%s)",
+                      len(self._held), self.path, self._trouble)
         try:
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._guard(self.db.execute, "PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
+            self._close_wal()
             self.db.close()
+            self.db = None
