@@ -1,0 +1,387 @@
+"""The OPC UA driver: one device (one server session), subscribe or poll mode.
+
+    drv = OpcUaDevice(index, device_cfg, points, on_frame)
+    async with drv:            # never raises for an unreachable server
+        await drv.run()        # until cancelled
+
+What the pipeline may rely on:
+
+- Subscribe mode (default): one subscription per session with every node
+  in one CreateMonitoredItems call, the point's absolute deadband (analog
+  points, converted to raw units) as a server-side DataChangeFilter.  Each
+  publish response becomes one Frame holding only the points that changed.
+- Poll mode: every `poll` seconds one Read of all nodes (split by the
+  server's MaxNodesPerRead); each poll is one Frame of every point.
+- Status codes and timestamps map as `opcua_values` says.  A point whose
+  node or browse path is not on the server is logged once per connection
+  (device, point, address, reason) and reported with quality 128.
+- Session loss (socket closed, the asyncua watchdog's periodic probe failing,
+  or a subscription that stops publishing, keep-alives included) gives one
+  quality-16 Frame for all points, one WARNING line naming the device,
+  `state_changed(index, False, reason)`, then reconnects with backoff
+  (1 s doubling to 60 s, +-20 % jitter) on a fresh session with fresh
+  subscriptions.  The old session is not resumed; it is asked to close, and
+  its short session timeout makes the server drop it (and its subscription)
+  if it cannot be.
+- A connect failure is logged once per distinct reason (login refused,
+  certificate rejected, refused, timeout); repeats go to DEBUG.
+- `counters` is a plain dict of ints (notifications, frames, reads, values,
+  bad, uncertain, link_down, empty, unsupported, sessions, losses,
+  connect_failures, missing).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from array import array
+from pathlib import Path
+from typing import Callable
+
+from asyncua import Client, ua
+from asyncua.common.subscription import Subscription
+
+from edge_agent.config import Device
+from edge_agent.errors import ConfigError, Problem
+from edge_agent.frame import Q_SENSOR_FAULT, Frame
+from edge_agent.drivers.opcua_session import (close_client, config_problems, describe, max_nodes_per_read,
+                                              open_client, parse_address, parse_security, resolve, show_url)
+from edge_agent.drivers.opcua_values import FrameBuilder, unreachable_frame
+
+log = logging.getLogger("edge_agent.drivers.opcua")
+# asyncua logs each step of a failing connect or a lost link at WARNING, some
+# with tracebacks; the driver reports the outage itself in one line.  Only
+# when nobody configured the "asyncua" logger: an explicit level wins.
+if logging.getLogger("asyncua").level == logging.NOTSET:
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
+
+BACKOFF_START = 1.0
+BACKOFF_MAX = 60.0
+JITTER = 0.2
+UNKNOWN_NODE = frozenset({ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid,
+                          ua.StatusCodes.BadAttributeIdInvalid})
+KEEPALIVE_EVERY = 5.0       # seconds between keep-alives of an idle subscription
+HEALTHY_AFTER = 30.0        # a session that lived this long resets the backoff
+
+
+def backoff_delays(start: float = BACKOFF_START, cap: float = BACKOFF_MAX):
+    """Nominal reconnect delays: start, doubling, capped (jitter is applied by the caller)."""
+    d = start
+    while True:
+        yield d
+        d = min(d * 2, cap)
+
+
+_rng = random.Random()
+
+
+def jittered(d: float) -> float:
+    """`d` +-20 %, so devices that lost one server together do not reconnect in lockstep."""
+    return d * (1.0 + _rng.uniform(-JITTER, JITTER))
+
+
+class SessionLost(Exception):
+    """The current session cannot go on; the message is the reason."""
+
+
+class _FrameSubscription(Subscription):
+    """A Subscription that turns each publish response into one Frame, bypassing per-value events."""
+
+    def __init__(self, session, params: ua.CreateSubscriptionParameters, drv: "OpcUaDevice"):
+        super().__init__(session, params, handler=None, queue_maxsize=1)
+        self.drv = drv
+
+    async def publish_callback(self, publish_result: ua.PublishResult) -> None:  # called by the publish loop
+        self.last_publish_at = time.monotonic()
+        data = publish_result.NotificationMessage.NotificationData
+        if not data:
+            return  # keep-alive
+        self.drv._on_publish(data)
+
+
+class OpcUaDevice:
+    """One OPC UA device of the site (see the module doc for the contract)."""
+
+    session_timeout = 15.0   # s; the server drops an orphaned session (and its subscription) after this
+    watchdog = 2.0           # s between the asyncua supervisor's server-state probes
+
+    def __init__(self, index: int, device: Device, points: list, on_frame: Callable[[Frame], None], *,
+                 base_dir: str | Path | None = None, backoff_max: float = BACKOFF_MAX):
+        self.index = index
+        self.device = device
+        self.points = list(points)
+        self.on_frame = on_frame
+        self.base = Path(base_dir) if base_dir is not None else None
+        self.backoff_max = backoff_max
+        problems = config_problems(device, self.base)
+        if problems:
+            raise ConfigError([Problem(f"device {device.name}", None, f, r) for f, r in problems])
+        self.name = device.name
+        self.url = show_url(device.url or "")
+        self.security = parse_security(device.security)
+        self.addresses = [parse_address(rp.cfg.address) for rp in self.points]
+        self.gidx = array("i", [rp.index for rp in self.points])
+        self.scale = [float(rp.cfg.scale) for rp in self.points]
+        self.offset = [float(rp.cfg.offset) for rp in self.points]
+        self.interval = float(device.publishing_interval or device.poll)
+        # OPC UA requests carry more than a Modbus read: Device.timeout's 0.5 s
+        # default is for Modbus, so only an explicit timeout is taken as is.
+        self.timeout = float(device.timeout) if "timeout" in device.model_fields_set else 4.0
+        self.online = False
+        self.state_changed: Callable[[int, bool, str], None] | None = None
+        self.counters = dict.fromkeys(
+            ("notifications", "frames", "reads", "read_requests", "values", "bad", "uncertain", "link_down", "empty",
+             "unsupported", "sessions", "losses", "connect_failures", "missing"), 0)
+        self._client: Client | None = None
+        self._lost: asyncio.Event | None = None
+        self._lost_reason = ""
+        self._reported: str | None = None   # the offline reason last logged (None: none logged)
+        self._pos_of_handle: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> "OpcUaDevice":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await close_client(client)
+
+    async def run(self) -> None:
+        """Connect, serve, and reconnect after every loss, until cancelled."""
+        delays = backoff_delays(BACKOFF_START, self.backoff_max)
+        while True:
+            try:
+                self._lost = asyncio.Event()
+                self._client = await open_client(
+                    self.device, timeout=self.timeout, watchdog=self.watchdog,
+                    session_timeout=self.session_timeout, base=self.base, on_lost=self._on_connection_lost)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure is a reason to retry
+                self.counters["connect_failures"] += 1
+                self._set_offline(describe(exc, self.device, self.timeout))
+                await asyncio.sleep(jittered(next(delays)))
+                continue
+            started = time.monotonic()
+            self.counters["sessions"] += 1
+            try:
+                reason = await self._serve(self._client)
+            except asyncio.CancelledError:
+                raise
+            except SessionLost as exc:
+                reason = str(exc)
+            except (ConnectionError, OSError, asyncio.TimeoutError, ua.UaError) as exc:
+                reason = describe(exc, self.device, self.timeout)
+            finally:
+                client, self._client = self._client, None
+                if client is not None:
+                    await close_client(client)
+            self.counters["losses"] += 1
+            self._set_offline(f"session lost: {reason}")
+            if time.monotonic() - started >= HEALTHY_AFTER:
+                delays = backoff_delays(BACKOFF_START, self.backoff_max)
+            await asyncio.sleep(jittered(next(delays)))
+
+    # ------------------------------------------------------------------ state
+
+    def _set_online(self, client: Client) -> None:
+        self.online = True
+        self._reported = None
+        sec = "no security" if not self.security.policy else f"{self.security.policy},{self.security.mode}"
+        log.info("device %s: connected to %s (%s, %s, %d points)", self.name, self.url, self.device.mode, sec,
+                 len(self.points))
+        if self.state_changed:
+            self.state_changed(self.index, True, "connected")
+
+    def _set_offline(self, reason: str) -> None:
+        was_online, self.online = self.online, False
+        if was_online or self._reported is None:
+            self._emit(unreachable_frame(self.index, self.gidx))
+            if self.state_changed:
+                self.state_changed(self.index, False, reason)
+        if reason != self._reported:
+            log.warning("device %s: %s; retrying with backoff", self.name, reason)
+            self._reported = reason
+        else:
+            log.debug("device %s: still unreachable: %s", self.name, reason)
+
+    async def _on_connection_lost(self, exc: Exception) -> None:
+        """asyncua's supervisor found the link dead (socket closed or probe failed)."""
+        self._lose(describe(exc, self.device, self.timeout) if not isinstance(exc, ConnectionError)
+                   else "connection closed")
+
+    def _lose(self, reason: str) -> None:
+        if self._lost is not None and not self._lost.is_set():
+            self._lost_reason = reason
+            self._lost.set()
+
+    def _emit(self, frame: Frame) -> None:
+        self.counters["frames"] += 1
+        self.counters["values"] += len(frame)
+        self.on_frame(frame)
+
+    async def _wait_lost(self, timeout: float) -> None:
+        """Return after `timeout` s; raise SessionLost as soon as the session is lost."""
+        assert self._lost is not None
+        try:
+            await asyncio.wait_for(self._lost.wait(), timeout)
+        except asyncio.TimeoutError:
+            return
+        raise SessionLost(self._lost_reason)
+
+    # ------------------------------------------------------------------ session
+
+    async def _resolve(self, client: Client) -> tuple[list[int], list[ua.NodeId], FrameBuilder]:
+        """Positions and NodeIds that exist; a builder already holding quality 128 for those that do not."""
+        targets = await resolve(client, self.addresses)
+        faults = self._builder()
+        ok_pos, ok_ids = [], []
+        for pos, t in enumerate(targets):
+            if isinstance(t, str):
+                self._missing(pos, t, faults)
+            else:
+                ok_pos.append(pos)
+                ok_ids.append(t)
+        return ok_pos, ok_ids, faults
+
+    def _missing(self, pos: int, reason: str, faults: FrameBuilder) -> None:
+        self.counters["missing"] += 1
+        self._log_missing(pos, reason)
+        faults.add_fault(pos, Q_SENSOR_FAULT)
+
+    def _log_missing(self, pos: int, reason: str) -> None:
+        rp = self.points[pos]
+        log.warning("device %s: point %s: %s %s (check `address` in the point table)", self.name, rp.cfg.id,
+                    rp.cfg.address, reason)
+
+    def _builder(self) -> FrameBuilder:
+        return FrameBuilder(self.index, self.gidx, self.scale, self.offset, self.counters)
+
+    async def _serve(self, client: Client) -> str:
+        if self.device.mode == "poll":
+            return await self._serve_poll(client)
+        return await self._serve_subscribe(client)
+
+    async def _serve_subscribe(self, client: Client) -> str:
+        pos, ids, faults = await self._resolve(client)
+        ms = self.interval * 1000.0
+        keepalive = max(1, math.ceil(KEEPALIVE_EVERY * 1000.0 / ms))
+        params = ua.CreateSubscriptionParameters(
+            RequestedPublishingInterval=ms, RequestedMaxKeepAliveCount=keepalive,
+            RequestedLifetimeCount=max(3 * keepalive, math.ceil(60_000 / ms)),
+            MaxNotificationsPerPublish=0, PublishingEnabled=True, Priority=0)
+        sub = _FrameSubscription(client.uaclient.session, params, self)
+        res = await sub.init()
+        # the watchdog below needs the interval and keep-alive the server granted
+        sub.parameters.RequestedPublishingInterval = res.RevisedPublishingInterval
+        sub.parameters.RequestedMaxKeepAliveCount = res.RevisedMaxKeepAliveCount
+        self._pos_of_handle = {}
+        requests = [self._item_request(p, nid, ms) for p, nid in zip(pos, ids)]
+        results = await sub.create_monitored_items(requests) if requests else []
+        for p, nid, r in zip(pos, ids, results):
+            if isinstance(r, ua.StatusCode):
+                self._missing(p, f"cannot be monitored ({r.name})", faults)
+        self._set_online(client)
+        if len(faults):
+            self._emit(faults.frame())
+        stale_after = max(2.0, 1.5 * res.RevisedPublishingInterval / 1000.0 * res.RevisedMaxKeepAliveCount)
+        sub.last_publish_at = time.monotonic()
+        while True:
+            await self._wait_lost(min(stale_after / 2, 1.0))
+            silent = time.monotonic() - sub.last_publish_at
+            if silent > stale_after:
+                raise SessionLost(f"no publish response (not even a keep-alive) for {silent:.0f}s")
+
+    def _item_request(self, pos: int, nid: ua.NodeId, ms: float) -> ua.MonitoredItemCreateRequest:
+        handle = pos + 1
+        self._pos_of_handle[handle] = pos
+        rp = self.points[pos]
+        mparams = ua.MonitoringParameters(ClientHandle=handle, SamplingInterval=ms, QueueSize=1,
+                                          DiscardOldest=True)
+        if rp.kind == "analog" and rp.deadband > 0 and self.scale[pos] != 0:
+            # the server compares raw values: the deadband in engineering units, divided by the scale
+            mparams.Filter = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValue,
+                                                 DeadbandType=ua.DeadbandType.Absolute,
+                                                 DeadbandValue=rp.deadband / abs(self.scale[pos]))
+        return ua.MonitoredItemCreateRequest(
+            ItemToMonitor=ua.ReadValueId(NodeId=nid, AttributeId=ua.AttributeIds.Value),
+            MonitoringMode=ua.MonitoringMode.Reporting, RequestedParameters=mparams)
+
+    def _on_publish(self, data: list) -> None:
+        """One publish response: its data changes become one Frame; a Bad status change ends the session."""
+        b = self._builder()
+        pos_of = self._pos_of_handle
+        for notif in data:
+            if isinstance(notif, ua.DataChangeNotification):
+                self.counters["notifications"] += len(notif.MonitoredItems)
+                for item in notif.MonitoredItems:
+                    pos = pos_of.get(item.ClientHandle)
+                    if pos is not None:
+                        b.add(pos, item.Value)
+            elif isinstance(notif, ua.StatusChangeNotification) and not notif.Status.is_good():
+                self._lose(f"subscription ended by the server ({notif.Status.name})")
+        if len(b):
+            self._emit(b.frame())
+
+    async def _serve_poll(self, client: Client) -> str:
+        pos, ids, faults = await self._resolve(client)
+        chunk = await max_nodes_per_read(client)
+        self._set_online(client)
+        session = client.uaclient
+        missing = list(zip(faults.index, faults.quality))
+        at = time.monotonic()
+        first = True
+        while True:
+            dvs: list[ua.DataValue] = []
+            for i in range(0, len(ids), chunk):
+                dvs += await asyncio.wait_for(session.read_attributes(ids[i:i + chunk], ua.AttributeIds.Value),
+                                              self.timeout)
+                self.counters["read_requests"] += 1
+            self.counters["reads"] += 1
+            b = self._builder()
+            for p, dv in zip(pos, dvs):
+                b.add(p, dv)
+            if first:  # a NodeId that is not on the server: say so once, like a bad browse path
+                first = False
+                for p, dv in zip(pos, dvs):
+                    if dv.StatusCode.value & 0xFFFF0000 in UNKNOWN_NODE:
+                        self.counters["missing"] += 1
+                        self._log_missing(p, f"is not on the server ({dv.StatusCode.name})")
+            for gi, q in missing:
+                b.index.append(gi)
+                b.values.append(math.nan)
+                b.quality.append(q)
+            self._emit(b.frame())
+            at += self.interval
+            now = time.monotonic()
+            if at < now:  # a slow read: skip the missed ticks instead of bursting
+                at = now + self.interval - (now - at) % self.interval
+            await self._wait_lost(at - now)
+
+
+async def check_connect(device: Device, points: list, *, base_dir: str | Path | None = None,
+                        timeout: float = 5.0) -> list[str]:
+    """For `edge-agent check --connect`: one line per problem (unreachable, refused, missing node)."""
+    drv = OpcUaDevice(0, device, points, lambda f: None, base_dir=base_dir)
+    try:
+        client = await asyncio.wait_for(open_client(device, timeout=drv.timeout, watchdog=60.0,
+                                                    session_timeout=drv.session_timeout, base=drv.base,
+                                                    on_lost=None), timeout)
+    except Exception as exc:  # noqa: BLE001
+        return [f"device {device.name}: {describe(exc, device, timeout)}"]
+    try:
+        targets = await resolve(client, drv.addresses)
+        out = [f"device {device.name}: point {rp.cfg.id}: {rp.cfg.address} {t}"
+               for rp, t in zip(drv.points, targets) if isinstance(t, str)]
+        found = [(rp, t) for rp, t in zip(drv.points, targets) if not isinstance(t, str)]
+        if found:
+            classes = await client.uaclient.read_attributes([t for _, t in found], ua.AttributeIds.NodeClass)
+            out += [f"device {device.name}: point {rp.cfg.id}: {rp.cfg.address} is not on the server "
+                    f"({dv.StatusCode.name})" for (rp, _), dv in zip(found, classes) if not dv.StatusCode.is_good()]
+        return out
+    finally:
+        await close_client(client)
