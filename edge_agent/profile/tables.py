@@ -15,6 +15,32 @@ from edge_agent.errors import ConfigError, Problem
 RECORD_TYPES = ("CDDY", "CDSS", "TJSJ", "YCBJ", "FZDY", "FZSS")
 KINDS = ("analog", "switch", "cumulative", "multistate")
 
+# The field names the encoders know how to fill, per type (PROFILE.md).  A
+# profile lists a subset of them, in the order its receivers expect; the names
+# are also the MQTT JSON keys.
+KNOWN_FIELDS: dict[str, tuple[str, ...]] = {
+    "CDDY": ("point_code", "system_code", "substation_code", "sensor_type", "value_kind", "unit", "range_high",
+             "range_low", "alarm_high", "alarm_high_clear", "alarm_low", "alarm_low_clear", "cutoff_high",
+             "restore_high", "cutoff_low", "restore_low", "on_text", "off_text", "location", "x", "y", "z",
+             "relations", "time", "sensor_name", "warn_high", "warn_low"),
+    "CDSS": ("point_code", "sensor_name", "location", "value", "unit", "status", "time", "sensor_type",
+             "substation_code"),
+    "TJSJ": ("point_code", "sensor_name", "location", "unit", "start", "end", "max", "max_time", "min",
+             "min_time", "avg", "time", "count", "delta", "sensor_type"),
+    "YCBJ": ("point_code", "sensor_name", "location", "unit", "anomaly", "start", "end", "max", "max_time",
+             "min", "min_time", "avg", "cause", "action", "entered_at", "entered_by", "time", "sensor_type",
+             "value"),
+    "FZDY": ("substation_code", "location", "x", "y", "z", "name", "time"),
+    "FZSS": ("substation_code", "run_status", "power_status", "time"),
+}
+HEADER_FIELDS = ("mine_code", "mine_name", "system_model", "system_name", "manufacturer", "date", "time",
+                 "gateway")
+SAME_SECOND = ("wait",)
+DOWN_VALUES = ("last", "empty")
+# what may never appear inside a text-file field (the default separators; a
+# profile's own separators are checked too)
+FRAMING = (";", "~", "|")
+
 
 @dataclass(frozen=True, slots=True)
 class SensorType:
@@ -86,6 +112,17 @@ def load_sensor_table(path: Path) -> dict[str, SensorType]:
                 raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
             if code in table:
                 raise ValueError(f"code {code} appears twice")
+            name, unit = row["name"].strip(), (row.get("unit") or "").strip()
+            for what, text in (("name", name), ("unit", unit)):
+                bad = [c for c in FRAMING if c in text]
+                if bad:
+                    raise ValueError(f"{what} {text!r} contains {' '.join(map(repr, bad))}, which the spec files "
+                                     "use as separators; remove it")
+            for what in ("on_text", "off_text"):
+                text = (row.get(what) or "").strip()
+                if text and not re.fullmatch(r"-?\d+", text):
+                    raise ValueError(f"{what} {text!r} must be an integer code or empty (receivers parse it "
+                                     "as a number)")
             table[code] = SensorType(
                 code=code, kind=kind, name=row["name"].strip(), unit=(row.get("unit") or "").strip(),
                 range_low=float(row["range_low"]), range_high=float(row["range_high"]),
@@ -99,44 +136,132 @@ def load_sensor_table(path: Path) -> dict[str, SensorType]:
     return table
 
 
+def _key_lines(text: str) -> dict[tuple, int]:
+    """Line numbers of mapping keys down to depth 2 (`files`, `files.name`), for error messages."""
+    lines: dict[tuple, int] = {}
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return lines
+    if isinstance(root, yaml.MappingNode):
+        for k, v in root.value:
+            lines[(k.value,)] = k.start_mark.line + 1
+            if isinstance(v, yaml.MappingNode):
+                for k2, _ in v.value:
+                    lines[(k.value, k2.value)] = k2.start_mark.line + 1
+    return lines
+
+
 def load_profile(name_or_path: str = "default", base: Path | None = None) -> Profile:
-    """Load and validate a profile; raise ConfigError naming the file and key."""
+    """Load and validate a profile; raise ConfigError naming the file, line and key."""
     path = resolve(name_or_path, base)
     where = str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
     except FileNotFoundError:
         raise ConfigError([Problem(where, None, "profile",
                                    f"profile {name_or_path!r} not found; built-in profiles are in {builtin_dir()}")])
+    except OSError as exc:
+        raise ConfigError([Problem(where, None, "profile", f"cannot read: {exc.strerror}")])
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         raise ConfigError([Problem(where, None if line is None else line + 1, "profile", f"not valid YAML: {exc}")])
     if not isinstance(data, dict):
         raise ConfigError([Problem(where, None, "profile", "must be a mapping")])
+    key_lines = _key_lines(text)
     problems: list[Problem] = []
+
+    def bad(key: str, reason: str) -> None:
+        parts = tuple(key.split(".", 1))
+        problems.append(Problem(where, key_lines.get(parts, key_lines.get(parts[:1])), key, reason))
 
     def need(key: str, typ: type) -> Any:
         v = data.get(key)
         if not isinstance(v, typ):
-            problems.append(Problem(where, None, key, f"missing or not a {typ.__name__}"))
+            bad(key, f"missing or not a {typ.__name__}")
             return typ()
         return v
 
     headers = need("headers", dict)
     records = need("records", dict)
     for t in RECORD_TYPES:
-        for what, table in (("headers", headers), ("records", records)):
-            if not isinstance(table.get(t), list) or not table.get(t):
-                problems.append(Problem(where, None, f"{what}.{t}", "missing: list the fields in order"))
+        for what, table, known in (("headers", headers, HEADER_FIELDS), ("records", records, KNOWN_FIELDS[t])):
+            fields = table.get(t)
+            if not isinstance(fields, list) or not fields:
+                bad(f"{what}.{t}", "missing: list the fields in order")
+                continue
+            unknown = [f for f in fields if f not in known]
+            if unknown:
+                bad(f"{what}.{t}", f"unknown field(s) {', '.join(map(str, unknown))}; known: {', '.join(known)}")
+            if len(set(map(str, fields))) != len(fields):
+                bad(f"{what}.{t}", "a field is listed twice")
+    for t in set(headers) | set(records):
+        if t not in RECORD_TYPES:
+            bad("records" if t in records else "headers", f"unknown type {t!r}; types are {', '.join(RECORD_TYPES)}")
     files = need("files", dict)
     for key in ("name", "field_separator", "record_terminator", "file_terminator"):
         if not isinstance(files.get(key), str) or not files.get(key):
-            problems.append(Problem(where, None, f"files.{key}", "missing"))
+            bad(f"files.{key}", "missing")
+    seps = [files.get(k) for k in ("field_separator", "record_terminator", "file_terminator")]
+    if all(isinstance(x, str) and x for x in seps):
+        if not all(x.isascii() for x in seps):
+            bad("files.field_separator", "separators must be ASCII (`;`, never the full-width `；`)")
+        if seps[0] == seps[1] or seps[0] in seps[2] or seps[1] in seps[2]:
+            bad("files.file_terminator", "field separator, record terminator and file terminator must differ")
+    if isinstance(files.get("name"), str):
+        import datetime as _dt
+        try:
+            files["name"].format(mine_code="000000000000", type="CDSS", time=_dt.datetime(2026, 1, 2, 3, 4, 5))
+        except (KeyError, ValueError, IndexError, AttributeError) as exc:
+            bad("files.name", f"not a usable name template ({exc}); fields are mine_code, type, time")
+    if files.get("same_second", "wait") not in SAME_SECOND:
+        bad("files.same_second", f"must be one of {', '.join(SAME_SECOND)}")
+    if str(files.get("encoding", "utf-8")).lower().replace("_", "-") not in ("utf-8", "utf8"):
+        bad("files.encoding", "only utf-8 (without BOM) is supported")
+    for key in ("name_pattern",):
+        if key in files:
+            try:
+                re.compile(files[key])
+            except (re.error, TypeError) as exc:
+                bad(f"files.{key}", f"not a regular expression: {exc}")
     pattern = data.get("mine_code_pattern", r"^\d{12}$")
     try:
         re.compile(pattern)
-    except re.error as exc:
-        problems.append(Problem(where, None, "mine_code_pattern", f"not a regular expression: {exc}"))
+    except (re.error, TypeError) as exc:
+        bad("mine_code_pattern", f"not a regular expression: {exc}")
+    if data.get("down_value", "last") not in DOWN_VALUES:
+        bad("down_value", f"must be one of {', '.join(DOWN_VALUES)}")
+    retained = data.get("retained", ["CDDY", "FZDY"])
+    if not isinstance(retained, list) or any(t not in RECORD_TYPES for t in retained):
+        bad("retained", f"list of record types ({', '.join(RECORD_TYPES)})")
+        retained = []
+
+    def code_table(key: str, key_ok, what: str) -> dict:
+        table = data.get(key) or {}
+        if not isinstance(table, dict):
+            bad(key, "must be a mapping of code: description")
+            return {}
+        out = {}
+        for k, v in table.items():
+            if not key_ok(k):
+                bad(key, f"code {k!r} is not {what}")
+                continue
+            out[k] = str(v)
+        return out
+
+    status_bits = code_table("status_bits", lambda k: isinstance(k, int) and k > 0 and k & (k - 1) == 0,
+                             "a power of two (1, 2, 4, ... 128)")
+    anomalies = code_table("anomalies", lambda k: isinstance(k, str) and re.fullmatch(r"\d{3}", k) is not None,
+                           "3 digits in quotes ('001')")
+    run_status = code_table("run_status", lambda k: isinstance(k, int), "an integer")
+    power_status = code_table("power_status", lambda k: isinstance(k, int), "an integer")
+    system_codes = code_table("system_codes", lambda k: isinstance(k, str) and re.fullmatch(r"\d{2}", k) is not None,
+                              "2 digits in quotes ('01')")
+    value_kinds = data.get("value_kinds") or {"analog": "MN", "switch": "KG", "cumulative": "LJ", "multistate": "DT"}
+    if not isinstance(value_kinds, dict) or set(value_kinds) != set(KINDS):
+        bad("value_kinds", f"map each of {', '.join(KINDS)} to its code (MN, KG, LJ, DT)")
+        value_kinds = {}
     table_path = Path(data.get("sensor_table", "../sensors.csv"))
     if not table_path.is_absolute():
         table_path = (path.parent / table_path).resolve()
@@ -152,15 +277,14 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
         date_format=data.get("date_format", "%Y-%m-%d"),
         headers={t: tuple(headers[t]) for t in RECORD_TYPES},
         records={t: tuple(records[t]) for t in RECORD_TYPES},
-        retained=frozenset(data.get("retained", ["CDDY", "FZDY"])),
+        retained=frozenset(retained),
         down_value=data.get("down_value", "last"),
-        system_codes={str(k): v for k, v in (data.get("system_codes") or {}).items()},
-        value_kinds=dict(data.get("value_kinds") or {"analog": "MN", "switch": "KG",
-                                                      "cumulative": "LJ", "multistate": "DT"}),
-        status_bits={int(k): v for k, v in (data.get("status_bits") or {}).items()},
-        anomalies={str(k): v for k, v in (data.get("anomalies") or {}).items()},
-        run_status={int(k): v for k, v in (data.get("run_status") or {}).items()},
-        power_status={int(k): v for k, v in (data.get("power_status") or {}).items()},
+        system_codes=system_codes,
+        value_kinds={k: str(v) for k, v in value_kinds.items()},
+        status_bits=status_bits,
+        anomalies=anomalies,
+        run_status=run_status,
+        power_status=power_status,
         sensors=sensors,
         raw=data,
     )

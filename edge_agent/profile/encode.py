@@ -1,0 +1,296 @@
+"""Record encoders: the kernel's outputs -> message bodies, and the MQTT envelope.
+
+Every encoder returns a message BODY: the bytes of a JSON array of record
+objects whose keys are the profile's field names for that type, in the
+profile's order (PROFILE.md).  Numbers are JSON numbers rounded to the point's
+decimals (an integer when it has 0 decimals); a missing value, threshold or
+time is `null` (an empty field in the text file).  Times are strings in the
+profile's time format, local time of the mine (see `timefmt`).
+
+The body is what the buffer stores; `envelope()` splices it, unparsed, into
+the MQTT payload, and the file sink parses it back into records for the text
+file.  CDSS is the hot path: its records are built from per-point byte
+templates, one `%` format per record, without a dict per record.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import operator
+from typing import Any, Iterable, Sequence
+
+import orjson
+
+from edge_agent.errors import ConfigError, Problem
+from edge_agent.profile.tables import FRAMING, Profile
+from edge_agent.profile.timefmt import TimeText, zone_of
+
+_CDSS_SLOTS = ("value", "status", "time")
+
+
+def num(v: Any, decimals: int) -> int | float | None:
+    """A number as the records carry it: rounded to `decimals`, int for 0 decimals, None if missing."""
+    if v is None:
+        return None
+    v = float(v)
+    if not math.isfinite(v):
+        return None
+    if decimals <= 0:
+        return round(v)
+    return round(v, decimals) + 0.0     # + 0.0 turns -0.0 into 0.0
+
+
+def _plain(v: Any) -> float | None:
+    return None if v is None or not math.isfinite(float(v)) else float(v)
+
+
+def _code(v: Any) -> int | None:
+    """on/off descriptions: receivers parse them as integer codes."""
+    return int(v) if v not in (None, "") else None
+
+
+class Encoder:
+    """Builds the message bodies of one site; construct once, call per message.
+
+    Raises ConfigError at construction if any free text that goes into a
+    record (names, units, locations, relations, codes) contains a character
+    the text files use for framing.
+    """
+
+    def __init__(self, site, catalog, profile: Profile, *, tz: dt.tzinfo | None = None):
+        self.site = site
+        self.catalog = catalog
+        self.profile = profile
+        self.tz = tz if tz is not None else zone_of(site)
+        self.times = TimeText(profile.time_format, self.tz)
+        info = site.site
+        mqtt = site.forward.mqtt
+        self.prefix = mqtt.topic_prefix if mqtt is not None else "mine"
+        self._check_text()
+        self._head = (b'{"seq":%d,"type":%b,"mine_code":' + orjson.dumps(info.mine_code).replace(b"%", b"%%")
+                      + b',"gateway":' + orjson.dumps(info.gateway).replace(b"%", b"%%")
+                      + b',"time":%b,"records":')
+        self._type_json = {t: orjson.dumps(t) for t in profile.records}
+        self._build_cdss_templates()
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_text(self) -> None:
+        files = self.profile.files
+        chars = set(FRAMING) | {files["field_separator"], files["record_terminator"], files["file_terminator"]}
+        problems: list[Problem] = []
+        where = getattr(self.site, "source", "") or "site"
+
+        def look(field: str, text: Any) -> None:
+            if isinstance(text, str):
+                bad = sorted(c for c in chars if c in text)
+                if bad:
+                    problems.append(Problem(where, None, field, f"{text!r} contains {' '.join(map(repr, bad))}, "
+                                            "which the spec files use as separators; remove it"))
+
+        for di, dev in enumerate(self.site.devices):
+            look(f"devices[{di}].substation", self.catalog.device_code(di))
+            look(f"devices[{di}].location", dev.location)
+        for rp in self.catalog.points:
+            at = f"devices[{rp.device}] point {rp.id}"
+            look(f"{at}: point code", rp.code)
+            look(f"{at}: location", rp.cfg.location)
+            look(f"{at}: relations", rp.cfg.relations)
+            look(f"{at}: unit", rp.unit)
+            look(f"{at}: sensor name", rp.sensor_name)
+        if problems:
+            raise ConfigError(problems)
+
+    # ------------------------------------------------------------------ MQTT
+
+    def topic(self, type: str) -> str:
+        """`<prefix>/<mine code>/<gateway>/<TYPE>` (also for `status`)."""
+        return f"{self.prefix}/{self.site.site.mine_code}/{self.site.site.gateway}/{type}"
+
+    def retained(self, type: str) -> bool:
+        return type in self.profile.retained
+
+    def envelope(self, seq: int, type: str, time: float, body: bytes) -> bytes:
+        """The MQTT payload: seq, type, mine_code, gateway, time, records (the body, spliced as is)."""
+        tj = self._type_json.get(type) or orjson.dumps(type)
+        return self._head % (seq, tj, self.times.json(time)) + body + b"}"
+
+    # ------------------------------------------------------------------ generic records
+
+    def _body(self, type: str, rows: Iterable[dict]) -> bytes:
+        fields = self.profile.records[type]
+        return orjson.dumps([{f: r.get(f) for f in fields} for r in rows])
+
+    def _point(self, ref: Any):
+        """A ResolvedPoint from a global index or anything with `.index`; None for device-level events."""
+        if ref is None:
+            return None
+        try:
+            i = operator.index(ref)
+        except TypeError:
+            i = getattr(ref, "index", None)
+        if i is None or i < 0:
+            return None
+        return self.catalog.points[i]
+
+    def _point_fields(self, rp) -> dict:
+        return {"point_code": rp.code, "sensor_name": rp.sensor_name, "location": rp.cfg.location,
+                "unit": rp.unit, "sensor_type": rp.cfg.sensor,
+                "substation_code": self.catalog.device_code(rp.device)}
+
+    def _device_fields(self, di: int) -> dict:
+        """Device-level records (e.g. 006 substation unreachable) use the substation code as point code."""
+        dev = self.site.devices[di]
+        code = self.catalog.device_code(di)
+        return {"point_code": code, "sensor_name": "分站", "location": dev.location, "unit": None,
+                "sensor_type": None, "substation_code": code}
+
+    def cddy(self, now: float) -> bytes:
+        """Every point's definition (CDDY)."""
+        t = self.times.text(now)
+        kinds = self.profile.value_kinds
+        system = self.site.site.system_code
+        rows = []
+        for rp in self.catalog.points:
+            p, d = rp.cfg, rp.decimals
+            a, c, w = p.alarm, p.cutoff, p.warn
+            coded = rp.kind in ("switch", "multistate")
+            row = self._point_fields(rp)
+            row.update({
+                "system_code": system, "value_kind": kinds[rp.kind],
+                "range_high": num(rp.range_high, d), "range_low": num(rp.range_low, d),
+                # clear/restore levels as the kernel applies them: the level itself when not configured
+                "alarm_high": num(a.high, d),
+                "alarm_high_clear": num(a.high_clear if a.high_clear is not None else a.high, d),
+                "alarm_low": num(a.low, d),
+                "alarm_low_clear": num(a.low_clear if a.low_clear is not None else a.low, d),
+                "cutoff_high": num(c.high, d),
+                "restore_high": num(c.restore if c.restore is not None else c.high, d),
+                "cutoff_low": num(c.low, d),
+                "restore_low": num(c.low_restore if c.low_restore is not None else c.low, d),
+                "warn_high": num(w.high, d), "warn_low": num(w.low, d),
+                "on_text": _code(rp.on_text) if coded else None,
+                "off_text": _code(rp.off_text) if coded else None,
+                "x": _plain(p.x), "y": _plain(p.y), "z": _plain(p.z),
+                "relations": p.relations or None, "time": t,
+            })
+            rows.append(row)
+        return self._body("CDDY", rows)
+
+    def fzdy(self, now: float) -> bytes:
+        """Every device (substation) definition (FZDY)."""
+        t = self.times.text(now)
+        rows = [{"substation_code": self.catalog.device_code(di), "location": dev.location, "name": dev.name,
+                 "x": _plain(dev.x), "y": _plain(dev.y), "z": _plain(dev.z), "time": t}
+                for di, dev in enumerate(self.site.devices)]
+        return self._body("FZDY", rows)
+
+    def fzss(self, states: Sequence[tuple[int, int]], now: float) -> bytes:
+        """Device run/power status (FZSS); `states[i]` is (run_status, power_status) of device i."""
+        t = self.times.text(now)
+        rows = [{"substation_code": self.catalog.device_code(di), "run_status": int(run),
+                 "power_status": int(power), "time": t}
+                for di, (run, power) in enumerate(states)]
+        return self._body("FZSS", rows)
+
+    def tjsj(self, stats: Iterable[Any], now: float) -> bytes:
+        """Window statistics (TJSJ): objects with point, start, end, max, max_time, min, min_time, avg, count
+        (and optionally delta, for cumulative points)."""
+        tt = self.times.text
+        t = tt(now)
+        rows = []
+        for s in stats:
+            rp = self._point(s.point)
+            d = rp.decimals
+            row = self._point_fields(rp)
+            row.update({"start": tt(s.start), "end": tt(s.end), "max": num(s.max, d), "max_time": tt(s.max_time),
+                        "min": num(s.min, d), "min_time": tt(s.min_time), "avg": num(s.avg, d),
+                        "count": int(s.count), "delta": num(getattr(s, "delta", None), d), "time": t})
+            rows.append(row)
+        return self._body("TJSJ", rows)
+
+    def ycbj(self, events: Iterable[Any], now: float) -> bytes:
+        """Anomaly records (YCBJ), one per event.
+
+        An event has point (global index; None or < 0 with `device` set for a
+        device-level anomaly such as 006), anomaly ('001'..'010' or an int),
+        begin, start, end (None while open), value, max, max_time, min,
+        min_time, avg.  A record for an open event has an empty end; absent
+        max/min/avg fall back to `value` at `start`; NaN ones are empty.
+        """
+        tt = self.times.text
+        t = tt(now)
+        rows = []
+        for e in events:
+            rp = self._point(getattr(e, "point", None))
+            if rp is not None:
+                row, d = self._point_fields(rp), rp.decimals
+            else:
+                row, d = self._device_fields(int(e.device)), 2
+            anomaly = e.anomaly if isinstance(e.anomaly, str) else f"{int(e.anomaly):03d}"
+            value = getattr(e, "value", None)
+
+            def get(name: str, default: Any) -> Any:
+                # absent -> the begin sample; NaN (no valid sample, e.g. a fault) stays empty
+                v = getattr(e, name, None)
+                return default if v is None else v
+
+            row.update({
+                "anomaly": anomaly, "start": tt(e.start), "end": tt(getattr(e, "end", None)),
+                "value": num(value, d),
+                "max": num(get("max", value), d), "max_time": tt(get("max_time", e.start)),
+                "min": num(get("min", value), d), "min_time": tt(get("min_time", e.start)),
+                "avg": num(get("avg", value), d),
+                "cause": None, "action": None, "entered_at": None, "entered_by": None, "time": t,
+            })
+            rows.append(row)
+        return self._body("YCBJ", rows)
+
+    # ------------------------------------------------------------------ CDSS, the hot path
+
+    def _build_cdss_templates(self) -> None:
+        fields = self.profile.records["CDSS"]
+        slots = [f for f in fields if f in _CDSS_SLOTS]
+        self._cdss_perm = None if tuple(slots) == _CDSS_SLOTS else tuple(_CDSS_SLOTS.index(f) for f in slots)
+        self._cdss_tmpl: list[bytes] = []
+        for rp in self.catalog.points:
+            consts = self._point_fields(rp)
+            parts = []
+            for f in fields:
+                key = orjson.dumps(f)
+                if f in _CDSS_SLOTS:
+                    parts.append(key + b":%b")
+                else:
+                    parts.append(key + b":" + orjson.dumps(consts[f]).replace(b"%", b"%%"))
+            self._cdss_tmpl.append(b"{" + b",".join(parts) + b"}")
+        self._cdss_dec = [rp.decimals for rp in self.catalog.points]
+        self._cdss_empty_when_down = self.profile.down_value == "empty"
+
+    def cdss(self, indices: Iterable[int], values: Sequence[float], statuses: Sequence[int],
+             times: Sequence[float], now: float) -> bytes:
+        """Realtime values (CDSS) of the given points, from per-point state arrays indexed by global index.
+
+        A value is null when it is NaN/inf, or when the point's device is down
+        (status bit 16) and the profile says `down_value: empty`.
+        """
+        tmpl, decs = self._cdss_tmpl, self._cdss_dec
+        tjson = self.times.json
+        dumps = orjson.dumps
+        isfinite = math.isfinite
+        empty_down = self._cdss_empty_when_down
+        perm = self._cdss_perm
+        out = []
+        append = out.append
+        for i in indices:
+            v = float(values[i])
+            st = int(statuses[i])
+            if not isfinite(v) or (empty_down and st & 16):
+                vb = b"null"
+            else:
+                d = decs[i]
+                vb = b"%d" % round(v) if d <= 0 else dumps(round(v, d) + 0.0)
+            args = (vb, b"%d" % st, tjson(times[i]))
+            if perm is not None:
+                args = tuple(args[k] for k in perm)
+            append(tmpl[i] % args)
+        return b"[" + b",".join(out) + b"]"

@@ -1,0 +1,144 @@
+"""Spec text files (PROFILE.md): rendering and the crash-safe write into the outbox.
+
+A file is the header (the profile's header fields for the type), then one
+segment per record (the profile's record fields), each segment's fields joined
+by the field separator (`;`) and ended by the record terminator (`~`); the file
+ends with the file terminator (`||`).  UTF-8 without BOM.  Numbers are written
+as the JSON bodies carry them (already rounded to the point's decimals),
+never with an exponent; None is an empty field.
+
+Same-second collisions (`files.same_second: wait`, the only mode): two files
+of one type may not share a name, so the later one waits for the next second
+and carries that second in its name and in its header (header time == name
+time, never in the future).  Writing a message whose file already exists
+byte for byte is a no-op, so re-writing after a crash before the buffer ack
+does not duplicate files.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import time as _time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from edge_agent.profile.tables import FRAMING, Profile
+from edge_agent.profile.timefmt import zone_of
+
+
+def field_text(v: Any) -> str:
+    """One field as text: '' for None, integers as is, floats in shortest form without exponent."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return ""
+        r = repr(v)
+        if "e" in r or "E" in r:
+            r = format(Decimal(r), "f")
+        return r
+    return str(v)
+
+
+def header_values(profile: Profile, site, type: str, when: dt.datetime) -> dict[str, str]:
+    info = site.site
+    return {"mine_code": info.mine_code, "mine_name": info.mine_name, "system_model": info.system_model,
+            "system_name": info.system_name, "manufacturer": info.manufacturer, "gateway": info.gateway,
+            "date": when.strftime(profile.date_format), "time": when.strftime(profile.time_format)}
+
+
+def file_name(profile: Profile, site, type: str, when: dt.datetime) -> str:
+    return profile.files["name"].format(mine_code=site.site.mine_code, type=type, time=when)
+
+
+def render(profile: Profile, site, type: str, when: dt.datetime, records: Iterable[dict]) -> bytes:
+    """The whole file as bytes.  Raises ValueError if a field would break the framing (a bug:
+    `check` and the Encoder reject such text before it gets here)."""
+    files = profile.files
+    fs, rt, ft = files["field_separator"], files["record_terminator"], files["file_terminator"]
+    nl = "\n" if files.get("line_breaks") else ""
+    forbidden = set(FRAMING) | {fs, rt, ft}
+
+    def segment(values: list[str], what: str) -> str:
+        for name, text in values:
+            if any(c in text for c in forbidden):
+                raise ValueError(f"{type} {what} field {name}: {text!r} contains a framing character")
+        return fs.join(t for _, t in values) + rt + nl
+
+    head = header_values(profile, site, type, when)
+    parts = [segment([(f, head[f]) for f in profile.headers[type]], "header")]
+    fields = profile.records[type]
+    for rec in records:
+        parts.append(segment([(f, field_text(rec.get(f))) for f in fields], "record"))
+    parts.append(ft)
+    return "".join(parts).encode("utf-8")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text_file(profile: Profile, site, type: str, time: float, records: list[dict], directory: str | Path,
+                    *, tz: dt.tzinfo | None = None, not_before: int | None = None, mtime_ns: int | None = None,
+                    clock: Callable[[], float] = _time.time, sleep: Callable[[float], None] = _time.sleep) -> Path:
+    """Write one spec file for `records` at epoch `time` into `directory`; return its final path.
+
+    Temp name (hidden, `.NAME.tmp`) + fsync + rename + fsync of the folder:
+    a receiver or the FTP push never sees half a file.  `not_before` (epoch
+    second) lets a caller that remembers the last second it used per type
+    (files already pushed away) keep names unique.  `mtime_ns` stamps the file
+    (the FTP push uploads in mtime order, so a writer makes them increase).
+    Blocks for at most about a second per same-second collision when the next
+    free second is still in the future.  OSError propagates (a full or
+    read-only disk).
+    """
+    return write_file(profile, site, type, time, records, directory, tz=tz, not_before=not_before,
+                      mtime_ns=mtime_ns, clock=clock, sleep=sleep)[0]
+
+
+def write_file(profile: Profile, site, type: str, time: float, records: list[dict], directory: str | Path,
+               *, tz: dt.tzinfo | None = None, not_before: int | None = None, mtime_ns: int | None = None,
+               clock: Callable[[], float] = _time.time,
+               sleep: Callable[[float], None] = _time.sleep) -> tuple[Path, int, bool]:
+    """`write_text_file`, also returning the epoch second in the name and whether a file was written
+    (False: the identical file was already there)."""
+    directory = Path(directory)
+    tz = tz if tz is not None else zone_of(site)
+    second = math.floor(time)
+    if not_before is not None and second < not_before:
+        second = not_before
+    while True:
+        when = dt.datetime.fromtimestamp(second, tz)
+        name = file_name(profile, site, type, when)
+        data = render(profile, site, type, when, records)
+        target = directory / name
+        try:
+            existing = target.read_bytes()
+        except FileNotFoundError:
+            break
+        if existing == data:
+            return target, second, False
+        second += 1
+    ahead = second - clock()
+    if ahead > 0:
+        sleep(ahead)
+    tmp = directory / f".{name}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    if mtime_ns is not None:
+        os.utime(tmp, ns=(mtime_ns, mtime_ns))
+    os.rename(tmp, target)
+    _fsync_dir(directory)
+    return target, second, True
