@@ -1,0 +1,366 @@
+"""The MQTT uplink: drains the buffer to the platform broker(s), QoS 1, at-least-once.
+
+    sink = MqttSink(cfg, site, buffer, encode, wake, status_detail=None)
+    async with sink:
+        await sink.run()          # until cancelled
+
+What callers may rely on:
+
+- Delivery: up to `cfg.inflight` QoS 1 publishes in flight, issued oldest first; a row is
+  acknowledged in the buffer (in batches) only after its PUBACK.  After any reconnect every
+  unacknowledged row is sent again from the oldest, so the platform sees every `seq`, in
+  order per connection, with duplicates bounded by the window.
+- `run()` never raises for broker, network, TLS, login or credential-file errors: it logs one
+  line naming the broker and the reason, then retries with backoff (1 s doubling, cap 60 s,
+  jitter).  A line that repeats unchanged is logged again only every 10 minutes.
+- Failover: `cfg.url` may be a list.  A failed or lost broker makes the next attempt go to the
+  next URL.  With `return_to_primary`, while on another broker the first one is probed (a real
+  MQTT connect) every `primary_probe_every` seconds and used again once it accepts.
+- Status: `<prefix>/<mine code>/<gateway>/status` is retained `online` after each connect, with
+  a retained `offline` will; `status_detail()` (if given) is published as retained JSON on
+  `.../status/detail` after each connect.  Leaving a broker cleanly (shutdown, switch back to
+  the primary) finishes in-flight publishes (short deadline) and publishes retained `offline`.
+- Plaintext `mqtt://` to a non-loopback host raises `ConfigError` at construction unless
+  `allow_plaintext: true` (then a warning is logged once).
+- Secrets (password, key passphrase) are read from their files at each connect and appear in
+  no log line, exception text, counter or status message.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Callable
+
+import aiomqtt
+import orjson
+
+from edge_agent.errors import ConfigError, EdgeAgentError, Problem
+from edge_agent.forward.tls import Broker, explain, plaintext_problem, tls_context
+from edge_agent.secrets import read_secret
+
+log = logging.getLogger("edge_agent.forward.mqtt")
+
+REPEAT_LOG_EVERY = 600.0     # an unchanged failure line is logged again after this long
+
+
+class _PahoLog:
+    """Logger handed to aiomqtt/paho: their warnings and errors (e.g. the TLS alert that is the
+    only trace of a refused client certificate under TLS 1.3) are folded into our one line
+    instead of being printed; debug output goes to our debug logger."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.last: str | None = None
+        self.failed = asyncio.Event()
+        self._debug = logging.getLogger("edge_agent.forward.mqtt.client")
+
+    def log(self, level: int, msg: str, *args) -> None:
+        if level >= logging.WARNING:
+            text = msg % args if args else msg
+            if "pending publish calls" in text:
+                return
+            self.last = text
+            self.loop.call_soon_threadsafe(self.failed.set)  # paho may call from the connect thread
+        elif self._debug.isEnabledFor(level):
+            self._debug.log(level, msg, *args)
+
+    def debug(self, msg, *a): self.log(logging.DEBUG, msg, *a)       # noqa: E704
+    def info(self, msg, *a): self.log(logging.INFO, msg, *a)         # noqa: E704
+    def warning(self, msg, *a): self.log(logging.WARNING, msg, *a)   # noqa: E704
+    def error(self, msg, *a): self.log(logging.ERROR, msg, *a)       # noqa: E704
+    def exception(self, msg, *a, **k): self.log(logging.ERROR, msg, *a)  # noqa: E704
+
+
+class _Leave(Exception):
+    """End a healthy session on purpose (the primary broker is back)."""
+
+
+class MqttSink:
+    def __init__(self, cfg, site, buffer, encode: Callable, wake: asyncio.Event,
+                 status_detail: Callable[[], dict] | None = None, *, backoff_base: float = 1.0,
+                 backoff_cap: float = 60.0, connect_timeout: float = 10.0, publish_timeout: float = 15.0,
+                 shutdown_grace: float = 2.0, primary_probe_every: float = 30.0):
+        self.cfg, self.site, self.buffer, self.encode, self.wake = cfg, site, buffer, encode, wake
+        self.status_detail = status_detail
+        self.brokers = [Broker.parse(u) for u in cfg.urls]
+        for b in self.brokers:
+            problem = plaintext_problem(b, cfg.allow_plaintext)
+            if problem:
+                raise ConfigError([Problem(site.source or "site file", None, "forward.mqtt.url", problem)])
+            if not b.tls and not b.loopback:
+                log.warning("mqtt: %s is plaintext to a non-loopback host (allow_plaintext: true); credentials "
+                            "and data cross the network unencrypted", b)
+        self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
+        self.connect_timeout, self.publish_timeout = connect_timeout, publish_timeout
+        self.shutdown_grace, self.primary_probe_every = shutdown_grace, primary_probe_every
+        info = site.site
+        self.status_topic = f"{cfg.topic_prefix}/{info.mine_code}/{info.gateway}/status"
+        self.client_id = cfg.client_id or f"edge-agent-{info.mine_code}-{info.gateway}"
+        self.connected = False
+        self.broker: str = self.brokers[0].url
+        self._index = 0
+        self._counts = dict(published=0, acked=0, reconnects=0, errors=0)
+        self._inflight: dict[int, asyncio.Task] = {}
+        self._sessions = 0
+        self._connected_since: float | None = None
+        self._pending_acks: list[int] = []
+        self._last_line: tuple[str, float] | None = None
+
+    @property
+    def counters(self) -> dict:
+        return {**self._counts, "inflight": len(self._inflight)}
+
+    async def __aenter__(self) -> "MqttSink":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.connected = False
+
+    # ------------------------------------------------------------------ reconnect loop
+
+    async def run(self) -> None:
+        """Deliver until cancelled; on cancel, leave the broker cleanly and return by raising CancelledError."""
+        failures = 0
+        while True:
+            broker = self.brokers[self._index]
+            self._connected_since = None
+            try:
+                reason = await self._session(broker)
+            except asyncio.CancelledError:
+                raise
+            except (aiomqtt.MqttError, EdgeAgentError, OSError, _ConnectFailed) as exc:
+                reason = explain(exc, broker, detail=getattr(exc, "detail", None))
+            if reason is None:                 # left on purpose for the primary: no backoff
+                failures = 0
+                self._index = 0
+                continue
+            self._counts["errors"] += 1
+            if self._connected_since is not None and time.monotonic() - self._connected_since > 10.0:
+                failures = 0                   # a long healthy session: start the backoff again from 1 s
+            delay = self._backoff(failures)
+            failures += 1
+            if len(self.brokers) > 1:
+                self._index = (self._index + 1) % len(self.brokers)
+            nxt = self.brokers[self._index]
+            then = f"trying {nxt} in {delay:.1f}s" if nxt is not broker else f"retrying in {delay:.1f}s"
+            self._log_failure(f"mqtt: {broker}: {reason}; {then}")
+            await asyncio.sleep(delay)
+
+    def _backoff(self, failures: int) -> float:
+        d = min(self.backoff_cap, self.backoff_base * 2 ** min(failures, 30))
+        return d / 2 + random.uniform(0, d / 2)       # equal jitter: gateways don't reconnect in lockstep
+
+    def _log_failure(self, line: str) -> None:
+        now = time.monotonic()
+        if self._last_line and self._last_line[0] == line.split("; ")[0] and now - self._last_line[1] < \
+                REPEAT_LOG_EVERY:
+            log.debug("%s", line)
+            return
+        self._last_line = (line.split("; ")[0], now)
+        log.warning("%s", line)
+
+    # ------------------------------------------------------------------ one connection
+
+    async def _connect(self, broker: Broker, *, probe: bool = False) -> aiomqtt.Client:
+        """Connected client, or `_ConnectFailed`/`MqttError`/`EdgeAgentError` with the reason."""
+        cfg = self.cfg
+        ctx = tls_context(cfg, self.site) if broker.tls else None
+        password = (read_secret(cfg.password_file, field="forward.mqtt.password_file", site=self.site)
+                    if cfg.password_file else None)
+        plog = _PahoLog(asyncio.get_running_loop())
+        client = aiomqtt.Client(
+            broker.host, broker.port, username=cfg.username,
+            password=password.reveal() if password is not None else None,
+            identifier=self.client_id + ("-probe" if probe else ""), logger=plog,  # type: ignore[arg-type]
+            will=None if probe else aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True),
+            keepalive=max(5, int(cfg.keepalive)), tls_context=ctx, timeout=self.connect_timeout,
+            max_inflight_messages=cfg.inflight + 4, clean_session=True)
+        client.pending_calls_threshold = cfg.inflight + 8
+        enter = asyncio.ensure_future(client.__aenter__())
+        alert = asyncio.ensure_future(plog.failed.wait())
+        try:
+            # a refused client certificate (TLS 1.3) shows only as paho's log line, not as an error
+            await asyncio.wait({enter, alert}, timeout=self.connect_timeout + 1,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            alert.cancel()
+            if not enter.done():
+                enter.cancel()
+        if not enter.done() or enter.cancelled():
+            raise _ConnectFailed(plog.last or "connect timed out", detail=plog.last)
+        if enter.exception() is not None:
+            raise _ConnectFailed(str(enter.exception()), detail=plog.last) from enter.exception()
+        client._edge_log = plog  # type: ignore[attr-defined]
+        return client
+
+    async def _session(self, broker: Broker) -> str | None:
+        """Connect, announce, pump.  Returns None when left on purpose; raises or returns a reason otherwise."""
+        client = await self._connect(broker)
+        self._sessions += 1
+        if self._sessions > 1:
+            self._counts["reconnects"] += 1
+        self.connected, self.broker, self._connected_since = True, broker.url, time.monotonic()
+        lost = asyncio.ensure_future(self._watch(client))
+        probe = (asyncio.ensure_future(self._watch_primary()) if self._index != 0 and self.cfg.return_to_primary
+                 else None)
+        try:
+            await client.publish(self.status_topic, b"online", qos=1, retain=True, timeout=self.publish_timeout)
+            await self._publish_detail(client)
+            log.info("mqtt: connected to %s (backlog %d)", broker, self.buffer.backlog("mqtt"))
+            try:
+                await self._pump(client, lost, probe)
+            except (_Leave, asyncio.CancelledError):
+                await self._leave(client)
+                raise
+        except _Leave:
+            log.info("mqtt: primary broker %s accepts connections again; switching from %s", self.brokers[0],
+                     broker)
+            return None
+        except aiomqtt.MqttError as exc:
+            plog = getattr(client, "_edge_log", None)
+            return "connection lost: " + explain(exc, broker, detail=plog.last if plog else None)
+        finally:
+            self.connected = False
+            for t in (lost, probe):
+                if t is not None:
+                    t.cancel()
+                    if t.done() and not t.cancelled():
+                        t.exception()          # retrieved: no "exception never retrieved" noise
+            await self._abandon_inflight()
+            try:
+                await asyncio.wait_for(client.__aexit__(None, None, None), 3.0)
+            except (aiomqtt.MqttError, asyncio.TimeoutError, OSError):
+                pass
+        return "connection closed"
+
+    async def _watch(self, client: aiomqtt.Client) -> None:
+        # iterating messages is aiomqtt's public signal of a lost connection (we subscribe to nothing)
+        async for _ in client.messages:
+            pass
+
+    async def _watch_primary(self) -> None:
+        while True:
+            await asyncio.sleep(self.primary_probe_every)
+            try:
+                client = await self._connect(self.brokers[0], probe=True)
+            except (aiomqtt.MqttError, EdgeAgentError, OSError, _ConnectFailed):
+                continue
+            try:
+                await asyncio.wait_for(client.__aexit__(None, None, None), 3.0)
+            except (aiomqtt.MqttError, asyncio.TimeoutError, OSError):
+                pass
+            return
+
+    async def _publish_detail(self, client: aiomqtt.Client) -> None:
+        if self.status_detail is None:
+            return
+        try:
+            payload = orjson.dumps(self.status_detail())
+        except Exception:  # a bug in the detail callback must not take the uplink down
+            log.exception("mqtt: status_detail() failed; status/detail not published")
+            return
+        await client.publish(self.status_topic + "/detail", payload, qos=1, retain=True,
+                             timeout=self.publish_timeout)
+
+    # ------------------------------------------------------------------ the window
+
+    async def _pump(self, client: aiomqtt.Client, lost: asyncio.Future, probe: asyncio.Future | None) -> None:
+        window = self.cfg.inflight
+        batch = max(1, window // 2)
+        done_q: asyncio.Queue = asyncio.Queue()
+        cursor = 0
+        last_flush = time.monotonic()
+        get = woken = None
+        self._pending_acks = acked = []
+        try:
+            while True:
+                if len(self._inflight) < window:
+                    self.wake.clear()          # before peek: an append after the peek sets it again
+                    for row in self.buffer.peek("mqtt", window - len(self._inflight), cursor):
+                        topic, payload, retain = self.encode(row)
+                        self._inflight[row.seq] = asyncio.ensure_future(
+                            self._publish(client, row.seq, topic, payload, retain, done_q))
+                        cursor = row.seq
+                        self._counts["published"] += 1
+                if get is None or get.done():
+                    get = asyncio.ensure_future(done_q.get())
+                if woken is None or woken.done():
+                    woken = asyncio.ensure_future(self.wake.wait())
+                waits = {get, lost} | ({woken} if len(self._inflight) < window else set()) | \
+                    ({probe} if probe is not None else set())
+                await asyncio.wait(waits, timeout=0.2 if acked else 1.0, return_when=asyncio.FIRST_COMPLETED)
+                if lost.done():
+                    lost.result()              # raises MqttError with the reason
+                    raise aiomqtt.MqttError("connection lost")
+                while get.done() or not done_q.empty():
+                    seq, exc = get.result() if get.done() else done_q.get_nowait()
+                    get = asyncio.ensure_future(done_q.get()) if get.done() else get
+                    if exc is not None:
+                        raise exc
+                    self._inflight.pop(seq, None)
+                    acked.append(seq)
+                now = time.monotonic()
+                if acked and (len(acked) >= batch or not self._inflight or now - last_flush > 0.2):
+                    self._flush_acks()
+                    last_flush = now
+                if probe is not None and probe.done() and not probe.cancelled():
+                    raise _Leave()
+        finally:
+            for t in (get, woken):
+                if t is not None:
+                    t.cancel()
+            self._flush_acks()
+
+    async def _publish(self, client, seq: int, topic: str, payload: bytes, retain: bool, done_q) -> bool:
+        """True once PUBACKed.  The outcome also goes to `done_q`, which the pump reads."""
+        try:
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=self.publish_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # reported through the queue: the pump decides
+            done_q.put_nowait((seq, exc))
+            return False
+        done_q.put_nowait((seq, None))
+        return True
+
+    def _flush_acks(self) -> None:
+        acked = self._pending_acks
+        if acked:
+            self.buffer.ack("mqtt", acked)
+            self._counts["acked"] += len(acked)
+            acked.clear()
+
+    async def _leave(self, client: aiomqtt.Client) -> None:
+        """Finish in-flight publishes (short deadline), record their acks, publish retained `offline`."""
+        tasks = list(self._inflight.items())
+        if tasks:
+            await asyncio.wait([t for _, t in tasks], timeout=self.shutdown_grace)
+            for seq, t in tasks:
+                if t.done() and not t.cancelled() and t.result() is True:
+                    self._inflight.pop(seq, None)
+        # results arrive through the queue the pump no longer reads: ack what finished cleanly
+        finished = [seq for seq, t in tasks if seq not in self._inflight]
+        if finished:
+            self.buffer.ack("mqtt", finished)
+            self._counts["acked"] += len(finished)
+        try:
+            await client.publish(self.status_topic, b"offline", qos=1, retain=True, timeout=1.0)
+        except aiomqtt.MqttError:
+            pass
+
+    async def _abandon_inflight(self) -> None:
+        """Publishes without PUBACK stay unacknowledged in the buffer: the next session resends them."""
+        tasks = list(self._inflight.values())
+        self._inflight.clear()
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _ConnectFailed(Exception):
+    def __init__(self, text: str, detail: str | None = None):
+        super().__init__(text)
+        self.detail = detail
