@@ -29,6 +29,7 @@ from typing import Iterable, Sequence
 from edge_agent.buffer.drops import DropLog
 from edge_agent.buffer.schema import (ADD_DROPS, ALL_SINKS, PROTECTED, SINKS, disk_error, open_db, priority,
                                       transaction)
+from edge_agent.buffer.tools import format_size, table_stats
 from edge_agent.errors import EdgeAgentError
 
 log = logging.getLogger("edge_agent.buffer")
@@ -182,9 +183,9 @@ class Buffer:
         self._retry_at = time.monotonic() + self.retry_every
         if self._trouble is None:
             self._trouble, self._trouble_since = reason, time.monotonic()
-            log.error("buffer: cannot write %s (%s); holding new messages in memory (up to %d MiB) and "
+            log.error("buffer: cannot write %s (%s); holding new messages in memory (up to %s) and "
                       "retrying every %gs; free space or fix the disk", self.path, reason,
-                      self.memory_limit // 2**20, self.retry_every)
+                      format_size(self.memory_limit), self.retry_every)
 
     def _guard(self, fn, *args) -> bool:
         """Run maintenance; a refusing disk is noted (and retried later), never raised."""
@@ -385,7 +386,6 @@ class Buffer:
 
     def stats(self) -> dict:
         """Rows and body bytes per type, oldest age, per-sink backlog, drops, memory hold, disk trouble."""
-        from edge_agent.buffer.tools import table_stats
         out = {"path": str(self.path), "durability": self.durability, "next_seq": self._next_seq}
         try:
             out.update(table_stats(self.db))

@@ -193,17 +193,17 @@ def format_stats(st: dict) -> str:
     w = buf.write
     w(f"buffer      {st['path']}\n")
     w(f"next seq    {st['next_seq']}\n")
-    w(f"file        {_size(st.get('file_bytes', 0))}\n")
-    w(f"rows        {st['rows']} ({_size(st['bytes'])} of records), oldest {_age(st['oldest_age'])} ago\n")
+    w(f"file        {format_size(st.get('file_bytes', 0))}\n")
+    w(f"rows        {st['rows']} ({format_size(st['bytes'])} of records), oldest {_age(st['oldest_age'])} ago\n")
     for t, v in st["by_type"].items():
-        w(f"  {t:<6} {v['rows']:>9} rows {_size(v['bytes']):>10}   oldest {_age(v['oldest_age'])} ago\n")
+        w(f"  {t:<6} {v['rows']:>9} rows {format_size(v['bytes']):>10}   oldest {_age(v['oldest_age'])} ago\n")
     w("backlog     " + ", ".join(f"{s} {n}" for s, n in st["backlog"].items()) + "\n")
     drops = st.get("drops") or {}
     w("drops       " + (", ".join(f"{t} {n}" for t, n in drops.items()) if drops else "none") + "\n")
     return buf.getvalue()
 
 
-def _size(n: float) -> str:
+def format_size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -1,0 +1,211 @@
+"""The store-and-forward buffer on real SQLite files: seq, sinks, durability, corruption, migration."""
+from __future__ import annotations
+
+import logging
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from edge_agent.buffer import ALL_SINKS, SINKS, Buffer, Row
+
+MQTT, FILES = SINKS["mqtt"], SINKS["files"]
+
+
+def batch(types: str, mask: int = ALL_SINKS, size: int = 100, t: float | None = None) -> list[tuple]:
+    t = time.time() if t is None else t
+    return [(ty, mask, t, ty.encode() * (size // 4)) for ty in types.split()]
+
+
+def seqs_in(path) -> list[int]:
+    db = sqlite3.connect(path)
+    try:
+        return [r[0] for r in db.execute("SELECT seq FROM messages ORDER BY seq")]
+    finally:
+        db.close()
+
+
+def test_append_peek_ack_and_seq_continues_after_restart(tmp_path):
+    path = tmp_path / "b.sqlite"
+    buf = Buffer(path)
+    assert buf.append(batch("CDSS YCBJ TJSJ")) == [1, 2, 3]
+    assert buf.append([]) == []
+    rows = buf.peek("mqtt", 10)
+    assert [r.seq for r in rows] == [1, 2, 3] and isinstance(rows[0], Row)
+    assert [r.type for r in rows] == ["CDSS", "YCBJ", "TJSJ"]
+    assert rows[1].body == b"YCBJ" * 25
+    assert [r.seq for r in buf.peek("mqtt", 2)] == [1, 2]
+    assert [r.seq for r in buf.peek("mqtt", 10, after_seq=2)] == [3]
+    buf.ack("mqtt", [1, 2, 3])
+    buf.ack("files", [1, 2, 3])
+    assert buf.peek("mqtt", 10) == [] and seqs_in(path) == []
+    buf.close()
+
+    buf = Buffer(path)     # every row acked and deleted: seq still continues
+    assert buf.next_seq == 4
+    assert buf.append(batch("CDSS")) == [4]
+    buf.close()
+    buf = Buffer(path)
+    assert buf.append(batch("CDSS CDSS")) == [5, 6]
+    assert [r.seq for r in buf.peek("files", 10)] == [4, 5, 6]
+    buf.close()
+
+
+def test_sinks_drain_independently(tmp_path):
+    path = tmp_path / "b.sqlite"
+    buf = Buffer(path)
+    buf.append(batch("CDSS " * 50, mask=ALL_SINKS))
+    buf.append(batch("YCBJ", mask=MQTT))          # only MQTT owes this one
+    buf.append(batch("TJSJ", mask=FILES))         # only the file sink owes this one
+    assert buf.backlog("mqtt") == 51 and buf.backlog("files") == 51
+    # MQTT drains everything while the file sink has acknowledged nothing
+    after = 0
+    while rows := buf.peek("mqtt", 8, after):
+        after = rows[-1].seq
+        buf.ack("mqtt", [r.seq for r in rows])
+    assert buf.backlog("mqtt") == 0
+    assert buf.backlog("files") == 51
+    assert [r.seq for r in buf.peek("files", 100)] == list(range(1, 51)) + [52]
+    # rows the file sink still owes survive; the MQTT-only row is gone
+    assert seqs_in(path) == list(range(1, 51)) + [52]
+    buf.ack("files", range(1, 26))
+    assert seqs_in(path) == list(range(26, 51)) + [52]
+    assert buf.peek("files", 1)[0].seq == 26
+    buf.ack("files", [26, 26, 999])                # repeats and unknown seqs are harmless
+    assert buf.backlog("files") == 25
+    buf.close()
+
+
+@pytest.mark.parametrize("durability,sync", [("normal", 1), ("full", 2)])
+def test_durability_modes_set_wal_and_synchronous(tmp_path, durability, sync):
+    buf = Buffer(tmp_path / "b.sqlite", durability=durability)
+    assert buf.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert buf.db.execute("PRAGMA synchronous").fetchone()[0] == sync
+    buf.append(batch("CDSS"))
+    buf.ack("mqtt", [1])                          # acks run without an fsync, then FULL again
+    assert buf.db.execute("PRAGMA synchronous").fetchone()[0] == sync
+    buf.close()
+    with pytest.raises(ValueError):
+        Buffer(tmp_path / "c.sqlite", durability="fast")
+
+
+def test_normal_mode_peek_syncs_the_wal_before_handing_out_rows(tmp_path):
+    """A sink never sees a seq that a power cut could roll back and hand out again."""
+    buf = Buffer(tmp_path / "b.sqlite", sync_every=3600)
+    buf.append(batch("CDSS CDSS"))
+    assert buf._synced_top == 0                   # committed, not yet on disk for sure
+    assert [r.seq for r in buf.peek("mqtt", 10)] == [1, 2]
+    assert buf._synced_top == 2
+    buf.close()
+    full = Buffer(tmp_path / "f.sqlite", durability="full")
+    full.append(batch("CDSS"))
+    assert full._synced_top == 1                  # every commit is synced in full mode
+    full.close()
+
+
+CRASHER = textwrap.dedent("""
+    import sys, time
+    from edge_agent.buffer import Buffer
+    buf = Buffer(sys.argv[1], durability=sys.argv[2])
+    body = b"x" * 2000
+    while True:
+        seqs = buf.append([("CDSS", 3, time.time(), body)] * 5 + [("YCBJ", 1, time.time(), body)])
+        print(seqs[-1], flush=True)       # printed only after the commit returned
+        buf.tick()
+""")
+
+
+@pytest.mark.parametrize("durability", ["normal", "full"])
+def test_kill_9_loses_nothing_committed(tmp_path, durability):
+    path = tmp_path / "b.sqlite"
+    last = 0
+    for cycle in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", CRASHER, str(path), durability], stdout=subprocess.PIPE,
+                                text=True)
+        target = last + 300
+        for line in proc.stdout:
+            last = int(line)
+            if last >= target:
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for line in proc.stdout:          # lines printed before the kill landed are committed too
+            last = int(line)
+        db = sqlite3.connect(path)
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        db.close()
+        got = seqs_in(path)
+        assert got[: last] == list(range(1, last + 1)), f"cycle {cycle}: committed rows missing"
+    buf = Buffer(path)
+    assert buf.next_seq >= last + 1
+    assert buf.append(batch("CDSS"))[0] == buf.next_seq - 1
+    buf.close()
+
+
+def test_corrupt_file_is_moved_aside_with_one_line(tmp_path, caplog):
+    path = tmp_path / "b.sqlite"
+    garbage = b"this is not sqlite\x00" * 500
+    path.write_bytes(garbage)
+    with caplog.at_level(logging.INFO, logger="edge_agent.buffer"):
+        buf = Buffer(path)
+    moved = list(tmp_path.glob("b.sqlite.corrupt-*"))
+    assert len(moved) == 1
+    aside = moved[0]
+    assert aside.read_bytes() == garbage
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1 and "corrupt" in lines[0].getMessage() and aside.name in lines[0].getMessage()
+    assert buf.append(batch("CDSS")) == [1]
+    buf.close()
+    assert Buffer(path).next_seq == 2             # the new file is healthy: no second move
+
+
+def test_damaged_pages_are_detected_at_open(tmp_path, caplog):
+    path = tmp_path / "b.sqlite"
+    buf = Buffer(path)
+    for _ in range(20):
+        buf.append(batch("CDSS " * 20, size=3000))
+    buf.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 20 * page
+    for p in range(2, 12):                        # scribble over b-tree pages, keep the header
+        data[p * page:p * page + 200] = b"\xa5" * 200
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="edge_agent.buffer"):
+        buf = Buffer(path)
+    assert len(list(tmp_path.glob("b.sqlite.corrupt-*"))) == 1
+    assert sum("corrupt" in r.getMessage() for r in caplog.records) == 1
+    assert buf.append(batch("YCBJ")) == [1]
+    buf.close()
+
+
+V0_SCHEMA = """
+CREATE TABLE messages (seq INTEGER PRIMARY KEY, type TEXT NOT NULL, sinks INTEGER NOT NULL,
+                       time REAL NOT NULL, body BLOB NOT NULL);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+def test_schema_0_file_is_migrated(tmp_path):
+    path = tmp_path / "b.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(V0_SCHEMA)
+    now = time.time()
+    db.executemany("INSERT INTO messages VALUES (?,?,?,?,?)",
+                   [(5, "CDSS", 3, now, b"a"), (6, "YCBJ", 1, now, b"b"), (7, "TJSJ", 2, now, b"c")])
+    db.execute("INSERT INTO meta VALUES ('next_seq', 9)")
+    db.commit()
+    db.close()
+    buf = Buffer(path)
+    assert buf.next_seq == 9
+    assert [(r.seq, r.type) for r in buf.peek("mqtt", 10)] == [(5, "CDSS"), (6, "YCBJ")]
+    assert [r.seq for r in buf.peek("files", 10)] == [5, 7]
+    prio = dict(buf.db.execute("SELECT type, prio FROM messages"))
+    assert prio == {"CDSS": 0, "YCBJ": 3, "TJSJ": 1}
+    assert buf.append(batch("CDSS")) == [9]
+    buf.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
