@@ -271,7 +271,8 @@ class Encoder:
         """Realtime values (CDSS) of the given points, from per-point state arrays indexed by global index.
 
         A value is null when it is NaN/inf, or when the point's device is down
-        (status bit 16) and the profile says `down_value: empty`.
+        (status bit 16) and the profile says `down_value: empty`.  A point never
+        sampled (time NaN or 0) carries `now` as its time: receivers need one.
         """
         tmpl, decs = self._cdss_tmpl, self._cdss_dec
         tjson = self.times.json
@@ -279,6 +280,7 @@ class Encoder:
         isfinite = math.isfinite
         empty_down = self._cdss_empty_when_down
         perm = self._cdss_perm
+        now_json = tjson(now)
         out = []
         append = out.append
         for i in indices:
@@ -289,7 +291,8 @@ class Encoder:
             else:
                 d = decs[i]
                 vb = b"%d" % round(v) if d <= 0 else dumps(round(v, d) + 0.0)
-            args = (vb, b"%d" % st, tjson(times[i]))
+            t = times[i]
+            args = (vb, b"%d" % st, tjson(t) if t > 0 else now_json)
             if perm is not None:
                 args = tuple(args[k] for k in perm)
             append(tmpl[i] % args)
