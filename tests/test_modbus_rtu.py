@@ -1,0 +1,111 @@
+"""Modbus RTU over a real pty pair (socat), and RTU framing over TCP (a serial server)."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import free_port
+from edge_agent.drivers.sim import serve
+from edge_agent.drivers.sim.harness import Harness, site_from_yaml
+from edge_agent.frame import Q_OK, Q_SUBSTATION_FAULT
+
+pytestmark = [pytest.mark.timeout(60),
+              pytest.mark.skipif(shutil.which("socat") is None, reason="socat makes the pty pair")]
+
+
+def aio(fn):
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+    return run
+
+
+@pytest.fixture
+def pty_pair(tmp_path):
+    """Two linked pseudo-terminals: what one end writes, the other reads (like an RS-485 adapter pair).
+
+    (ptys here refuse parity E/O with EINVAL, so the bus runs 8N1.)
+    """
+    a, b = tmp_path / "ttyA", tmp_path / "ttyB"
+    proc = subprocess.Popen(["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 5
+    while not (a.exists() and b.exists()):
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise TimeoutError("socat did not create the pty pair")
+        time.sleep(0.01)
+    yield str(a), str(b)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(5)
+
+
+def bus_site(tmp_path, serial: str):
+    return site_from_yaml(f"""\
+site: {{mine_code: "140211001234"}}
+buffer: {{path: b.sqlite}}
+devices:
+  - {{name: sub-1, driver: modbus-rtu, serial: {serial}, baudrate: 19200, unit: 1, poll: 200ms,
+     timeout: 200ms, points: [{{id: A1, sensor: "0001", address: "hr:0", type: float32, order: CDAB}},
+     {{id: A2, sensor: "0004", address: "ir:3", type: int32, order: BADC}}, {{id: A3, sensor: "1004", address: "di:2"}}]}}
+  - {{name: sub-2, driver: modbus-rtu, serial: {serial}, baudrate: 19200, unit: 2, poll: 200ms,
+     timeout: 200ms, points: [{{id: B1, sensor: "0001", address: "hr:10", type: float64, order: DCBA}},
+     {{id: B2, sensor: "0012", address: "hr:14", type: int16, scale: 0.1}}]}}
+""", tmp_path)
+
+
+@aio
+async def test_two_units_on_one_rtu_bus_read_exactly_and_share_the_port(tmp_path, pty_pair):
+    agent_end, device_end = pty_pair
+    site = bus_site(tmp_path, agent_end)
+    async with await serve(site, serial=device_end, seed=1) as sim:
+        sim.pin("sub-1", {"A1": 0.75, "A2": -70000, "A3": 1})
+        sim.pin("sub-2", {"B1": 1.125, "B2": 20.9})
+        async with Harness(site, BACKOFF_START=0.3, BACKOFF_CAP=0.6) as h:
+            await h.wait(lambda: min(h.count(0), h.count(1)) >= 3, 10, "3 frames per unit")
+            assert h.drivers[0].link is h.drivers[1].link, "one serial client per bus"
+            f0, f1 = h.frames[0][-1], h.frames[1][-1]
+            assert list(f0.values) == [0.75, -70000.0, 1.0] and list(f0.quality) == [Q_OK] * 3
+            assert f1.values[0] == 1.125 and f1.values[1] == pytest.approx(20.9) and list(f1.quality) == [Q_OK] * 2
+
+            # a silent unit costs its own polls and delays only its bus neighbour, which keeps reading
+            sim.set_fault("sub-2", "silent")
+            await h.wait(lambda: not h.drivers[1].online, 5, "sub-2 offline")
+            n = h.count(0)
+            await h.wait(lambda: h.count(0) >= n + 5, 5, "sub-1 keeps reading")
+            assert all(list(f.quality) == [Q_OK] * 3 for f in h.frames[0][n:])
+            assert list(h.frames[1][-1].quality) == [Q_SUBSTATION_FAULT] * 2
+            sim.set_fault("sub-2", None)
+            await h.wait(lambda: h.drivers[1].online, 5, "sub-2 back")
+            m = h.count(1)
+            await h.wait(lambda: h.count(1) >= m + 1, 5, "sub-2 fresh frame")
+            assert list(h.frames[1][-1].quality) == [Q_OK] * 2
+
+
+@aio
+async def test_rtu_over_tcp_serial_server(tmp_path):
+    port = free_port()
+    site = site_from_yaml(f"""\
+site: {{mine_code: "140211001234"}}
+buffer: {{path: b.sqlite}}
+devices:
+  - {{name: far-1, driver: modbus-rtu-tcp, host: 127.0.0.1, port: {port}, unit: 5, poll: 100ms,
+     points: [{{id: F1, sensor: "0001", address: "hr:0", type: uint32, order: DCBA}}, {{id: F2, sensor: "1004", address: "co:9"}}]}}
+  - {{name: far-2, driver: modbus-rtu-tcp, host: 127.0.0.1, port: {port}, unit: 6, poll: 100ms,
+     points: [{{id: G1, sensor: "0001", address: "ir:4", type: float32}}]}}
+""", tmp_path)
+    async with await serve(site, seed=1) as sim:
+        assert "RTU over TCP" in sim.listening[0]
+        sim.pin("far-1", {"F1": 4000000000, "F2": 1})
+        sim.pin("far-2", {"G1": -0.5})
+        async with Harness(site) as h:
+            await h.wait(lambda: min(h.count(0), h.count(1)) >= 3, 10, "3 frames per unit")
+            assert h.drivers[0].link is h.drivers[1].link
+    assert list(h.frames[0][-1].values) == [4000000000.0, 1.0]
+    assert list(h.frames[1][-1].values) == [-0.5]
