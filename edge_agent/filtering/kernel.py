@@ -1,0 +1,524 @@
+"""The threshold-filtering kernel: one source, compiled by Cython or run as plain Python.
+
+Per sample of a point it decides the status bits, whether to report the
+point now, which anomalies open or close, and feeds the per-window statistics.
+State is a structure of arrays indexed by the global point index (Catalog);
+the per-frame loop touches no Python object per point, runs without the GIL
+when compiled, and writes events/statistics into flat logs that `take_*`
+turns into objects.  See README.md in this folder for the rules.
+"""
+import math
+from array import array
+
+try:
+    import cython
+except ImportError:  # an install without Cython runs this file as plain Python
+    from edge_agent.filtering import _cython_shim as cython
+
+from edge_agent.filtering.records import SLOTS, Change, Event, Stat
+
+COMPILED = cython.compiled
+
+NAN = cython.declare(cython.double, math.nan)
+NEG_INF = cython.declare(cython.double, -math.inf)
+FAR = cython.declare(cython.double, 1.0)      # beyond the range by more than FAR x span: sensor fault
+NM = cython.declare(cython.int, 6)            # state machines: alarm hi/lo, cut-off hi/lo, warn hi/lo
+NS = cython.declare(cython.int, 9)            # event slots: the machines, over range, fault, substation
+ACC = cython.declare(cython.int, 7)           # per open event: start max max_t min min_t sum n
+WIN = cython.declare(cython.int, 8)           # per window: start max max_t min min_t sum n delta
+EVW = cython.declare(cython.int, 11)          # event log row: point slot begin start end value max..avg
+STW = cython.declare(cython.int, 10)          # stat log row: point start end max max_t min min_t avg n delta
+CHW = cython.declare(cython.int, 4)           # change log row: point time old new
+B_RANGE = cython.declare(cython.int, 64)      # latch bits: 1<<slot
+B_FAULT = cython.declare(cython.int, 128)
+B_SUB = cython.declare(cython.int, 256)
+SLOT_BITS = cython.declare(cython.int, 511)
+PEND = cython.declare(cython.int, 512)        # latch bit PEND << m: machine m waits out its delay
+PEND_BITS = cython.declare(cython.int, 63 * 512)
+MACHINE_BITS = cython.declare(cython.int, 63 | 63 * 512)
+BIG = cython.declare(cython.double, 1.7976931348623157e308)
+
+Q_SUBSTATION = cython.declare(cython.int, 16)   # Frame.quality bits from the driver
+Q_SENSOR = cython.declare(cython.int, 128)
+
+# threshold columns, in machine order (enter, clear) as Catalog.thresholds() names them
+_MACHINES = (("alarm_high", "alarm_high_clear"), ("alarm_low", "alarm_low_clear"),
+             ("cutoff_high", "cutoff_restore"), ("cutoff_low", "cutoff_low_restore"),
+             ("warn_high", "warn_high"), ("warn_low", "warn_low"))
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+@cython.nogil
+def _target(on: cython.bint, high: cython.bint, v: cython.double, enter: cython.double,
+            clear: cython.double) -> cython.bint:
+    """Hysteresis: a high machine enters at v >= enter and stays while v >= clear (low: mirrored)."""
+    if high:
+        return v >= clear if on else v >= enter
+    return v <= clear if on else v <= enter
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+@cython.nogil
+def _floor(x: cython.double) -> cython.double:
+    k: cython.longlong = cython.cast(cython.longlong, x)
+    if k > x:
+        k -= 1
+    return k
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+@cython.nogil
+def _acc_add(acc: cython.double[::1], a: cython.Py_ssize_t, v: cython.double, t: cython.double) -> cython.int:
+    """Add a valid sample to the min/max/avg accumulator starting at acc[a] (start max ... sum n)."""
+    if acc[a + 6] == 0 or v > acc[a + 1]:
+        acc[a + 1] = v
+        acc[a + 2] = t
+    if acc[a + 6] == 0 or v < acc[a + 3]:
+        acc[a + 3] = v
+        acc[a + 4] = t
+    acc[a + 5] += v
+    acc[a + 6] += 1
+    return 0
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+@cython.nogil
+def _emit_event(log: cython.double[::1], pos: cython.Py_ssize_t, acc: cython.double[::1], a: cython.Py_ssize_t,
+                point: cython.int, slot: cython.int, begin: cython.int, t: cython.double,
+                value: cython.double) -> cython.Py_ssize_t:
+    b: cython.Py_ssize_t = pos * EVW
+    log[b] = point
+    log[b + 1] = slot
+    log[b + 2] = begin
+    log[b + 3] = acc[a]
+    log[b + 4] = t
+    log[b + 5] = value
+    log[b + 6] = acc[a + 1]
+    log[b + 7] = acc[a + 2]
+    log[b + 8] = acc[a + 3]
+    log[b + 9] = acc[a + 4]
+    log[b + 10] = acc[a + 5] / acc[a + 6] if acc[a + 6] > 0 else NAN
+    return pos + 1
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+@cython.nogil
+def _emit_stat(log: cython.double[::1], pos: cython.Py_ssize_t, win: cython.double[::1], w: cython.Py_ssize_t,
+               point: cython.int, width: cython.double) -> cython.Py_ssize_t:
+    b: cython.Py_ssize_t = pos * STW
+    log[b] = point
+    log[b + 1] = win[w]
+    log[b + 2] = win[w] + width
+    log[b + 3] = win[w + 1]
+    log[b + 4] = win[w + 2]
+    log[b + 5] = win[w + 3]
+    log[b + 6] = win[w + 4]
+    log[b + 7] = win[w + 5] / win[w + 6]
+    log[b + 8] = win[w + 6]
+    log[b + 9] = win[w + 7]
+    win[w] = NAN
+    return pos + 1
+
+
+def _zeros(n, fill=0.0):
+    return array("d", [fill]) * n
+
+
+def _grown(arr, used, need):
+    """A larger copy of a log array (never resized in place: a memoryview may hold it)."""
+    if len(arr) >= need:
+        return arr
+    new = _zeros(max(need, 2 * len(arr)))
+    new[:used] = arr[:used]
+    return new
+
+
+@cython.cclass
+class Kernel:
+    """Per-point state machines for one site; `process(frame)` once per frame, in frame order.
+
+    `value`, `status`, `time` are arrays indexed by global point index: the last
+    valid value (NaN if none yet; faults keep it), the PROFILE.md status bits, and
+    the wall time of the last accepted sample (NaN if none).  `rejected` counts
+    point samples older than the point's last accepted one (dropped, state untouched).
+    """
+    value = cython.declare(object, visibility="readonly")
+    status = cython.declare(object, visibility="readonly")
+    time = cython.declare(object, visibility="readonly")
+    rejected = cython.declare(cython.longlong, visibility="readonly")
+    invalid = cython.declare(cython.longlong, visibility="readonly")
+    n_points = cython.declare(cython.int, visibility="readonly")
+    realtime_every = cython.declare(cython.double, visibility="readonly")
+    stats_window = cython.declare(cython.double, visibility="readonly")
+    _th: cython.double[::1]          # per point 12: (enter, clear) x machines
+    _rlo: cython.double[::1]
+    _rhi: cython.double[::1]
+    _lim: cython.double[::1]       # per point 4: fault below, fault above, quiet band low, high
+    _db: cython.double[::1]
+    _dly: cython.double[::1]
+    _kind: cython.schar[::1]
+    _cfg: cython.int[::1]
+    _value: cython.double[::1]
+    _time: cython.double[::1]
+    _status: cython.uchar[::1]
+    _latch: cython.int[::1]
+    _pend: cython.double[::1]        # per point NM: since when the machine's target differs (if PEND bit)
+    _rep_v: cython.double[::1]
+    _rep_t: cython.double[::1]
+    _acc: cython.double[::1]         # per point NS x ACC
+    _win: cython.double[::1]         # per point WIN
+    _done: cython.double[::1]        # end of the last window take_stats closed: older samples skip stats
+    _cum: cython.double[::1]         # cumulative points: last valid value
+    _oldest: cython.double           # no open window starts before this: take_stats may skip its scan
+    _out_arr = cython.declare(object)
+    _out: cython.int[::1]
+    _ev_arr = cython.declare(object)
+    _ev: cython.double[::1]
+    _ev_n: cython.Py_ssize_t
+    _st_arr = cython.declare(object)
+    _st: cython.double[::1]
+    _st_n: cython.Py_ssize_t
+    _ch_arr = cython.declare(object)
+    _ch: cython.double[::1]
+    _ch_n: cython.Py_ssize_t
+
+    def __init__(self, n_points, thresholds, realtime_every=20.0, stats_window=300.0):
+        n = int(n_points)
+        for name, col in thresholds.items():
+            if len(col) != n:
+                raise ValueError(f"thresholds[{name!r}] has {len(col)} entries for {n} points")
+        if not realtime_every > 0 or not stats_window > 0:
+            raise ValueError("realtime_every and stats_window must be > 0 seconds")
+        self.n_points = n
+        self.realtime_every = float(realtime_every)
+        self.stats_window = float(stats_window)
+        self.rejected = 0
+        self.invalid = 0
+        nan = math.nan
+        col = thresholds.get
+        th, cfg = _zeros(12 * n), array("i", [0]) * n
+        for m, (enter_name, clear_name) in enumerate(_MACHINES):
+            enter, clear = col(enter_name), col(clear_name)
+            for i in range(n):
+                e = float(enter[i]) if enter is not None else nan
+                c = float(clear[i]) if clear is not None else nan
+                if e == e:
+                    th[12 * i + 2 * m] = e
+                    th[12 * i + 2 * m + 1] = c if c == c else e   # no clear level: clear at the entry level
+                    cfg[i] |= 1 << m
+        rlo = array("d", col("range_low", _zeros(n, nan)))
+        rhi = array("d", col("range_high", _zeros(n, nan)))
+        lim = _zeros(4 * n)
+        for i in range(n):
+            lo, hi = rlo[i], rhi[i]
+            if hi > lo:               # a value far outside the range is a sensor fault
+                lim[4 * i] = max(lo - FAR * (hi - lo), -BIG)
+                lim[4 * i + 1] = min(hi + FAR * (hi - lo), BIG)
+            else:                     # no usable range: no over-range; only a non-finite value is a fault
+                rlo[i] = rhi[i] = nan
+                lim[4 * i], lim[4 * i + 1] = -BIG, BIG
+            # quiet band: strictly between every low entry and every high entry no machine can enter
+            highs = [th[12 * i + 2 * m] for m in (0, 2, 4) if cfg[i] & (1 << m)]
+            lows = [th[12 * i + 2 * m] for m in (1, 3, 5) if cfg[i] & (1 << m)]
+            lim[4 * i + 2] = max(lows) if lows else -math.inf
+            lim[4 * i + 3] = min(highs) if highs else math.inf
+        db = array("d", [d if d == d and d > 0 else 0.0 for d in col("deadband", _zeros(n))])
+        dly = array("d", [d if d == d and d > 0 else 0.0 for d in col("delay", _zeros(n))])
+        self._th, self._rlo, self._rhi, self._lim = th, rlo, rhi, lim
+        self._db, self._dly, self._cfg = db, dly, cfg
+        self._kind = array("b", col("kind", array("b", [0]) * n))
+        self.value = _zeros(n, nan)
+        self.time = _zeros(n, nan)
+        self.status = array("B", [0]) * n
+        self._value, self._time, self._status = self.value, self.time, self.status
+        self._latch = array("i", [0]) * n
+        self._pend = _zeros(NM * n, nan)
+        self._rep_v = _zeros(n, nan)
+        self._rep_t = _zeros(n, nan)
+        self._acc = _zeros(NS * ACC * n)
+        self._win = _zeros(WIN * n, nan)
+        self._done = _zeros(n, -math.inf)
+        self._cum = _zeros(n, nan)
+        self._oldest = math.inf
+        self._out_arr = array("i", [0]) * max(n, 1)
+        self._out = self._out_arr
+        self._ev_arr, self._st_arr, self._ch_arr = _zeros(0), _zeros(0), _zeros(0)
+        self._ev, self._st, self._ch = self._ev_arr, self._st_arr, self._ch_arr
+        self._ev_n = self._st_n = self._ch_n = 0
+
+    def _reserve(self, n):
+        """Room for the worst case of n samples: every slot flips, one window and one change each."""
+        if len(self._out_arr) < n:
+            self._out_arr = array("i", [0]) * n
+            self._out = self._out_arr
+        self._ev_arr = _grown(self._ev_arr, self._ev_n * EVW, (self._ev_n + NS * n) * EVW)
+        self._st_arr = _grown(self._st_arr, self._st_n * STW, (self._st_n + n + self.n_points) * STW)
+        self._ch_arr = _grown(self._ch_arr, self._ch_n * CHW, (self._ch_n + n) * CHW)
+        self._ev, self._st, self._ch = self._ev_arr, self._st_arr, self._ch_arr
+
+    def process(self, frame):
+        """Apply one frame; return array('i') of the global indices to report now, in frame order.
+
+        A point is reported when its status changed, when its valid value moved by more
+        than its deadband since it was last reported, or when `realtime_every` passed
+        since it was last reported (heartbeat, sample time).
+        """
+        n: cython.Py_ssize_t = len(frame.index)
+        t: cython.double = frame.wall
+        if n == 0:
+            return array("i")
+        if not (t - t == 0.0):   # NaN or infinite clock: nothing can be ordered against it
+            self.rejected += n
+            return array("i")
+        self._reserve(n)
+        idx: cython.int[::1] = frame.index
+        vals: cython.double[::1] = frame.values
+        qual: cython.uchar[::1] = frame.quality
+        th: cython.double[::1] = self._th
+        rlo: cython.double[::1] = self._rlo
+        rhi: cython.double[::1] = self._rhi
+        lim: cython.double[::1] = self._lim
+        db: cython.double[::1] = self._db
+        dly: cython.double[::1] = self._dly
+        kind: cython.schar[::1] = self._kind
+        cfg: cython.int[::1] = self._cfg
+        value: cython.double[::1] = self._value
+        ptime: cython.double[::1] = self._time
+        status: cython.uchar[::1] = self._status
+        latch: cython.int[::1] = self._latch
+        pend: cython.double[::1] = self._pend
+        rep_v: cython.double[::1] = self._rep_v
+        rep_t: cython.double[::1] = self._rep_t
+        acc: cython.double[::1] = self._acc
+        win: cython.double[::1] = self._win
+        done: cython.double[::1] = self._done
+        cum: cython.double[::1] = self._cum
+        out: cython.int[::1] = self._out
+        evlog: cython.double[::1] = self._ev
+        stlog: cython.double[::1] = self._st
+        chlog: cython.double[::1] = self._ch
+        ev_n: cython.Py_ssize_t = self._ev_n
+        st_n: cython.Py_ssize_t = self._st_n
+        ch_n: cython.Py_ssize_t = self._ch_n
+        npts: cython.int = self.n_points
+        every: cython.double = self.realtime_every
+        width: cython.double = self.stats_window
+        ws: cython.double = _floor(t / width) * width    # the window this frame falls in
+        opened: cython.bint = False
+        rejected: cython.longlong = 0
+        invalid: cython.longlong = 0
+        count: cython.Py_ssize_t = 0
+        j: cython.Py_ssize_t
+        i: cython.int
+        m: cython.int
+        s: cython.int
+        q: cython.int
+        c: cython.int
+        old: cython.int
+        new: cython.int
+        moved: cython.int
+        st: cython.int
+        a: cython.Py_ssize_t
+        k: cython.Py_ssize_t
+        v: cython.double
+        p: cython.double
+        d: cython.double
+        prev: cython.double
+        valid: cython.bint
+        on: cython.bint
+        with cython.nogil:
+            for j in range(n):
+                i = idx[j]
+                if i < 0 or i >= npts:
+                    invalid += 1
+                    continue
+                if t < ptime[i]:
+                    rejected += 1
+                    continue
+                ptime[i] = t
+                v = vals[j]
+                q = qual[j]
+                c = cfg[i]
+                old = latch[i]
+                prev = value[i]
+                valid = False
+                if q & Q_SUBSTATION:
+                    new = (old | B_SUB) & ~PEND_BITS     # a delay needs the condition to hold on valid samples
+                elif (q & Q_SENSOR) or not (lim[4 * i] <= v and v <= lim[4 * i + 1]):   # NaN fails too
+                    new = ((old & ~B_SUB) | B_FAULT) & ~PEND_BITS
+                else:
+                    valid = True
+                    new = old & ~(B_SUB | B_FAULT)
+                    value[i] = v
+                    if (new & MACHINE_BITS) or not (lim[4 * i + 2] < v and v < lim[4 * i + 3]):
+                        for m in range(NM):
+                            if c & (1 << m):
+                                on = (new >> m) & 1
+                                if _target(on, m % 2 == 0, v, th[12 * i + 2 * m], th[12 * i + 2 * m + 1]) == on:
+                                    new &= ~(PEND << m)
+                                elif dly[i] > 0.0:
+                                    k = NM * i + m
+                                    if not (new & (PEND << m)):
+                                        pend[k] = t
+                                        new |= PEND << m
+                                    if t - pend[k] >= dly[i]:
+                                        new ^= 1 << m
+                                        new &= ~(PEND << m)
+                                else:
+                                    new ^= 1 << m
+                    if v > rhi[i] or v < rlo[i]:      # NaN range (not configured): never
+                        new |= B_RANGE
+                    else:
+                        new &= ~B_RANGE
+                latch[i] = new
+                # events: open, close, and feed the open ones
+                if (old | new) & SLOT_BITS:
+                    moved = (old ^ new) & SLOT_BITS
+                    for s in range(NS):
+                        if not ((old | new) >> s) & 1:
+                            continue
+                        a = (NS * i + s) * ACC
+                        if (moved >> s) & 1 and (new >> s) & 1:
+                            acc[a] = t
+                            acc[a + 5] = 0.0
+                            acc[a + 6] = 0.0
+                            acc[a + 1] = acc[a + 2] = acc[a + 3] = acc[a + 4] = NAN
+                        if valid and (new >> s) & 1:
+                            _acc_add(acc, a, v, t)
+                        if (moved >> s) & 1:
+                            ev_n = _emit_event(evlog, ev_n, acc, a, i, s, (new >> s) & 1, t, value[i])
+                st = 0
+                if new & 3:
+                    st |= 1
+                if new & 12:
+                    st |= 2
+                if new & B_RANGE:
+                    st |= 8
+                if new & B_SUB:
+                    st |= 16
+                if new & B_FAULT:
+                    st |= 128
+                # report by exception, heartbeat, status change
+                if (st != status[i] or not (t - rep_t[i] < every)
+                        or (valid and not (abs(v - rep_v[i]) <= db[i]))):
+                    out[count] = i
+                    count += 1
+                    rep_t[i] = t
+                    rep_v[i] = value[i]
+                status[i] = st
+                if not valid:
+                    continue
+                # switch / multistate: value changes
+                if (kind[i] == 1 or kind[i] == 3) and prev == prev and v != prev:
+                    k = ch_n * CHW
+                    chlog[k] = i
+                    chlog[k + 1] = t
+                    chlog[k + 2] = prev
+                    chlog[k + 3] = v
+                    ch_n += 1
+                # statistics over wall-clock windows
+                if t >= done[i]:
+                    a = WIN * i
+                    if win[a] == win[a] and win[a] != ws:
+                        st_n = _emit_stat(stlog, st_n, win, a, i, width)
+                    if win[a] != win[a]:
+                        win[a] = ws
+                        opened = True
+                        win[a + 5] = 0.0
+                        win[a + 6] = 0.0
+                        win[a + 7] = 0.0
+                    _acc_add(win, a, v, t)
+                    if kind[i] == 2 and cum[i] == cum[i]:
+                        win[a + 7] += v - cum[i] if v >= cum[i] else v
+                if kind[i] == 2:
+                    cum[i] = v
+        self._ev_n, self._st_n, self._ch_n = ev_n, st_n, ch_n
+        if opened and ws < self._oldest:
+            self._oldest = ws
+        self.rejected += rejected
+        self.invalid += invalid
+        return self._out_arr[:count]
+
+    def take_events(self):
+        """Drain the events since the last call, in the order they happened."""
+        log: cython.double[::1] = self._ev
+        r: cython.Py_ssize_t
+        b: cython.Py_ssize_t
+        events = []
+        for r in range(self._ev_n):
+            b = r * EVW
+            code, side = SLOTS[cython.cast(cython.int, log[b + 1])]
+            begin = log[b + 2] != 0
+            events.append(Event(cython.cast(cython.int, log[b]), code, side, begin, log[b + 3],
+                                None if begin else log[b + 4], log[b + 5], log[b + 6], log[b + 7],
+                                log[b + 8], log[b + 9], log[b + 10]))
+        self._ev_n = 0
+        return events
+
+    def take_changes(self):
+        """Drain the value changes of switch and multistate points since the last call."""
+        log: cython.double[::1] = self._ch
+        r: cython.Py_ssize_t
+        changes = [Change(cython.cast(cython.int, log[r * CHW]), log[r * CHW + 1], log[r * CHW + 2],
+                          log[r * CHW + 3]) for r in range(self._ch_n)]
+        self._ch_n = 0
+        return changes
+
+    def take_stats(self, now_wall):
+        """Drain the windows that ended at or before `now_wall`, ordered by (start, point).
+
+        Windows still open at that time close here; a late sample that belongs to a
+        window already handed out is not counted in any window.
+        """
+        now: cython.double = now_wall
+        width: cython.double = self.stats_window
+        self._reserve(0)
+        win: cython.double[::1] = self._win
+        done: cython.double[::1] = self._done
+        log: cython.double[::1] = self._st
+        kind: cython.schar[::1] = self._kind
+        n: cython.Py_ssize_t = self._st_n
+        kept: cython.Py_ssize_t = 0
+        i: cython.int
+        a: cython.Py_ssize_t
+        r: cython.Py_ssize_t
+        b: cython.Py_ssize_t
+        f: cython.Py_ssize_t
+        oldest: cython.double = math.inf
+        if self._oldest + width <= now:
+            with cython.nogil:
+                for i in range(self.n_points):
+                    a = WIN * i
+                    if win[a] == win[a] and win[a] + width <= now:
+                        done[i] = win[a] + width
+                        n = _emit_stat(log, n, win, a, i, width)
+                    elif win[a] < oldest:
+                        oldest = win[a]
+            self._oldest = oldest
+        stats = []
+        for r in range(n):
+            b = r * STW
+            if log[b + 2] <= now:
+                i = cython.cast(cython.int, log[b])
+                stats.append(Stat(i, log[b + 1], log[b + 2], log[b + 3], log[b + 4], log[b + 5], log[b + 6],
+                                  log[b + 7], cython.cast(cython.longlong, log[b + 8]),
+                                  log[b + 9] if kind[i] == 2 else None))
+            else:                   # ended after now_wall (a caller's clock behind the samples): keep
+                for f in range(STW):
+                    log[kept * STW + f] = log[b + f]
+                kept += 1
+        self._st_n = kept
+        stats.sort(key=_stat_order)
+        return stats
+
+
+def _stat_order(s):
+    return (s.start, s.point)
