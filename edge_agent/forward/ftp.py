@@ -1,0 +1,254 @@
+"""FTP/FTPS push of the outbox (stdlib ftplib, in a worker thread).
+
+    push = FtpPush(cfg, outbox_dir, site=site, wake=event)
+    async with push:
+        await push.run()          # until cancelled
+
+`cfg.upload` is `ftp://user@host:port/dir` or `ftps://...` (explicit TLS,
+protected data channel); the password is read from `cfg.password_file`
+(relative to the site file) at each connect, so it can be rotated.
+
+Guarantees a caller may rely on:
+- Files go up one at a time in the order they were written (file mtime, then
+  name; `FileSink` makes the stamps strictly increasing).
+- Each file is stored under a hidden temporary name (`.NAME.part`), its size
+  checked when the server supports SIZE, then renamed to NAME: a receiver
+  never sees a partial file under the final name.
+- The local file is removed (or moved to `uploaded/` with
+  `keep_uploaded: true`) only after the rename succeeded.  A crash between
+  the rename and the removal uploads the file once more (at-least-once).
+- Any failure (refused, dropped, timeout, bad login) logs one line, drops the
+  connection and retries the same file with exponential backoff and jitter;
+  recovery is logged once.
+"""
+from __future__ import annotations
+
+import asyncio
+import ftplib
+import logging
+import os
+import random
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from edge_agent.config import FilesCfg
+from edge_agent.errors import ConfigError, Problem
+
+log = logging.getLogger("edge_agent.forward.ftp")
+
+FIELD = "forward.files.upload"
+
+
+@dataclass(frozen=True)
+class FtpTarget:
+    tls: bool
+    host: str
+    port: int
+    user: str
+    password: str | None      # only when written in the URL (discouraged: use password_file)
+    directory: str
+
+
+def parse_upload(url: str, where: str = "site") -> FtpTarget:
+    """`ftp[s]://[user[:password]@]host[:port][/dir]` -> FtpTarget; ConfigError naming the field otherwise."""
+    try:
+        u = urlsplit(url)
+        port = u.port
+    except ValueError as exc:
+        raise ConfigError([Problem(where, None, FIELD, f"{url!r} is not a URL ({exc})")])
+    if u.scheme not in ("ftp", "ftps") or not u.hostname:
+        raise ConfigError([Problem(where, None, FIELD, f"{url!r}: write ftp://user@host:21/dir or "
+                                                        "ftps://user@host:21/dir")])
+    return FtpTarget(tls=u.scheme == "ftps", host=u.hostname, port=port or 21,
+                     user=unquote(u.username) if u.username else "anonymous",
+                     password=unquote(u.password) if u.password is not None else None,
+                     directory=unquote(u.path).strip("/"))
+
+
+def pending_files(directory: Path) -> list[Path]:
+    """Outbox files waiting for upload, oldest first (not hidden temp files, not sub-folders)."""
+    found = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return []
+    for e in entries:
+        if e.name.startswith(".") or not e.name.endswith(".txt"):
+            continue
+        try:
+            if e.is_file(follow_symlinks=False):
+                found.append((e.stat().st_mtime_ns, e.name))
+        except FileNotFoundError:
+            continue
+    found.sort()
+    return [directory / name for _, name in found]
+
+
+class FtpPush:
+    """Uploads the outbox to one FTP/FTPS server; see the module docstring."""
+
+    def __init__(self, cfg: FilesCfg, directory: Path, *, site=None, wake: asyncio.Event | None = None,
+                 scan_every: float = 5.0, timeout: float = 30.0, backoff: tuple[float, float] = (1.0, 60.0),
+                 ssl_context: ssl.SSLContext | None = None):
+        where = getattr(site, "source", "") or "site"
+        if not cfg.upload:
+            raise ConfigError([Problem(where, None, FIELD, "no upload URL configured")])
+        self.cfg = cfg
+        self.target = parse_upload(cfg.upload, where)
+        self.directory = Path(directory)
+        self.password_file = (site.path(cfg.password_file) if site is not None and cfg.password_file
+                              else Path(cfg.password_file) if cfg.password_file else None)
+        self.wake = wake if wake is not None else asyncio.Event()
+        self.scan_every = scan_every
+        self.timeout = timeout
+        self.backoff = backoff
+        self.ssl_context = ssl_context
+        self.ftp: ftplib.FTP | None = None
+        self.uploaded = 0
+        self.failures = 0
+        self.failing: str | None = None
+
+    async def __aenter__(self) -> "FtpPush":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await asyncio.to_thread(self._close)
+
+    async def run(self) -> None:
+        delay = self.backoff[0]
+        while True:
+            self.wake.clear()
+            files = await asyncio.to_thread(pending_files, self.directory)
+            for path in files:
+                try:
+                    await asyncio.to_thread(self._upload, path)
+                except (*ftplib.all_errors, ConfigError) as exc:
+                    self.failures += 1
+                    reason = _reason(exc)
+                    if reason != self.failing:
+                        log.error("FTP push to %s:%d: %s; %s stays in the outbox, retrying with backoff",
+                                  self.target.host, self.target.port, reason, path.name)
+                    self.failing = reason
+                    await asyncio.to_thread(self._close)
+                    await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                    delay = min(delay * 2, self.backoff[1])
+                    break
+                if self.failing is not None:
+                    log.warning("FTP push to %s:%d: uploading again", self.target.host, self.target.port)
+                    self.failing = None
+                delay = self.backoff[0]
+            else:
+                if not self.wake.is_set():
+                    try:
+                        await asyncio.wait_for(self.wake.wait(), self.scan_every)
+                    except asyncio.TimeoutError:
+                        pass
+
+    # ------------------------------------------------------------------ in the worker thread
+
+    def _password(self) -> str:
+        if self.target.password is not None:
+            return self.target.password
+        if self.password_file is None:
+            return "" if self.target.user != "anonymous" else "edge-agent@"
+        try:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError([Problem(str(self.password_file), None, "forward.files.password_file",
+                                       f"cannot read: {exc.strerror}")])
+
+    def _connect(self) -> ftplib.FTP:
+        if self.ftp is not None:
+            return self.ftp
+        t = self.target
+        if t.tls:
+            ftp: ftplib.FTP = ftplib.FTP_TLS(context=self.ssl_context or ssl.create_default_context(),
+                                             timeout=self.timeout)
+        else:
+            ftp = ftplib.FTP(timeout=self.timeout)
+        try:
+            ftp.connect(t.host, t.port)
+            ftp.login(t.user, self._password())
+            if t.tls:
+                ftp.prot_p()
+            if t.directory:
+                self._cwd(ftp, t.directory)
+        except BaseException:
+            _quiet_close(ftp)
+            raise
+        self.ftp = ftp
+        return ftp
+
+    @staticmethod
+    def _cwd(ftp: ftplib.FTP, directory: str) -> None:
+        """Change into `directory`, creating missing components."""
+        try:
+            ftp.cwd(directory)
+            return
+        except ftplib.error_perm:
+            pass
+        for part in directory.split("/"):
+            if not part:
+                continue
+            try:
+                ftp.cwd(part)
+            except ftplib.error_perm:
+                ftp.mkd(part)
+                ftp.cwd(part)
+
+    def _upload(self, path: Path) -> None:
+        ftp = self._connect()
+        name = path.name
+        part = f".{name}.part"
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            ftp.storbinary(f"STOR {part}", f)
+        try:
+            remote = ftp.size(part)
+        except ftplib.error_perm:       # SIZE not supported: trust the 226 reply
+            remote = None
+        if remote is not None and remote != size:
+            raise ftplib.error_temp(f"451 {part}: server has {remote} of {size} bytes")
+        try:
+            ftp.rename(part, name)
+        except ftplib.error_perm:
+            # some servers refuse to rename over an existing file (a re-upload after a crash
+            # between rename and local delete): that file is this one, so replace it
+            ftp.delete(name)
+            ftp.rename(part, name)
+        if self.cfg.keep_uploaded:
+            done = self.directory / "uploaded"
+            done.mkdir(exist_ok=True)
+            os.replace(path, done / name)
+        else:
+            path.unlink()
+        self.uploaded += 1
+
+    def _close(self) -> None:
+        ftp, self.ftp = self.ftp, None
+        if ftp is not None:
+            try:
+                ftp.quit()
+            except (*ftplib.all_errors, AttributeError):
+                _quiet_close(ftp)
+
+
+def _quiet_close(ftp: ftplib.FTP) -> None:
+    try:
+        ftp.close()
+    except (*ftplib.all_errors, AttributeError):
+        pass
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the server running?)"
+    if isinstance(exc, (TimeoutError, ConnectionError, EOFError)):
+        return f"connection lost ({type(exc).__name__}: {exc})" if str(exc) else f"connection lost ({type(exc).__name__})"
+    if isinstance(exc, ftplib.error_perm) and str(exc).startswith("530"):
+        return f"login refused ({exc}); check the user in the URL and the password file"
+    return f"{type(exc).__name__}: {exc}"
