@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import math
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import time
 from pathlib import Path
 
 from edge_agent.drivers.plan import MAX_REGISTERS
-from edge_agent.drivers.sim.harness import Harness, site_from_yaml
+from edge_agent.drivers.sim.harness import Harness, free_port, site_from_yaml, wait_port
 
 SIM = ("import sys; from edge_agent.config import load_site; from edge_agent.drivers.sim import main; "
        "sys.exit(main(load_site(sys.argv[1]), scenario='steady'))")
@@ -36,24 +35,6 @@ def site_text(devices: int, registers: int, period: float, port: int) -> str:
         out += [f'      - {{id: D{d}R{r}, sensor: "0002", address: "hr:{r}", scale: 0.01}}'
                 for r in range(registers)]
     return "\n".join(out) + "\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 async def measure(site, warmup: float, duration: float) -> dict:

@@ -135,7 +135,7 @@ class DeviceModel:
     def _value(self, p: Point, t: float, n: float) -> float:
         s = p.sensor
         if s in ("0001", "0043"):
-            base = 0.35 + 0.07 * n
+            base = min(0.5, max(0.2, 0.35 + 0.05 * n))
             return max(0.0, base + self.gas[p.id].extra(t, base))
         if s == "0002":
             return max(0.0, 2.2 + 0.3 * n)

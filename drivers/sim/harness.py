@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 
@@ -15,6 +16,26 @@ from edge_agent.config import Site, load_site
 from edge_agent.frame import Frame
 from edge_agent.points import Catalog
 from edge_agent.profile.tables import load_profile
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
+    """Block until something accepts on host:port; TimeoutError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s") from None
+            time.sleep(0.05)
 
 
 def site_from_yaml(text: str, folder: Path, name: str = "site.yaml") -> Site:
