@@ -26,6 +26,7 @@ from edge_agent.profile.tables import FRAMING, Profile
 from edge_agent.profile.timefmt import TimeText, zone_of
 
 _CDSS_SLOTS = ("value", "status", "time")
+_EXACT = 2.0 ** 53
 
 
 def num(v: Any, decimals: int) -> int | float | None:
@@ -36,7 +37,8 @@ def num(v: Any, decimals: int) -> int | float | None:
     if not math.isfinite(v):
         return None
     if decimals <= 0:
-        return round(v)
+        # beyond 2**53 a float has no exact integer (and orjson takes 64-bit ints only)
+        return round(v) if -_EXACT < v < _EXACT else round(v, 0) + 0.0
     return round(v, decimals) + 0.0     # + 0.0 turns -0.0 into 0.0
 
 
@@ -290,7 +292,8 @@ class Encoder:
                 vb = b"null"
             else:
                 d = decs[i]
-                vb = b"%d" % round(v) if d <= 0 else dumps(round(v, d) + 0.0)
+                # the same numbers as num(), without the call
+                vb = b"%d" % round(v) if d <= 0 and -_EXACT < v < _EXACT else dumps(round(v, d) + 0.0)
             t = times[i]
             args = (vb, b"%d" % st, tjson(t) if t > 0 else now_json)
             if perm is not None:
