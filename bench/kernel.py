@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     a = ap.parse_args(argv)
     cols, values = site(a.points)
-    t0 = 1_796_000_000.0     # 2026-11-29, on a window boundary
+    t0 = 1_796_000_100.0     # on a 5-minute window boundary
     fast = [run(Kernel, cols, values, a.points, a.frames, t0) for _ in range(a.repeat)]
     pure_cls = load_pure().Kernel
     slow = [run(pure_cls, cols, values, a.points, a.pure_frames, t0) for _ in range(max(1, a.repeat // 2))]
