@@ -41,7 +41,8 @@ class Link:
         self.lock = asyncio.Lock()
         self.refs = 0
         self.shared = device.driver != "modbus-tcp"
-        common = dict(timeout=device.timeout, retries=0, reconnect_delay=0)
+        self.rx = False       # bytes arrived since the last request (tells garbage from silence)
+        common = dict(timeout=device.timeout, retries=0, reconnect_delay=0, trace_packet=self._trace)
         if device.driver == "modbus-rtu":
             self.where = f"serial {device.serial} ({device.baudrate} {device.bytesize}{device.parity}"\
                          f"{device.stopbits})"
@@ -56,14 +57,26 @@ class Link:
             self.hint = "check that the device is powered and on the network, and its host/port in the site file"
         self.timeout = device.timeout
 
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        if sending:
+            self.rx = False
+        elif data:
+            self.rx = True
+        return data
+
     @property
     def connected(self) -> bool:
         return self.client.connected
 
-    async def connect(self) -> None:
-        """Open the link if it is not open; raise `Unreachable` if it cannot be."""
+    def set_timeout(self, timeout: float) -> None:
+        """Answer timeout for the next requests (units of one bus may differ)."""
+        self.timeout = timeout
+        self.client.ctx.comm_params.timeout_connect = timeout
+
+    async def connect(self) -> bool:
+        """Open the link if needed (True if it opened now); raise `Unreachable` if it cannot be."""
         if self.client.connected:
-            return
+            return False
         try:
             ok = await asyncio.wait_for(self.client.connect(), self.timeout + 1.0)
         except (asyncio.TimeoutError, OSError):
@@ -71,6 +84,7 @@ class Link:
         if not ok:
             self.client.close()
             raise Unreachable(f"cannot connect to {self.where}")
+        return True
 
     def resync(self) -> None:
         """After a timeout or a garbled answer: drop what may still arrive late.

@@ -48,7 +48,11 @@ _EXC_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data
 
 
 class DeviceFailed(Exception):
-    """The device did not answer usefully; the poll is lost."""
+    """The device did not answer usefully; the poll is lost.  `hint` says what to check."""
+
+    def __init__(self, reason: str, hint: str | None = None):
+        super().__init__(reason)
+        self.hint = hint
 
 
 class ModbusDriver:
@@ -129,34 +133,52 @@ class ModbusDriver:
         faults: dict[str, str] = {}
         try:
             async with self.link.lock:
-                await self.link.connect()
+                if self.link.shared:
+                    self.link.set_timeout(self.device.timeout)
+                await self._connect()
                 for block in list(self.plan.blocks):
                     await self._read_block(block, values, quality, faults)
-        except (Unreachable, DeviceFailed) as exc:
+        except Exception as exc:
+            if not isinstance(exc, (Unreachable, DeviceFailed)):
+                # a bug, not the device: keep polling, but show the traceback once per state change
+                if self._state is not False:
+                    log.exception("%s: unexpected error while polling", self.describe())
+                exc = DeviceFailed(f"unexpected error {type(exc).__name__}: {exc}", "report this as a bug")
             self.counters["errors"] += 1
             self._emit(Frame(self.index, mono, wall, array("i", self._indices), array("d", self._nan),
                              array("B", [Q_SUBSTATION_FAULT]) * len(self.points)))
-            self._set_state(False, str(exc))
+            self._set_state(False, str(exc), getattr(exc, "hint", None))
             return False
         self._set_state(True, "answering")
         self._note_faults(faults)
         self._emit(Frame(self.index, mono, wall, array("i", self._indices), values, quality))
         return True
 
+    async def _connect(self) -> None:
+        if await self.link.connect():
+            self.counters["connects"] += 1
+
     async def _request(self, block: Block):
         """The response to `block`'s read, retried on timeout; raises DeviceFailed."""
         link, dev = self.link, self.device
+        garbled = False
         for _ in range(dev.retries + 1):
             self.counters["requests"] += 1
             try:
                 return await link.read(block.area, block.start, block.count, dev.unit)
-            except ModbusIOException:
-                self.counters["timeouts"] += 1
+            except (ModbusIOException, ConnectionException):
+                # pymodbus drops frames it cannot parse and then times out: bytes
+                # that arrived without a usable answer mean garbage, not silence
+                if link.rx:
+                    garbled = True
+                    self.counters["garbage"] += 1
+                else:
+                    self.counters["timeouts"] += 1
                 link.resync()
-                await link.connect()
-            except ConnectionException:
-                link.resync()
-                await link.connect()
+                await self._connect()
+        if garbled:
+            raise DeviceFailed(f"answers with malformed frames ({dev.retries + 1} tries)",
+                               "check the framing (modbus-tcp vs modbus-rtu-tcp), baud rate, parity and unit id")
         raise DeviceFailed(f"no answer within {dev.timeout:g}s after {dev.retries + 1} tries")
 
     async def _read_block(self, block: Block, values: array, quality: array, faults: dict) -> None:
@@ -215,7 +237,7 @@ class ModbusDriver:
         self.on_frame(frame)
 
     # ------------------------------------------------------------------ state and logging
-    def _set_state(self, online: bool, reason: str) -> None:
+    def _set_state(self, online: bool, reason: str, hint: str | None = None) -> None:
         if self._state is online:
             return
         was, self._state, self.online = self._state, online, online
@@ -225,7 +247,7 @@ class ModbusDriver:
             log.info("%s online%s", self.describe(), after)
         else:
             log.warning("%s unreachable: %s; %s", self.describe(), reason,
-                        self.link.hint if self.link else "check the device")
+                        hint or (self.link.hint if self.link else "check the device"))
         self._since = now
         if self.state_changed is not None:
             self.state_changed(self.index, online, reason)

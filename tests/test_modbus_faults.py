@@ -72,6 +72,7 @@ async def test_faulty_devices_do_not_delay_a_healthy_one_and_recover(tmp_path, c
     c = {names[i]: h.drivers[i].counters for i in range(len(names))}
     assert c["exception"]["exceptions"] >= 2 and c["exception"]["errors"] == 0
     assert c["silent"]["timeouts"] >= 2 and c["slow"]["timeouts"] >= 2
+    assert c["garbage"]["garbage"] >= 2 and c["close"]["garbage"] >= 2 and c["silent"]["garbage"] == 0
     assert c["healthy"]["errors"] == c["healthy"]["timeouts"] == c["healthy"]["skipped"] == 0
     # all recovered: fresh good frames
     for i in range(len(names)):
@@ -80,6 +81,7 @@ async def test_faulty_devices_do_not_delay_a_healthy_one_and_recover(tmp_path, c
     for name in ("silent", "slow", "close", "garbage"):
         lines = [r.getMessage() for r in caplog.records if f"device {name} " in r.getMessage()]
         assert len([m for m in lines if "unreachable" in m]) == 1, lines
+        assert ("malformed frames" in lines[1]) == (name in ("close", "garbage")), lines
         assert len([m for m in lines if "online after" in m]) == 1, lines
     exc_lines = [r.getMessage() for r in caplog.records if "device exception " in r.getMessage()]
     assert len([m for m in exc_lines if "exception 4 (device failure)" in m]) == 1, exc_lines
