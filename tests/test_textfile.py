@@ -93,13 +93,29 @@ def golden_site():
     return site, profile, Catalog(site, profile)
 
 
-def test_every_golden_file_parses_and_matches_the_tables(golden_site):
+@pytest.mark.parametrize("folder", ["files", "kernel/files"])
+def test_every_golden_file_parses_and_matches_the_tables(golden_site, folder):
     _, profile, _ = golden_site
     seen = set()
-    for path in sorted((GOLDEN / "expected" / "files").iterdir()):
+    for path in sorted((GOLDEN / "expected" / folder).iterdir()):
         typ, _ = check_file(path, profile)
         seen.add(typ)
-    assert seen == set(FIELDS)
+    assert seen == (set(FIELDS) if folder == "files" else {"CDSS", "YCBJ", "TJSJ"})
+
+
+def test_ycbj_lifecycle_through_the_kernel(golden_site):
+    """The kernel set: CH4 0.5 -> 1.05 (alarm) -> 1.62 (cut-off) -> 0.85 (clear): 001 begin, then end."""
+    _, profile, _ = golden_site
+    rows = []
+    for path in sorted((GOLDEN / "expected" / "kernel" / "files").glob("*_YCBJ_*.txt")):
+        rows += [r for r in check_file(path, profile)[1] if r[0] == "14021100123401MN000101"]
+    by = {(r[4], r[6] == ""): r for r in rows}
+    begin, end = by[("001", True)], by[("001", False)]
+    assert begin[5] == end[5] == "2026-11-29 09:56:01", "start: the first sample at or above 1.0"
+    assert (begin[7], begin[8]) == ("1.05", "2026-11-29 09:56:01")
+    assert end[6] == "2026-11-29 09:56:51", "end: the first sample below the clear level 0.9"
+    assert (end[7], end[8]) == ("1.62", "2026-11-29 09:56:21"), "max and the time of max"
+    assert [r[4] for r in rows] == ["009", "001", "002", "002", "001", "009"]
 
 
 def test_ycbj_lifecycle_of_a_ch4_excursion(tmp_path, golden_site):

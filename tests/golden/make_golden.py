@@ -88,9 +88,54 @@ def inputs():
     return site, profile, enc, messages
 
 
-def generate(out: Path) -> list[Path]:
-    """Write mqtt/<seq>-<TYPE>.json (payload), mqtt/topics.txt and files/<spec files> under `out`."""
-    site, profile, enc, messages = inputs()
+CH4 = [0.85, 1.05, 1.3, 1.62, 1.4, 0.95, 0.85, 0.5]    # frames 5..12: warning, alarm, cut-off, back
+
+
+def kernel_messages(site, profile, enc):
+    """A fixed set of frames through the filtering kernel, encoded as the pipeline encodes them.
+
+    Two devices polled every 10 s through the window 09:55:00-10:00:00: a CH4
+    excursion (009, 001, 002 begin and end), a temperature sensor fault (004),
+    the belt substation unreachable for three polls (006), then the window's
+    statistics and a full CDSS snapshot at 10:00:20.
+    """
+    from edge_agent.filtering import Kernel
+    from edge_agent.frame import Frame
+    catalog = enc.catalog
+    k = Kernel(len(catalog), catalog.thresholds(), realtime_every=site.report.realtime_every,
+               stats_window=site.report.stats_window)
+    w0 = NOW - 320.0
+    messages = []
+
+    def add(typ: str, t: float, body: bytes) -> None:
+        messages.append((100 + len(messages), typ, t, body))
+
+    for j in range(29):
+        t = w0 + 1 + 10 * j
+        ch4 = CH4[j - 5] if 5 <= j < 5 + len(CH4) else 0.5
+        temp, q_temp = (NAN, 128) if 20 <= j <= 22 else (23.4 + 0.1 * (j % 3), 0)
+        down = 24 <= j <= 26
+        frames = [
+            Frame(0, t, t, array("i", range(5)), array("d", [ch4, 12.0 + j % 3, 20.5 - 0.1 * (j % 2), temp,
+                                                             1.0 if 7 <= j <= 9 else 0.0]),
+                  array("B", [0, 0, 0, q_temp, 0])),
+            Frame(1, t + 0.25, t + 0.25, array("i", range(5, 8)),
+                  array("d", [NAN] * 3 if down else [1.0, 150.0 + j, 12000.0 + 10 * j]),
+                  array("B", [16] * 3 if down else [0, 0, 0])),
+        ]
+        for f in frames:
+            report = k.process(f)
+            if len(report):
+                add("CDSS", f.wall, enc.cdss(report, k.value, k.status, k.time, f.wall))
+            events = k.take_events()
+            if events:
+                add("YCBJ", f.wall, enc.ycbj(events, f.wall))
+    add("TJSJ", NOW, enc.tjsj(k.take_stats(NOW), NOW))
+    add("CDSS", NOW, enc.cdss(range(len(catalog)), k.value, k.status, k.time, NOW))
+    return messages
+
+
+def _write(out: Path, site, profile, enc, messages) -> list[Path]:
     (out / "mqtt").mkdir(parents=True, exist_ok=True)
     (out / "files").mkdir(parents=True, exist_ok=True)
     written = []
@@ -105,6 +150,14 @@ def generate(out: Path) -> list[Path]:
     (out / "mqtt" / "topics.txt").write_text("".join(topics), encoding="utf-8")
     written.append(out / "mqtt" / "topics.txt")
     return written
+
+
+def generate(out: Path) -> list[Path]:
+    """Under `out`: the hand-made set (mqtt/, files/) and the kernel set (kernel/mqtt/, kernel/files/);
+    mqtt/<seq>-<TYPE>.json are payloads, mqtt/topics.txt their topics, files/ the spec files."""
+    site, profile, enc, messages = inputs()
+    written = _write(out, site, profile, enc, messages)
+    return written + _write(out / "kernel", site, profile, enc, kernel_messages(site, profile, enc))
 
 
 def main() -> None:
