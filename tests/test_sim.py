@@ -79,6 +79,19 @@ def test_bad_inputs_are_clear_errors():
         Simulation(clash)
 
 
+def test_busy_port_is_one_clear_error():
+    import asyncio
+    import socket
+    from edge_agent.drivers.sim import serve
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        with pytest.raises(RuntimeError, match=f"cannot serve on 127.0.0.1:{s.getsockname()[1]}: the port is in use"):
+            asyncio.run(serve(DEMO, port=s.getsockname()[1]))
+    with pytest.raises(ValueError, match="no Modbus devices"):
+        Simulation(DEMO.model_copy(update={"devices": ()}))
+
+
 def test_simulate_command_serves_the_demo_and_stops_on_sigterm():
     port = free_port()
     proc = subprocess.Popen(edge_agent_cmd("simulate", "-c", str(ROOT / "config" / "demo.yaml"), "--port", str(port)),

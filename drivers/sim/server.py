@@ -190,6 +190,8 @@ class Simulation:
                 raise ValueError(f"devices {group[0].device.name} and {dev.name} both use unit {dev.unit} "
                                  f"on {key[1]}:{key[2]}; give them different unit ids")
             group.append(sd)
+        if not self.groups:
+            raise ValueError("the site file has no Modbus devices to simulate")
         tcp_ports = [(k[1], k[2]) for k in self.groups if k[0] == "tcp"]
         if len(set(tcp_ports)) != len(tcp_ports):
             raise ValueError("modbus-tcp and modbus-rtu-tcp devices cannot share a port; use different ports")
@@ -210,7 +212,13 @@ class Simulation:
                                     framer=FramerType.RTU if framing == "rtu" else FramerType.SOCKET)
                 where = f"{host}:{port}" + (" (RTU over TCP)" if framing == "rtu" else "")
             server.sim_units = {d.device.unit: d for d in group}
-            await server.serve_forever(background=True)
+            try:
+                await server.serve_forever(background=True)
+            except RuntimeError:
+                await server.shutdown()
+                await self.stop()
+                raise RuntimeError(f"cannot serve on {where}: the port is in use, the address is not local, "
+                                   "or the serial port cannot be opened; pick another (--port)") from None
             self.servers.append(server)
             units = ", ".join(f"{d.device.unit}={d.device.name}" for d in group)
             self.listening.append(f"{where} units {units}")
