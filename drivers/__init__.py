@@ -15,6 +15,7 @@ from typing import Callable
 
 from edge_agent.config import Device
 from edge_agent.drivers.modbus import ModbusDriver
+from edge_agent.drivers.opcua import OpcUaDevice
 from edge_agent.frame import Frame
 
 # driver name in the site file -> class
@@ -22,6 +23,7 @@ DRIVERS: dict[str, type] = {
     "modbus-tcp": ModbusDriver,
     "modbus-rtu": ModbusDriver,
     "modbus-rtu-tcp": ModbusDriver,
+    "opcua": OpcUaDevice,
 }
 
 

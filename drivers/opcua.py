@@ -23,8 +23,10 @@ What the pipeline may rely on:
   subscriptions.  The old session is not resumed; it is asked to close, and
   its short session timeout makes the server drop it (and its subscription)
   if it cannot be.
-- A connect failure is logged once per distinct reason (login refused,
-  certificate rejected, refused, timeout); repeats go to DEBUG.
+- An outage is logged once at WARNING with its first reason (login refused,
+  certificate rejected, refused, timeout, session lost); a different
+  reason later in the same outage at INFO, repeats at DEBUG, the recovery
+  at INFO with the outage's length.
 - `counters` is a plain dict of ints (notifications, frames, reads, values,
   bad, uncertain, link_down, empty, unsupported, sessions, losses,
   connect_failures, missing).
@@ -56,6 +58,20 @@ log = logging.getLogger("edge_agent.drivers.opcua")
 # when nobody configured the "asyncua" logger: an explicit level wins.
 if logging.getLogger("asyncua").level == logging.NOTSET:
     logging.getLogger("asyncua").setLevel(logging.ERROR)
+
+
+class _LinkLossNoise(logging.Filter):
+    """Drop asyncua's tracebacks for a link that went away: the driver reports the outage itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, (ConnectionError, OSError, asyncio.TimeoutError))
+
+
+for _name in ("asyncua.client.ua_session", "asyncua.client.ua_session.UaSession", "asyncua.client.client",
+              "asyncua.client.ua_client.UaClient", "asyncua.client.ua_client.UASocketProtocol",
+              "asyncua.common.subscription"):
+    logging.getLogger(_name).addFilter(_LinkLossNoise())
 
 BACKOFF_START = 1.0
 BACKOFF_MAX = 60.0
@@ -137,7 +153,8 @@ class OpcUaDevice:
         self._client: Client | None = None
         self._lost: asyncio.Event | None = None
         self._lost_reason = ""
-        self._reported: str | None = None   # the offline reason last logged (None: none logged)
+        self._reported: str | None = None   # the offline reason last logged
+        self._down_since: float | None = None   # monotonic start of the current outage
         self._pos_of_handle: dict[int, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -190,24 +207,29 @@ class OpcUaDevice:
 
     def _set_online(self, client: Client) -> None:
         self.online = True
-        self._reported = None
         sec = "no security" if not self.security.policy else f"{self.security.policy},{self.security.mode}"
-        log.info("device %s: connected to %s (%s, %s, %d points)", self.name, self.url, self.device.mode, sec,
-                 len(self.points))
+        after = "" if self._down_since is None else f" after {time.monotonic() - self._down_since:.0f}s offline"
+        log.info("device %s: connected to %s (%s, %s, %d points)%s", self.name, self.url, self.device.mode, sec,
+                 len(self.points), after)
+        self._reported = None
+        self._down_since = None
         if self.state_changed:
             self.state_changed(self.index, True, "connected")
 
     def _set_offline(self, reason: str) -> None:
+        """Enter (or stay in) the outage: its first reason is a WARNING, later different ones INFO."""
         was_online, self.online = self.online, False
-        if was_online or self._reported is None:
+        if was_online or self._down_since is None:
+            self._down_since = time.monotonic()
             self._emit(unreachable_frame(self.index, self.gidx))
             if self.state_changed:
                 self.state_changed(self.index, False, reason)
-        if reason != self._reported:
             log.warning("device %s: %s; retrying with backoff", self.name, reason)
-            self._reported = reason
+        elif reason != self._reported:
+            log.info("device %s: still unreachable: %s", self.name, reason)
         else:
             log.debug("device %s: still unreachable: %s", self.name, reason)
+        self._reported = reason
 
     async def _on_connection_lost(self, exc: Exception) -> None:
         """asyncua's supervisor found the link dead (socket closed or probe failed)."""

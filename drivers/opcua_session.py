@@ -28,6 +28,7 @@ from asyncua.crypto import security_policies
 from cryptography import x509
 
 from edge_agent.config import Device
+from edge_agent.errors import EdgeAgentError
 
 POLICIES = ("Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss")
 MODES = ("Sign", "SignAndEncrypt")
@@ -124,10 +125,30 @@ def config_problems(device: Device, base: Path | None = None) -> list[tuple[str,
 
 
 def read_password(device: Device, base: Path | None) -> str | None:
-    """The password from password_file, trailing newline stripped; OSError if unreadable."""
+    """The password from password_file, one trailing newline stripped.
+
+    Through `edge_agent.secrets` (systemd credentials, errors that never show
+    the secret) when that module is present; it raises an EdgeAgentError
+    whose message names the field and the file.
+    """
     if not device.password_file:
         return None
-    return _path(device.password_file, base).read_text(encoding="utf-8").rstrip("\r\n")
+    try:
+        from edge_agent.secrets import read_secret
+    except ImportError:  # pragma: no cover - before edge_agent.secrets landed
+        return _path(device.password_file, base).read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
+    site = None if base is None else _BaseDir(base)
+    return read_secret(device.password_file, field=f"devices.{device.name}.password_file", site=site).reveal()
+
+
+class _BaseDir:
+    """What `read_secret` needs of a Site: relative paths resolved against the site file's folder."""
+
+    def __init__(self, base: Path):
+        self.base = base
+
+    def path(self, p: str) -> Path:
+        return _path(p, self.base)
 
 
 def cert_uri(cert_path: Path) -> str | None:
@@ -251,6 +272,8 @@ def describe(exc: BaseException, device: Device, timeout: float) -> str:
             return (f"{url}: server rejected the secure channel ({name}); ask the server admin to trust "
                     f"{device.cert_file or 'our certificate'} and check security {device.security}")
         return f"{url}: {name}"
+    if isinstance(exc, EdgeAgentError):
+        return str(exc)
     if isinstance(exc, ConnectionRefusedError):
         return f"{url}: connection refused; is the OPC UA server running and the port right?"
     if isinstance(exc, asyncio.TimeoutError):

@@ -96,7 +96,8 @@ class SimServer:
         if status == ua.StatusCodes.Good:
             dv = ua.DataValue(ua.Variant(value, ua.VariantType.Double if isinstance(value, float) else None))
         else:
-            dv = ua.DataValue(ua.Variant(value) if value is not None else ua.Variant(), StatusCode=ua.StatusCode(status))
+            var = ua.Variant(value) if value is not None else ua.Variant()
+            dv = ua.DataValue(var, StatusCode=ua.StatusCode(status))
         await self.server.write_attribute_value(self.nodes[name], dv)
 
     async def drop_connections(self) -> None:
