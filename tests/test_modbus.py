@@ -66,6 +66,15 @@ def test_int16_badc_swaps_bytes_and_scale_offset():
     assert c.decode(bytes([0xD2, 0x04]), 0) == pytest.approx(118.4)
 
 
+def test_strings_are_parsed_as_numbers_or_nan():
+    c = Codec(Point(id="P", sensor="0001", address="hr:0", type="string", length=3, scale=2.0))
+    assert c.decode(b"12.5\0\0", 0) == 25.0
+    assert c.decode(b" 7  \0\0", 0) == 14.0
+    assert math.isnan(c.decode(b"ERR\0\0\0", 0))
+    assert Codec(Point(id="P", sensor="0001", address="hr:0", type="string", length=2, order="BADC")
+                 ).decode(b"1-5.", 0) == -1.5
+
+
 # ---------------------------------------------------------------- every type in every order, exactly
 
 TYPED = {"int16": -12345, "uint16": 54321, "int32": -123456789, "uint32": 3123456789,
