@@ -39,13 +39,14 @@ class TimeText:
 
     `text(t)` returns the string, `json(t)` the JSON string literal as bytes;
     both return None / b"null" for a missing time (None, NaN, or <= 0).
+    `json_cache` (int second -> JSON bytes) may be read directly by hot loops.
     """
 
     def __init__(self, fmt: str, tz: dt.tzinfo | None):
         self.fmt = fmt
         self.tz = tz
         self._text: dict[int, str] = {}
-        self._json: dict[int, bytes] = {}
+        self.json_cache: dict[int, bytes] = {}
 
     def text(self, t: float | None) -> str | None:
         if t is None or not t > 0 or t == math.inf:
@@ -62,9 +63,9 @@ class TimeText:
         if t is None or not t > 0 or t == math.inf:
             return b"null"
         s = int(t // 1)
-        out = self._json.get(s)
+        out = self.json_cache.get(s)
         if out is None:
-            if len(self._json) > 4096:
-                self._json.clear()
-            out = self._json[s] = orjson.dumps(self.text(s))
+            if len(self.json_cache) > 4096:
+                self.json_cache.clear()
+            out = self.json_cache[s] = orjson.dumps(self.text(s))
         return out
