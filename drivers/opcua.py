@@ -48,8 +48,9 @@ from asyncua.common.subscription import Subscription
 from edge_agent.config import Device
 from edge_agent.errors import ConfigError, Problem
 from edge_agent.frame import Q_SENSOR_FAULT, Frame
-from edge_agent.drivers.opcua_session import (close_client, config_problems, describe, max_nodes_per_read,
-                                              open_client, parse_address, parse_security, resolve, show_url)
+from edge_agent.drivers.opcua_session import (close_client, config_problems, describe, file_problems,
+                                              max_nodes_per_read, open_client, parse_address, parse_security,
+                                              resolve, show_url)
 from edge_agent.drivers.opcua_values import FrameBuilder, unreachable_frame
 
 log = logging.getLogger("edge_agent.drivers.opcua")
@@ -131,7 +132,7 @@ class OpcUaDevice:
         self.on_frame = on_frame
         self.base = Path(base_dir) if base_dir is not None else None
         self.backoff_max = backoff_max
-        problems = config_problems(device, self.base)
+        problems = config_problems(device)
         if problems:
             raise ConfigError([Problem(f"device {device.name}", None, f, r) for f, r in problems])
         self.name = device.name
@@ -155,6 +156,7 @@ class OpcUaDevice:
         self._lost_reason = ""
         self._reported: str | None = None   # the offline reason last logged
         self._down_since: float | None = None   # monotonic start of the current outage
+        self._last_mono = self._last_wall = 0.0
         self._pos_of_handle: dict[int, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -242,6 +244,12 @@ class OpcUaDevice:
             self._lost.set()
 
     def _emit(self, frame: Frame) -> None:
+        # source timestamps may put a batch a little before the previous one: a device's frames never go back
+        if frame.mono < self._last_mono:
+            frame.mono = self._last_mono
+        if frame.wall < self._last_wall:
+            frame.wall = self._last_wall
+        self._last_mono, self._last_wall = frame.mono, frame.wall
         self.counters["frames"] += 1
         self.counters["values"] += len(frame)
         self.on_frame(frame)
@@ -281,7 +289,7 @@ class OpcUaDevice:
                     rp.cfg.address, reason)
 
     def _builder(self) -> FrameBuilder:
-        return FrameBuilder(self.index, self.gidx, self.scale, self.offset, self.counters)
+        return FrameBuilder(self.index, self.gidx, self.scale, self.offset, self.counters, self.interval)
 
     async def _serve(self, client: Client) -> str:
         if self.device.mode == "poll":
@@ -389,6 +397,9 @@ async def check_connect(device: Device, points: list, *, base_dir: str | Path | 
                         timeout: float = 5.0) -> list[str]:
     """For `edge-agent check --connect`: one line per problem (unreachable, refused, missing node)."""
     drv = OpcUaDevice(0, device, points, lambda f: None, base_dir=base_dir)
+    missing = file_problems(device, drv.base)
+    if missing:
+        return [f"device {device.name}: {field}: {reason}" for field, reason in missing]
     try:
         client = await asyncio.wait_for(open_client(device, timeout=drv.timeout, watchdog=60.0,
                                                     session_timeout=drv.session_timeout, base=drv.base,

@@ -8,7 +8,8 @@ What callers may rely on:
   (`/Objects/2:Belt1/2:Speed`; a name without `N:` is namespace 0) and raises
   ValueError with a sentence a site engineer can act on.
 - `config_problems(device)` lists what is wrong with an opcua device block
-  (security string, missing files, point addresses) without connecting.
+  (URL, security string, point addresses); `file_problems(device, base)`
+  the certificate/key/password files that are missing.  Neither connects.
 - `open_client(...)` returns a connected asyncua Client or raises; it never
   logs the password.  `describe(exc, ...)` turns what it raised into one line.
 - `resolve(client, addresses)` maps every point to a NodeId in as few
@@ -29,6 +30,8 @@ from cryptography import x509
 
 from edge_agent.config import Device
 from edge_agent.errors import EdgeAgentError
+from edge_agent.secrets import read_secret
+from edge_agent.secrets import resolve as secret_path
 
 POLICIES = ("Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss")
 MODES = ("Sign", "SignAndEncrypt")
@@ -95,8 +98,8 @@ def _path(p: str, base: Path | None) -> Path:
     return q if q.is_absolute() or base is None else base / q
 
 
-def config_problems(device: Device, base: Path | None = None) -> list[tuple[str, str]]:
-    """(field, reason) for each problem in an opcua device block; empty when it looks usable."""
+def config_problems(device: Device) -> list[tuple[str, str]]:
+    """(field, reason) for each structural problem of an opcua device block (no file system, no network)."""
     out: list[tuple[str, str]] = []
     if not (device.url or "").startswith("opc.tcp://"):
         out.append(("url", f"{device.url!r} is not an OPC UA URL; write opc.tcp://host:4840"))
@@ -110,10 +113,6 @@ def config_problems(device: Device, base: Path | None = None) -> list[tuple[str,
             if not getattr(device, name):
                 out.append((name, f"security {device.security} needs `{name}`; make one with "
                                   "`edge-agent opcua-cert --out DIR`"))
-    for name in ("cert_file", "key_file", "server_cert_file", "password_file"):
-        p = getattr(device, name)
-        if p and not _path(p, base).is_file():
-            out.append((name, f"{p}: file not found (a relative path is relative to the site file)"))
     if device.password_file and not device.username:
         out.append(("username", "password_file is set but username is not"))
     for i, pt in enumerate(device.points):
@@ -124,19 +123,30 @@ def config_problems(device: Device, base: Path | None = None) -> list[tuple[str,
     return out
 
 
+def file_problems(device: Device, base: Path | None = None) -> list[tuple[str, str]]:
+    """(field, reason) for each certificate, key or password file that is not there.
+
+    Not fatal for the driver (it reports them as the outage reason and keeps
+    retrying, so a file put in place later is picked up); `check` shows them.
+    """
+    out: list[tuple[str, str]] = []
+    for name in ("cert_file", "key_file", "server_cert_file"):
+        p = getattr(device, name)
+        if p and not _path(p, base).is_file():
+            out.append((name, f"{p}: file not found (a relative path is relative to the site file)"))
+    if device.password_file and not secret_path(device.password_file, _BaseDir(base) if base else None).is_file():
+        out.append(("password_file", f"{device.password_file}: file not found"))
+    return out
+
+
 def read_password(device: Device, base: Path | None) -> str | None:
     """The password from password_file, one trailing newline stripped.
 
     Through `edge_agent.secrets` (systemd credentials, errors that never show
-    the secret) when that module is present; it raises an EdgeAgentError
-    whose message names the field and the file.
+    the secret): raises SecretError, whose message names the field and file.
     """
     if not device.password_file:
         return None
-    try:
-        from edge_agent.secrets import read_secret
-    except ImportError:  # pragma: no cover - before edge_agent.secrets landed
-        return _path(device.password_file, base).read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
     site = None if base is None else _BaseDir(base)
     return read_secret(device.password_file, field=f"devices.{device.name}.password_file", site=site).reveal()
 

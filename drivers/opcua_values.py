@@ -13,7 +13,8 @@ tested without a server.  What callers may rely on:
   then `raw * scale + offset`.
 - `FrameBuilder` collects one batch (one publish response or one poll) and
   stamps the Frame with the newest *sane* source timestamp, else the newest
-  sane server timestamp, else the receive time.
+  sane server timestamp, else the receive time; sane = not older than one
+  interval + SLACK, not more than FUTURE ahead of the receive time.
 """
 from __future__ import annotations
 
@@ -38,9 +39,13 @@ LINK_DOWN = frozenset({
     _S.BadSecureChannelClosed, _S.BadSessionClosed,
 })
 
-# A timestamp further than this from the receive time is not trusted (device
-# clock wrong, or a value that has not changed for a long time).
-MAX_SKEW = 60.0
+# A timestamp is "sane" if it is at most FUTURE ahead of the receive time
+# (clocks differ a little) and at most one batch interval + SLACK behind it.
+# Older means the value simply has not changed since (an initial value, a
+# poll of a steady value) or the source clock is wrong: then it was acquired
+# now, not then.
+FUTURE = 2.0
+SLACK = 2.0
 
 SEVERITY_GOOD, SEVERITY_UNCERTAIN = 0, 1
 
@@ -70,15 +75,15 @@ def number(v: object) -> float | None:
     return None
 
 
-def epoch(ts: datetime | None, recv_wall: float) -> float | None:
-    """`ts` as epoch seconds if it is within MAX_SKEW of the receive time, else None."""
+def epoch(ts: datetime | None, recv_wall: float, max_age: float) -> float | None:
+    """`ts` as epoch seconds if it is sane for a batch received at `recv_wall` (see FUTURE), else None."""
     if ts is None:
         return None
     try:
         t = ts.timestamp()
     except (OverflowError, OSError, ValueError):
         return None
-    return t if abs(t - recv_wall) <= MAX_SKEW else None
+    return t if recv_wall - max_age <= t <= recv_wall + FUTURE else None
 
 
 class FrameBuilder:
@@ -89,11 +94,13 @@ class FrameBuilder:
     are incremented here.
     """
 
-    __slots__ = ("device", "gidx", "scale", "offset", "counters", "index", "values", "quality",
+    __slots__ = ("device", "gidx", "scale", "offset", "counters", "max_age", "index", "values", "quality",
                  "_src", "_srv")
 
-    def __init__(self, device: int, gidx: array, scale: list[float], offset: list[float], counters: dict):
+    def __init__(self, device: int, gidx: array, scale: list[float], offset: list[float], counters: dict,
+                 interval: float = 1.0):
         self.device = device
+        self.max_age = interval + SLACK
         self.gidx = gidx
         self.scale = scale
         self.offset = offset
@@ -151,9 +158,9 @@ class FrameBuilder:
         """The Frame, stamped as the module doc says; `mono` is shifted back by the same amount."""
         mono = time.monotonic() if recv_mono is None else recv_mono
         wall = time.time() if recv_wall is None else recv_wall
-        t = epoch(self._src, wall)
+        t = epoch(self._src, wall, self.max_age)
         if t is None:
-            t = epoch(self._srv, wall)
+            t = epoch(self._srv, wall, self.max_age)
         if t is not None:
             mono -= max(0.0, wall - t)
             wall = t

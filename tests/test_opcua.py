@@ -111,6 +111,7 @@ def test_subscribe_values_statuses_and_batching(srv):
 
     asyncio.run(running(r, body))
     assert r.states[0] == (True, "connected")
+    assert all(a.mono <= b.mono and a.wall <= b.wall for a, b in zip(r.frames, r.frames[1:]))
     # a clean exit deletes the subscription on the server
     deadline = time.monotonic() + 5
     while srv.call(_count, srv.sim) and time.monotonic() < deadline:
