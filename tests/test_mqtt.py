@@ -7,13 +7,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import orjson
 import pytest
 
-from conftest import Mosquitto
+from conftest import Mosquitto, free_port
 from edge_agent.buffer import Buffer
 from edge_agent.config import Site
 from edge_agent.forward.mqtt import MqttSink
@@ -43,26 +44,30 @@ def fill(buffer: Buffer, n: int, wake: asyncio.Event | None = None, size: int = 
 class Subscriber:
     """mosquitto_sub as a persistent-session QoS 1 subscriber (reconnects by itself) writing one line per message."""
 
-    def __init__(self, broker: Mosquitto, topic: str = f"{PREFIX}/#", name: str = "sub", extra: tuple = ()):
-        self.broker, self.topic = broker, topic
+    def __init__(self, broker: Mosquitto, topic: str = f"{PREFIX}/#", name: str = "sub", auth: tuple = (),
+                 port: int | None = None):
+        self.broker, self.topic, self.auth = broker, topic, auth
+        self.port = port or broker.port
+        # appended: a later subscriber with the same name continues the same record
         self.out = broker.workdir / f"{name}-{broker.port}.out"
         self.proc = subprocess.Popen(
             [shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub", "-h", "127.0.0.1", "-p",
-             str(broker.port), "-t", topic, "-t", "ready/#", "-q", "1", "-c", "-i", f"{name}-{broker.port}", "-v",
-             *extra], stdout=open(self.out, "wb"), stderr=subprocess.DEVNULL)
+             str(self.port), "-t", topic, "-t", "ready/#", "-q", "1", "-c", "-i", f"{name}-{broker.port}", "-v",
+             *auth], stdout=open(self.out, "ab"), stderr=subprocess.DEVNULL)
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Publish pings until one comes back: then the subscription is active (no sleep)."""
         deadline = time.monotonic() + timeout
+        tag = f"ready/{time.monotonic_ns()}"
         n = 0
         while time.monotonic() < deadline:
             n += 1
-            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.broker.port), "-t", f"ready/{n}",
-                            "-m", "x", "-q", "1"], stderr=subprocess.DEVNULL, timeout=5)
+            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-t", f"{tag}/{n}",
+                            "-m", "x", "-q", "1", *self.auth], stderr=subprocess.DEVNULL, timeout=5)
             end = time.monotonic() + 0.3
             while time.monotonic() < end:
-                if "ready/" in self.out.read_text(errors="replace"):
+                if tag in self.out.read_text(errors="replace"):
                     return
                 time.sleep(0.02)
         raise TimeoutError("subscriber not ready")
@@ -199,6 +204,7 @@ def test_status_retained_and_will_on_crash(tmp_path, mosquitto):
 def persistent_broker(factory, tmp_path) -> Mosquitto:
     """A stopped broker that remembers a QoS 1 subscription of client `sub`: what is published while
     that subscriber is away is queued for it, so the test can check every seq whatever the timing."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     persist = f"persistence true\npersistence_location {tmp_path}/\nautosave_interval 1\n"
     broker = factory(extra_conf=persist)
     Subscriber(broker).stop()
@@ -265,31 +271,139 @@ def assert_in_order_per_connection(seqs: list[int]) -> int:
     return len(seqs) - len(firsts)
 
 
-def test_window_keeps_many_in_flight(tmp_path, mosquitto, buffer):
-    """With inflight=32 the drain is several times faster than one-at-a-time (same broker, same rows)."""
-    n = 1500
+class DelayProxy:
+    """A loopback TCP proxy adding `delay` seconds each way (order kept): a WAN round trip, so the
+    publish window has something to hide.  Runs its own event loop in a thread."""
 
-    def drain(inflight: int) -> float:
+    def __init__(self, target_port: int, delay: float):
+        self.target, self.delay = target_port, delay
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._main, daemon=True)
+        self.thread.start()
+        self.ready.wait(5)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port))
+        self.ready.set()
+        self.loop.run_forever()
+
+    async def _client(self, r1, w1) -> None:
+        r2, w2 = await asyncio.open_connection("127.0.0.1", self.target)
+        await asyncio.gather(self._pipe(r1, w2), self._pipe(r2, w1), return_exceptions=True)
+        w1.close()
+        w2.close()
+
+    async def _pipe(self, reader, writer) -> None:
+        q: asyncio.Queue = asyncio.Queue()
+
+        async def send():
+            while True:
+                due, data = await q.get()
+                if data is None:
+                    writer.close()
+                    return
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                writer.write(data)
+        sender = asyncio.ensure_future(send())
+        while data := await reader.read(65536):
+            q.put_nowait((time.monotonic() + self.delay, data))
+        q.put_nowait((0, None))
+        await sender
+
+    def stop(self) -> None:
+        async def shutdown():
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def test_window_keeps_many_in_flight(tmp_path, mosquitto, buffer):
+    """Over a link with a 20 ms round trip, inflight=32 drains many times faster than inflight=1
+    (which can do at most one message per round trip)."""
+    proxy = DelayProxy(mosquitto.port, 0.010)
+    n = 150
+
+    def drain(inflight: int) -> tuple[float, int]:
         b = Buffer(tmp_path / f"b{inflight}.sqlite")
         fill(b, n, size=200)
-        site = make_site(tmp_path, url=mosquitto.url, inflight=inflight)
+        site = make_site(tmp_path, url=f"mqtt://127.0.0.1:{proxy.port}", inflight=inflight)
         sink = MqttSink(site.forward.mqtt, site, b, encode, asyncio.Event())
         took = []
 
         async def body(task):
-            await until(lambda: sink.connected, what="connect")
             t0 = time.perf_counter()
             peak = 0
             while b.backlog("mqtt"):
                 peak = max(peak, sink.counters["inflight"])
                 await asyncio.sleep(0.001)
-            took.append(time.perf_counter() - t0)
-            took.append(peak)
+            took.extend([time.perf_counter() - t0, peak])
         run_sink(sink, body)
         b.close()
-        return took
+        return took[0], took[1]
 
-    one, _ = drain(1)
-    many, peak = drain(32)
+    try:
+        one, _ = drain(1)
+        many, peak = drain(32)
+    finally:
+        proxy.stop()
+    assert one > n * 0.020 * 0.9                    # one at a time: a round trip each
     assert peak > 8                                 # the window was really used
-    assert one / many > 2.0, f"inflight 32 took {many:.3f}s vs {one:.3f}s for inflight 1"
+    assert one / many > 5, f"inflight 32 took {many:.3f}s vs {one:.3f}s for inflight 1"
+
+
+def test_failover_and_return_to_primary(tmp_path, mosquitto_factory, buffer, caplog):
+    """Stop the primary mid-stream: delivery continues through the second broker with no seq gap;
+    restart the primary: the sink goes back to it and keeps delivering."""
+    caplog.set_level(logging.INFO, "edge_agent")
+    a = persistent_broker(mosquitto_factory, tmp_path / "a").start()
+    b = persistent_broker(mosquitto_factory, tmp_path / "b").start()
+    sub_a, sub_b = Subscriber(a), Subscriber(b)
+    site = make_site(tmp_path, url=[a.url, b.url], inflight=16)
+    phases: dict[str, int] = {}
+
+    async def stream(n_batches: int) -> None:
+        for _ in range(n_batches):
+            fill(buffer, 10, sink.wake)
+            await asyncio.sleep(0.01)
+
+    async def body(task):
+        await stream(20)
+        await until(lambda: sink.counters["acked"] >= 100, what="first deliveries")
+        assert sink.broker == a.url
+        await asyncio.to_thread(a.stop)
+        await stream(20)
+        await until(lambda: sink.connected and sink.broker == b.url, what="failover to b")
+        await stream(20)
+        phases["on_b"] = buffer.next_seq - 1
+        await until(lambda: buffer.backlog("mqtt") == 0, what="drained through b")
+        await asyncio.to_thread(a.start)
+        await until(lambda: sink.connected and sink.broker == a.url, timeout=10, what="return to a")
+        await stream(20)
+        await until(lambda: buffer.backlog("mqtt") == 0, what="drained through a")
+        phases["last"] = buffer.next_seq - 1
+
+    sink = MqttSink(site.forward.mqtt, site, buffer, encode, asyncio.Event(), backoff_base=0.1,
+                    backoff_cap=0.5, primary_probe_every=0.3)
+    run_sink(sink, body)
+    last = phases["last"]
+    for s in (sub_a, sub_b):
+        s.stop()
+    sub_a = Subscriber(a)                      # collect what the restarted primary kept for `sub`
+    got_a, got_b = sub_a.seqs(), sub_b.seqs()
+    assert set(got_a) | set(got_b) >= set(range(1, last + 1)), "seq gap across the switch"
+    assert set(got_b) & set(range(101, phases["on_b"] + 1)), "nothing went through the second broker"
+    assert set(range(phases["on_b"] + 1, last + 1)) <= set(got_a), "did not return to the primary"
+    for got in (got_a, got_b):
+        assert_in_order_per_connection(got)
+    lines = [r.getMessage() for r in caplog.records if r.name == "edge_agent.forward.mqtt"]
+    assert any("switching from" in m and str(b.port) in m for m in lines), lines
+    sub_a.stop()

@@ -28,6 +28,7 @@ What callers may rely on:
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import random
 import time
@@ -71,6 +72,26 @@ class _PahoLog:
     def warning(self, msg, *a): self.log(logging.WARNING, msg, *a)   # noqa: E704
     def error(self, msg, *a): self.log(logging.ERROR, msg, *a)       # noqa: E704
     def exception(self, msg, *a, **k): self.log(logging.ERROR, msg, *a)  # noqa: E704
+
+
+class _StaleFdFilter(logging.Filter):
+    """aiomqtt schedules `add_writer(fd)` from paho's connect thread; when the broker drops the
+    connection at once (a refused client certificate) paho may close the socket before that callback
+    runs, and asyncio then logs a traceback for a dead file descriptor.  The failure itself is
+    reported by the sink's one line, so exactly that record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg if isinstance(record.msg, str) else ""
+        if not msg.startswith("Exception in callback") or not record.exc_info:
+            return True
+        exc = record.exc_info[1]
+        text = repr(record.args) + msg + str(getattr(record, "handle", ""))
+        stale = (isinstance(exc, OSError) and exc.errno == errno.EBADF) or (
+            isinstance(exc, ValueError) and "file descriptor" in str(exc))
+        return not (stale and ("add_writer" in text or "add_reader" in text))
+
+
+logging.getLogger("asyncio").addFilter(_StaleFdFilter())
 
 
 class _Leave(Exception):
@@ -130,8 +151,11 @@ class MqttSink:
                 reason = await self._session(broker)
             except asyncio.CancelledError:
                 raise
-            except (aiomqtt.MqttError, EdgeAgentError, OSError, _ConnectFailed) as exc:
-                reason = explain(exc, broker, detail=getattr(exc, "detail", None))
+            except EdgeAgentError as exc:      # our own one-line message (credential or certificate files)
+                reason = str(exc)
+            except (aiomqtt.MqttError, OSError, _ConnectFailed) as exc:
+                reason = explain(exc, broker, detail=getattr(exc, "detail", None),
+                                 connecting=self._connected_since is None)
             if reason is None:                 # left on purpose for the primary: no backoff
                 failures = 0
                 self._index = 0

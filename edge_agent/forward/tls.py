@@ -112,20 +112,18 @@ def tls_context(cfg: "MqttCfg", site: "Site | None" = None) -> ssl.SSLContext:
     return ctx
 
 
+_UNKNOWN_CA = "the server certificate is not signed by a CA that forward.mqtt.ca_file trusts (unknown CA)"
+
 # ordered: first match wins; each pattern is lower-case text of ssl/paho/aiomqtt errors
 _REASONS: list[tuple[str, str]] = [
     ("hostname mismatch", "the server certificate does not name host {host} (hostname mismatch)"),
     ("ip address mismatch", "the server certificate does not name host {host} (hostname mismatch)"),
     ("certificate has expired", "the server certificate has expired"),
     ("certificate is not yet valid", "the server certificate is not valid yet (check the clock)"),
-    ("unable to get local issuer", "the server certificate is not signed by a trusted CA (unknown CA; check "
-                                   "forward.mqtt.ca_file)"),
-    ("self-signed certificate", "the server certificate is self-signed and not trusted (unknown CA; check "
-                                "forward.mqtt.ca_file)"),
-    ("self signed certificate", "the server certificate is self-signed and not trusted (unknown CA; check "
-                                "forward.mqtt.ca_file)"),
-    ("unable to get issuer", "the server certificate is not signed by a trusted CA (unknown CA; check "
-                             "forward.mqtt.ca_file)"),
+    ("unable to get local issuer", _UNKNOWN_CA),
+    ("self-signed certificate", _UNKNOWN_CA),
+    ("self signed certificate", _UNKNOWN_CA),
+    ("unable to get issuer", _UNKNOWN_CA),
     ("certificate verify failed", "the server certificate failed verification"),
     ("alert certificate required", "the broker requires a client certificate (set forward.mqtt.cert_file "
                                    "and key_file)"),
@@ -143,8 +141,8 @@ _REASONS: list[tuple[str, str]] = [
                                   "(check forward.mqtt.username and password_file)"),
     ("bad username or password", "the broker refused the login: bad username or password "
                                  "(check forward.mqtt.username and password_file)"),
-    ("not authori", "the broker refused the login: not authorised (check forward.mqtt.username and "
-                    "password_file, and the broker's ACL)"),
+    ("not authori", "the broker refused the login: bad username or password, or not authorised (check "
+                    "forward.mqtt.username and password_file)"),
     ("connection refused", "connection refused (is the broker running and listening on port {port}?)"),
     ("name or service not known", "cannot resolve host {host}"),
     ("temporary failure in name resolution", "cannot resolve host {host} (DNS unavailable)"),
@@ -154,20 +152,29 @@ _REASONS: list[tuple[str, str]] = [
     ("connection reset", "connection reset by the broker"),
     ("broken pipe", "connection closed by the broker"),
     ("eof occurred", "connection closed by the broker during the TLS handshake"),
+    ("disconnected during message iteration", "the broker closed the connection"),
     ("unexpected disconnect", "connection lost"),
     ("lost connection", "connection lost"),
     ("connection lost", "connection lost"),
 ]
 
 
-def explain(exc: BaseException | str, broker: Broker, *, detail: str | None = None) -> str:
+_CLOSED = ("connection reset", "broken pipe", "eof occurred")
+
+
+def explain(exc: BaseException | str, broker: Broker, *, detail: str | None = None,
+            connecting: bool = False) -> str:
     """One human reason for a failed or lost connection.  `detail` is a lower-level message
-    (e.g. the TLS alert paho logged) that is more specific than a timeout."""
+    (e.g. the TLS alert paho logged) that is more specific than a timeout; `connecting` says the
+    connection never got established (a TLS connection closed then is most likely a plaintext port)."""
     texts = [t for t in (detail, _chain_text(exc)) if t]
     for text in texts:
         low = text.lower()
         for needle, reason in _REASONS:
             if needle in low:
+                if connecting and broker.tls and needle in _CLOSED:
+                    return (f"connection closed during the TLS handshake (is port {broker.port} a TLS listener? "
+                            "mqtts:// to a plaintext port looks like this)")
                 return reason.format(host=broker.host, port=broker.port)
     return _short(texts[-1] if texts else exc) or type(exc).__name__
 
@@ -181,7 +188,7 @@ def _chain_text(exc: BaseException | str) -> str:
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         parts.append(str(e) or type(e).__name__)
-        e = e.__cause__ or e.__context__
+        e = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
     return " | ".join(parts)
 
 
