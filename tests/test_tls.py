@@ -192,61 +192,37 @@ def test_client_certificate_with_encrypted_key_delivers(tmp_path, tls_broker, pk
 
 # ---------------------------------------------------------------------------------------------- failures
 
-def test_unknown_ca(tmp_path, tls_broker, pki, caplog):
-    lines = attempt(tmp_path, tls_broker, caplog, want_delivery=False, url=f"mqtts://localhost:{tls_broker.tls}",
-                    username=USER, password_file=str(pki.password_file), ca_file=str(pki.other.path))
-    assert_one_line(lines, tls_broker.tls, "unknown CA", "ca_file")
+def _good(pki: Pki, tmp_path: Path) -> dict:
+    return dict(username=USER, password_file=str(pki.password_file), ca_file=str(pki.ca.path))
 
 
-def test_hostname_mismatch(tmp_path, tls_broker, pki, caplog):
-    lines = attempt(tmp_path, tls_broker, caplog, want_delivery=False, url=f"mqtts://127.0.0.1:{tls_broker.tls}",
-                    username=USER, password_file=str(pki.password_file), ca_file=str(pki.ca.path))
-    assert_one_line(lines, tls_broker.tls, "hostname mismatch", "127.0.0.1")
+# (case, listener, host, settings over the good ones, words the one line must contain)
+FAILURES = [
+    ("unknown CA", "tls", "localhost", lambda pki, tmp: dict(ca_file=str(pki.other.path)), ("unknown CA", "ca_file")),
+    ("hostname mismatch", "tls", "127.0.0.1", lambda pki, tmp: {}, ("hostname mismatch", "127.0.0.1")),
+    ("expired server certificate", "expired", "localhost", lambda pki, tmp: {}, ("has expired",)),
+    ("client certificate missing", "mtls", "localhost", lambda pki, tmp: {}, ("requires a client certificate",)),
+    ("client certificate refused", "mtls", "localhost",
+     lambda pki, tmp: dict(cert_file=str(pki.stranger[0]), key_file=str(pki.stranger[1])),
+     ("refused the client certificate",)),
+    ("bad password", "tls", "localhost", lambda pki, tmp: dict(password_file=str(pki.wrong_password_file)),
+     ("refused the login", "password_file")),
+    ("wrong key passphrase", "mtls", "localhost",
+     lambda pki, tmp: dict(cert_file=str(pki.client[0]), key_file=str(pki.client[1]),
+                           key_password_file=str(pki.wrong_password_file)), ("key_file", "passphrase")),
+    ("password file missing", "tls", "localhost", lambda pki, tmp: dict(password_file=str(tmp / "nope.pass")),
+     ("forward.mqtt.password_file", "nope.pass", "not found")),
+    ("TLS to a plaintext port", "plain", "localhost", lambda pki, tmp: {}, ("TLS listener",)),
+]
 
 
-def test_expired_server_certificate(tmp_path, tls_broker, pki, caplog):
-    lines = attempt(tmp_path, tls_broker, caplog, want_delivery=False,
-                    url=f"mqtts://localhost:{tls_broker.expired}", username=USER,
-                    password_file=str(pki.password_file), ca_file=str(pki.ca.path))
-    assert_one_line(lines, tls_broker.expired, "expired")
-
-
-def test_client_certificate_missing(tmp_path, tls_broker, pki, caplog):
-    lines = attempt(tmp_path, tls_broker, caplog, want_delivery=False, url=f"mqtts://localhost:{tls_broker.mtls}",
-                    username=USER, password_file=str(pki.password_file), ca_file=str(pki.ca.path))
-    assert_one_line(lines, tls_broker.mtls, "requires a client certificate")
-
-
-def test_client_certificate_refused(tmp_path, tls_broker, pki, caplog):
-    lines = attempt(tmp_path, tls_broker, caplog, want_delivery=False, url=f"mqtts://localhost:{tls_broker.mtls}",
-                    username=USER, password_file=str(pki.password_file), ca_file=str(pki.ca.path),
-                    cert_file=str(pki.stranger[0]), key_file=str(pki.stranger[1]))
-    assert_one_line(lines, tls_broker.mtls, "refused the client certificate")
-
-
-def test_bad_password(tmp_path, tls_broker, pki, caplog):
-    lines = attempt(tmp_path, tls_broker, caplog, want_delivery=False, url=f"mqtts://localhost:{tls_broker.tls}",
-                    username=USER, password_file=str(pki.wrong_password_file), ca_file=str(pki.ca.path))
-    assert_one_line(lines, tls_broker.tls, "refused the login", "password_file")
-
-
-def test_wrong_key_passphrase_and_missing_files(tmp_path, tls_broker, pki, caplog):
-    lines = attempt(tmp_path, tls_broker, caplog, want_delivery=False, url=f"mqtts://localhost:{tls_broker.mtls}",
-                    username=USER, password_file=str(pki.password_file), ca_file=str(pki.ca.path),
-                    cert_file=str(pki.client[0]), key_file=str(pki.client[1]),
-                    key_password_file=str(pki.wrong_password_file))
-    assert_one_line(lines, tls_broker.mtls, "key_file", "passphrase")
-    caplog.clear()
-    lines = attempt(tmp_path / "b", tls_broker, caplog, want_delivery=False,
-                    url=f"mqtts://localhost:{tls_broker.tls}", username=USER,
-                    password_file=str(tmp_path / "nope.pass"), ca_file=str(pki.ca.path))
-    assert_one_line(lines, tls_broker.tls, "forward.mqtt.password_file", "nope.pass", "not found")
-
-
-def test_tls_to_plaintext_port(tmp_path, tls_broker, pki, caplog):
-    lines = attempt(tmp_path, tls_broker, caplog, want_delivery=False, url=f"mqtts://localhost:{tls_broker.plain}",
-                    username=USER, password_file=str(pki.password_file), ca_file=str(pki.ca.path))
-    assert_one_line(lines, tls_broker.plain, "TLS listener")
+@pytest.mark.parametrize("case,listener,host,settings,needles", FAILURES, ids=[f[0] for f in FAILURES])
+def test_failure_gives_one_line_and_no_delivery(tmp_path, tls_broker, pki, caplog, case, listener, host, settings,
+                                                 needles):
+    port = getattr(tls_broker, listener)
+    cfg = {**_good(pki, tmp_path), **settings(pki, tmp_path)}
+    lines = attempt(tmp_path, tls_broker, caplog, want_delivery=False, url=f"mqtts://{host}:{port}", **cfg)
+    assert_one_line(lines, port, *needles)
 
 
 # ---------------------------------------------------------------------------------------------- units
