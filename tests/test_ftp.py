@@ -68,13 +68,20 @@ class DroppingDTP(DTPHandler):
 class Server:
     """A pyftpdlib server in a thread, on a loopback port, stopped by the test."""
 
-    def __init__(self, root: Path, outbox: Path, port: int | None = None, dtp=DTPHandler, refuse_stor: int = 0):
+    def __init__(self, root: Path, outbox: Path, port: int | None = None, dtp=DTPHandler, refuse_stor: int = 0,
+                 tls: tuple[Path, Path] | None = None):
         root.mkdir(parents=True, exist_ok=True)
         auth = DummyAuthorizer()
         auth.add_user(USER, PASSWORD, str(root), perm="elradfmwMT")
-        self.handler = type("Handler", (Recorder,), {"authorizer": auth, "dtp_handler": dtp, "renames": [],
-                                                     "outbox": outbox, "refuse_stor": refuse_stor,
-                                                     "auth_failed_timeout": 0.05})
+        attrs = {"authorizer": auth, "dtp_handler": dtp, "renames": [], "outbox": outbox,
+                 "refuse_stor": refuse_stor, "auth_failed_timeout": 0.05}
+        bases: tuple = (Recorder,)
+        if tls is not None:         # explicit FTPS, TLS required on control and data
+            from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
+            bases = (Recorder, TLS_FTPHandler)
+            attrs.update(certfile=str(tls[0]), keyfile=str(tls[1]), dtp_handler=TLS_DTPHandler,
+                         tls_control_required=True, tls_data_required=True)
+        self.handler = type("Handler", bases, attrs)
         self.root = root
         self.port = port or free_port()
         self.server = FTPServer(("127.0.0.1", self.port), self.handler)
@@ -124,12 +131,14 @@ def make_outbox(folder: Path, sizes: list[int]) -> list[Path]:
     return paths
 
 
-def push(tmp_path: Path, port: int, password: str = PASSWORD, directory: str = "aqjk/in", **cfg) -> FtpPush:
+def push(tmp_path: Path, port: int, password: str = PASSWORD, directory: str = "aqjk/in", scheme: str = "ftp",
+         ssl_context=None, **cfg) -> FtpPush:
     pw = tmp_path / "ftp.pass"
     pw.write_text(password + "\n")
-    files = FilesCfg(dir=str(tmp_path / "outbox"), upload=f"ftp://{USER}@127.0.0.1:{port}/{directory}",
+    files = FilesCfg(dir=str(tmp_path / "outbox"), upload=f"{scheme}://{USER}@127.0.0.1:{port}/{directory}",
                      password_file=str(pw), **cfg)
-    return FtpPush(files, tmp_path / "outbox", scan_every=0.1, timeout=5, backoff=(0.05, 0.2))
+    return FtpPush(files, tmp_path / "outbox", scan_every=0.1, timeout=5, backoff=(0.05, 0.2),
+                   ssl_context=ssl_context)
 
 
 def run_push(p: FtpPush, until, timeout: float = 20.0, during=None) -> None:
@@ -307,3 +316,30 @@ def test_file_sink_with_upload_pushes_what_it_writes(tmp_path, servers):
                                           "140211001234_FZSS_20261129100021.txt"]
     for q in remote.iterdir():
         check_file(q, profile)
+
+
+@pytest.fixture(scope="module")
+def ftps_pki(tmp_path_factory):
+    pytest.importorskip("OpenSSL", reason="pyftpdlib's FTPS server needs pyOpenSSL")
+    from test_tls import CA
+    d = tmp_path_factory.mktemp("ftps-pki")
+    ca, other = CA(d, "ftp-ca"), CA(d, "stranger-ca")
+    return ca, ca.issue("ftp-server", hosts=("127.0.0.1",)), other
+
+
+def test_ftps_verifies_the_server_and_uploads_over_protected_data(tmp_path, servers, ftps_pki, caplog):
+    import ssl
+    ca, server_cert, other = ftps_pki
+    outbox = tmp_path / "outbox"
+    paths = make_outbox(outbox, [50_000, 10])
+    contents = {q.name: q.read_bytes() for q in paths}
+    srv = servers(tmp_path / "server", outbox, tls=server_cert)
+    # a client trusting another CA: one clear line, nothing uploaded, the files stay
+    wrong = push(tmp_path, srv.port, scheme="ftps", ssl_context=ssl.create_default_context(cafile=str(other.path)))
+    run_push(wrong, lambda: wrong.failures >= 2)
+    assert srv.renames == [] and all(q.exists() for q in paths)
+    errors = [r.getMessage() for r in caplog.records if r.name == "edge_agent.forward.ftp" and r.levelno >= 40]
+    assert len(errors) == 1 and "server certificate is not trusted" in errors[0], errors
+    good = push(tmp_path, srv.port, scheme="ftps", ssl_context=ssl.create_default_context(cafile=str(ca.path)))
+    run_push(good, lambda: not any(outbox.iterdir()))
+    assert {q.name: q.read_bytes() for q in (srv.root / "aqjk" / "in").iterdir()} == contents

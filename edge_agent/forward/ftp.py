@@ -5,7 +5,8 @@
         await push.run()          # until cancelled
 
 `cfg.upload` is `ftp://user@host:port/dir` or `ftps://...` (explicit TLS,
-protected data channel); the password is read from `cfg.password_file`
+protected data channel, server certificate and host name verified against
+`ca_file` when the config has one, else the system store); the password is read from `cfg.password_file`
 (relative to the site file) at each connect, so it can be rotated.
 
 Guarantees a caller may rely on:
@@ -98,8 +99,8 @@ class FtpPush:
         self.cfg = cfg
         self.target = parse_upload(cfg.upload, where)
         self.directory = Path(directory)
-        self.password_file = (site.path(cfg.password_file) if site is not None and cfg.password_file
-                              else Path(cfg.password_file) if cfg.password_file else None)
+        self.site = site
+        self.password_file = self._path(cfg.password_file) if cfg.password_file else None
         self.wake = wake if wake is not None else asyncio.Event()
         self.scan_every = scan_every
         self.timeout = timeout
@@ -159,13 +160,29 @@ class FtpPush:
             raise ConfigError([Problem(str(self.password_file), None, "forward.files.password_file",
                                        f"cannot read: {exc.strerror}")])
 
+    def _tls_context(self) -> ssl.SSLContext:
+        """The given context, else one verifying against `cfg.ca_file` (when the config has one) or the
+        system store; TLS 1.2 or newer, host name checked."""
+        if self.ssl_context is not None:
+            return self.ssl_context
+        ca = getattr(self.cfg, "ca_file", None)
+        try:
+            ctx = ssl.create_default_context(cafile=str(self._path(ca)) if ca else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError([Problem(str(ca), None, "forward.files.ca_file",
+                                       f"cannot use as CA certificate: {exc}")])
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        return ctx
+
+    def _path(self, p: str) -> Path:
+        return self.site.path(p) if self.site is not None else Path(p)
+
     def _connect(self) -> ftplib.FTP:
         if self.ftp is not None:
             return self.ftp
         t = self.target
         if t.tls:
-            ftp: ftplib.FTP = ftplib.FTP_TLS(context=self.ssl_context or ssl.create_default_context(),
-                                             timeout=self.timeout)
+            ftp: ftplib.FTP = ftplib.FTP_TLS(context=self._tls_context(), timeout=self.timeout)
         else:
             ftp = ftplib.FTP(timeout=self.timeout)
         try:
@@ -245,6 +262,11 @@ def _quiet_close(ftp: ftplib.FTP) -> None:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ConfigError):
         return str(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"TLS: the server certificate is not trusted ({exc.verify_message}); check the CA "
+                "(forward.files.ca_file) and the host name in the upload URL")
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is the server running?)"
     if isinstance(exc, (TimeoutError, ConnectionError, EOFError)):
