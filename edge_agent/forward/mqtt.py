@@ -226,6 +226,7 @@ class MqttSink:
         if self._sessions > 1:
             self._counts["reconnects"] += 1
         self.connected, self.broker, self._connected_since = True, broker.url, time.monotonic()
+        self._last_line = None                 # a later outage is news again, whatever its reason
         lost = asyncio.ensure_future(self._watch(client))
         probe = (asyncio.ensure_future(self._watch_primary()) if self._index != 0 and self.cfg.return_to_primary
                  else None)
