@@ -236,3 +236,30 @@ def test_cddy_carries_codes_and_thresholds_as_numbers(golden):
     relay = recs["14021100123401KG100908"]
     assert (relay["value_kind"], relay["on_text"], relay["off_text"]) == ("KG", 1, 0)
     assert recs["14021100123401LJ300107"]["value_kind"] == "LJ"
+
+
+def test_duplicate_point_codes_are_rejected_after_building(tmp_path):
+    text = site_file(tmp_path).read_text(encoding="utf-8") + """\
+  - name: gas-2
+    driver: modbus-tcp
+    host: 127.0.0.1
+    points:
+      - {id: "01", sensor: "0001", address: "hr:0", location: "进风巷"}
+"""
+    (tmp_path / "site.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_site(tmp_path / "site.yaml")
+    (line,) = problems(exc)
+    assert "point code 14021100123401MN000101 is also built by gas-1/01" in line
+
+
+def test_check_command_reports_a_broken_profile_in_one_line(tmp_path):
+    import subprocess
+    from conftest import edge_agent_cmd
+    variant(tmp_path, lambda t: t.replace("field_separator: ';'", "field_separator: '；'"), "broken.yaml")
+    site = site_file(tmp_path, profile="broken.yaml")
+    r = subprocess.run(edge_agent_cmd("check", "-c", str(site)), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    out = (r.stdout + r.stderr).strip().splitlines()
+    assert any("broken.yaml:" in l and "files.field_separator" in l and "ASCII" in l for l in out), out
+    assert "Traceback" not in r.stdout + r.stderr
