@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import shutil
 import signal
 import subprocess
@@ -109,3 +110,48 @@ devices:
             assert h.drivers[0].link is h.drivers[1].link
     assert list(h.frames[0][-1].values) == [4000000000.0, 1.0]
     assert list(h.frames[1][-1].values) == [-0.5]
+
+
+@pytest.fixture
+def two_buses(tmp_path):
+    """Two independent pty pairs: two RS-485 buses."""
+    made = []
+    for bus in ("1", "2"):
+        a, b = tmp_path / f"bus{bus}A", tmp_path / f"bus{bus}B"
+        made.append((subprocess.Popen(["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), str(a), str(b)))
+    deadline = time.monotonic() + 5
+    while not all(os.path.exists(p) for _, a, b in made for p in (a, b)):
+        assert time.monotonic() < deadline, "socat did not create the pty pairs"
+        time.sleep(0.01)
+    yield [(a, b) for _, a, b in made]
+    for proc, _, _ in made:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(5)
+
+
+@aio
+async def test_a_slow_unit_delays_only_its_own_bus(tmp_path, two_buses):
+    (a1, d1), (a2, d2) = two_buses
+    text = 'site: {mine_code: "140211001234"}\nbuffer: {path: b.sqlite}\ndevices:\n'
+    for name, serial, unit in (("slow", a1, 1), ("neighbour", a1, 2), ("other-bus", a2, 1)):
+        text += (f"  - {{name: {name}, driver: modbus-rtu, serial: {serial}, unit: {unit}, poll: 200ms, "
+                 f"timeout: 150ms, points: [{{id: P{name.replace('-', '')}, sensor: '0004', address: 'hr:0'}}]}}\n")
+    site = site_from_yaml(text, tmp_path)
+    # one simulation per bus: each serves its own pty end
+    bus1 = site.model_copy(update={"devices": site.devices[:2]})
+    bus2 = site.model_copy(update={"devices": site.devices[2:]})
+    async with await serve(bus1, serial=d1, seed=1, scenario="steady") as sim1, \
+            await serve(bus2, serial=d2, seed=2, scenario="steady"):
+        async with Harness(site, BACKOFF_START=0.3, BACKOFF_CAP=0.6) as h:
+            await h.wait(lambda: all(d.online for d in h.drivers), 5, "all online")
+            sim1.set_fault("slow", "slow", delay=0.3)       # answers after 2x its timeout
+            start = [len(h.arrivals[i]) for i in range(3)]
+            await asyncio.sleep(2.5)                        # the measured fault phase
+            during = [h.arrivals[i][start[i]:] for i in range(3)]
+            sim1.set_fault("slow", None)
+            await h.wait(lambda: h.drivers[0].online, 5, "slow unit back")
+    gap = lambda ts: max(b - a for a, b in zip(ts, ts[1:]))
+    assert gap(during[2]) < 0.35, f"the other bus was delayed: max gap {gap(during[2]):.3f}s"
+    assert len(during[1]) >= 5, "the bus neighbour keeps reading (slower)"
+    assert all(f.quality[0] == Q_OK for f in h.frames[2])
