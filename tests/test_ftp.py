@@ -343,3 +343,22 @@ def test_ftps_verifies_the_server_and_uploads_over_protected_data(tmp_path, serv
     good = push(tmp_path, srv.port, scheme="ftps", ssl_context=ssl.create_default_context(cafile=str(ca.path)))
     run_push(good, lambda: not any(outbox.iterdir()))
     assert {q.name: q.read_bytes() for q in (srv.root / "aqjk" / "in").iterdir()} == contents
+
+
+def test_unreadable_outbox_is_one_line_and_the_push_keeps_running(tmp_path, servers, caplog):
+    outbox = tmp_path / "outbox"
+    outbox.write_text("a file where the folder should be")
+    srv = servers(tmp_path / "server", outbox)
+    p = push(tmp_path, srv.port)
+
+    async def repair():
+        deadline = time.monotonic() + 10
+        while p.failures < 3:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        outbox.unlink()
+        make_outbox(outbox, [10])
+
+    run_push(p, lambda: p.uploaded == 1, during=repair)
+    errors = [r.getMessage() for r in caplog.records if r.name == "edge_agent.forward.ftp" and r.levelno >= 40]
+    assert len(errors) == 1 and "cannot read the outbox" in errors[0]

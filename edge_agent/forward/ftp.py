@@ -73,7 +73,7 @@ def pending_files(directory: Path) -> list[Path]:
     found = []
     try:
         entries = list(os.scandir(directory))
-    except FileNotFoundError:
+    except FileNotFoundError:      # not written yet; other OSErrors are the caller's to report
         return []
     for e in entries:
         if e.name.startswith(".") or not e.name.endswith(".txt"):
@@ -121,17 +121,19 @@ class FtpPush:
         delay = self.backoff[0]
         while True:
             self.wake.clear()
-            files = await asyncio.to_thread(pending_files, self.directory)
+            try:
+                files = await asyncio.to_thread(pending_files, self.directory)
+            except OSError as exc:
+                files = []
+                self._failed(f"cannot read the outbox {self.directory}: {exc.strerror or exc}", None)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.backoff[1])
+                continue
             for path in files:
                 try:
                     await asyncio.to_thread(self._upload, path)
                 except (*ftplib.all_errors, ConfigError) as exc:
-                    self.failures += 1
-                    reason = _reason(exc)
-                    if reason != self.failing:
-                        log.error("FTP push to %s:%d: %s; %s stays in the outbox, retrying with backoff",
-                                  self.target.host, self.target.port, reason, path.name)
-                    self.failing = reason
+                    self._failed(_reason(exc), path)
                     await asyncio.to_thread(self._close)
                     await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                     delay = min(delay * 2, self.backoff[1])
@@ -146,6 +148,14 @@ class FtpPush:
                         await asyncio.wait_for(self.wake.wait(), self.scan_every)
                     except asyncio.TimeoutError:
                         pass
+
+    def _failed(self, reason: str, path: Path | None) -> None:
+        """Count a failure; log it once per distinct reason (a long outage is one line, not thousands)."""
+        self.failures += 1
+        if reason != self.failing:
+            log.error("FTP push to %s:%d: %s; %s, retrying with backoff", self.target.host, self.target.port,
+                      reason, f"{path.name} stays in the outbox" if path is not None else "nothing uploaded")
+        self.failing = reason
 
     # ------------------------------------------------------------------ in the worker thread
 
