@@ -1,6 +1,7 @@
 """Benchmark: N simulated Modbus TCP devices x M registers polled every P seconds.
 
     python bench/modbus_poll.py [--devices 50] [--registers 200] [--period 1] [--duration 20] [--json]
+    python bench/modbus_poll.py --devices 5 --registers 200 --one-per-point     # the unplanned baseline
 
 The simulated devices run in a separate process (so their CPU is not counted);
 the agent side is the real driver (one task and one TCP connection per
@@ -27,12 +28,14 @@ SIM = ("import sys; from edge_agent.config import load_site; from edge_agent.dri
        "sys.exit(main(load_site(sys.argv[1]), scenario='steady'))")
 
 
-def site_text(devices: int, registers: int, period: float, port: int) -> str:
+def site_text(devices: int, registers: int, period: float, port: int, one_per_point: bool = False) -> str:
+    # one-per-point: every other register, max_gap 0, so nothing can merge (the unplanned baseline)
+    stride, gap = (2, 0) if one_per_point else (1, 10)
     out = ['site: {mine_code: "140211001234", gateway: bench}', "buffer: {path: b.sqlite}", "devices:"]
     for d in range(devices):
         out.append(f"  - name: dev{d}\n    driver: modbus-tcp\n    host: 127.0.0.1\n    port: {port}\n"
-                   f"    unit: {d % 247 + 1}\n    poll: {period}s\n    timeout: 1s\n    points:")
-        out += [f'      - {{id: D{d}R{r}, sensor: "0002", address: "hr:{r}", scale: 0.01}}'
+                   f"    unit: {d % 247 + 1}\n    poll: {period}s\n    timeout: 1s\n    max_gap: {gap}\n    points:")
+        out += [f'      - {{id: D{d}R{r}, sensor: "0002", address: "hr:{r * stride}", scale: 0.01}}'
                 for r in range(registers)]
     return "\n".join(out) + "\n"
 
@@ -70,11 +73,13 @@ def main() -> int:
     ap.add_argument("--period", type=float, default=1.0)
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--one-per-point", action="store_true",
+                    help="baseline: one request per point (keep devices x registers under ~2,000/s)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        site = site_from_yaml(site_text(args.devices, args.registers, args.period, port), Path(tmp))
+        site = site_from_yaml(site_text(args.devices, args.registers, args.period, port, args.one_per_point), Path(tmp))
         sim = subprocess.Popen([sys.executable, "-c", SIM, site.source], stdout=subprocess.DEVNULL)
         try:
             wait_port(port)
@@ -83,6 +88,8 @@ def main() -> int:
             sim.terminate()
             sim.wait(10)
     res = {"devices": args.devices, "registers": args.registers, "period_s": args.period,
+           "mode": "one-per-point" if args.one_per_point else "planned",
+           # the fewest requests that can cover M contiguous registers (planned mode's layout)
            "requests_per_cycle_minimum": args.devices * math.ceil(args.registers / MAX_REGISTERS),
            "requests_per_cycle_one_per_point": args.devices * args.registers, **res}
     if args.json:
