@@ -29,6 +29,7 @@ double = _Type(float)
 int = _Type(builtins.int)  # noqa: A001
 longlong = schar = uchar = Py_ssize_t = int
 bint = _Type(bool)
+const = _Type(lambda value=None: value)   # const[int]: the value as it is
 
 
 def cast(typ, value):

@@ -5,7 +5,7 @@ point now, which anomalies open or close, and feeds the per-window statistics.
 State is a structure of arrays indexed by the global point index (Catalog);
 the per-frame loop touches no Python object per point, runs without the GIL
 when compiled, and writes events/statistics into flat logs that `take_*`
-turns into objects.  See README.md in this folder for the rules.
+turns into objects.  The rules are tabled in README.md in this folder.
 """
 import math
 from array import array
@@ -15,36 +15,34 @@ try:
 except ImportError:  # an install without Cython runs this file as plain Python
     from edge_agent.filtering import _cython_shim as cython
 
+from edge_agent.filtering import layout
+from edge_agent.filtering.layout import grown, zeros
 from edge_agent.filtering.records import SLOTS, Change, Event, Stat
 
 COMPILED = cython.compiled
 
 NAN = cython.declare(cython.double, math.nan)
-NEG_INF = cython.declare(cython.double, -math.inf)
-FAR = cython.declare(cython.double, 1.0)      # beyond the range by more than FAR x span: sensor fault
-NM = cython.declare(cython.int, 6)            # state machines: alarm hi/lo, cut-off hi/lo, warn hi/lo
-NS = cython.declare(cython.int, 9)            # event slots: the machines, over range, fault, substation
-ACC = cython.declare(cython.int, 7)           # per open event: start max max_t min min_t sum n
-WIN = cython.declare(cython.int, 8)           # per window: start max max_t min min_t sum n delta
-EVW = cython.declare(cython.int, 11)          # event log row: point slot begin start end value max..avg
-STW = cython.declare(cython.int, 10)          # stat log row: point start end max max_t min min_t avg n delta
-CHW = cython.declare(cython.int, 4)           # change log row: point time old new
-B_RANGE = cython.declare(cython.int, 64)      # latch bits: 1<<slot
-B_FAULT = cython.declare(cython.int, 128)
-B_SUB = cython.declare(cython.int, 256)
-SLOT_BITS = cython.declare(cython.int, 511)
-PEND = cython.declare(cython.int, 512)        # latch bit PEND << m: machine m waits out its delay
-PEND_BITS = cython.declare(cython.int, 63 * 512)
-MACHINE_BITS = cython.declare(cython.int, 63 | 63 * 512)
-BIG = cython.declare(cython.double, 1.7976931348623157e308)
+NM = cython.declare(cython.const[cython.int], 6)          # machines: alarm, cut-off, warn; high/low
+TH = cython.declare(cython.const[cython.int], 12)         # per point in th (layout.py)
+LIM = cython.declare(cython.const[cython.int], 4)         # per point in lim (layout.py)
+NS = cython.declare(cython.const[cython.int], 9)          # event slots: machines, range, faults
+ACC = cython.declare(cython.const[cython.int], 7)         # open event: start max max_t min min_t sum n
+WIN = cython.declare(cython.const[cython.int], 8)         # window: start max max_t min min_t sum n delta
+EVW = cython.declare(cython.const[cython.int], 11)        # event log row (see _emit_event)
+STW = cython.declare(cython.const[cython.int], 10)        # stat log row (see _emit_stat)
+CHW = cython.declare(cython.const[cython.int], 4)         # change log row: point time old new
+B_RANGE = cython.declare(cython.const[cython.int], 64)    # latch bits: 1<<slot
+B_FAULT = cython.declare(cython.const[cython.int], 128)
+B_SUB = cython.declare(cython.const[cython.int], 256)
+SLOT_BITS = cython.declare(cython.const[cython.int], 511)
+PEND = cython.declare(cython.const[cython.int], 512)      # PEND << m: machine m waits out its delay
+PEND_BITS = cython.declare(cython.const[cython.int], 63 * 512)
+MACHINE_BITS = cython.declare(cython.const[cython.int], 63 | 63 * 512)
 
-Q_SUBSTATION = cython.declare(cython.int, 16)   # Frame.quality bits from the driver
-Q_SENSOR = cython.declare(cython.int, 128)
-
-# threshold columns, in machine order (enter, clear) as Catalog.thresholds() names them
-_MACHINES = (("alarm_high", "alarm_high_clear"), ("alarm_low", "alarm_low_clear"),
-             ("cutoff_high", "cutoff_restore"), ("cutoff_low", "cutoff_low_restore"),
-             ("warn_high", "warn_high"), ("warn_low", "warn_low"))
+Q_SUBSTATION = cython.declare(cython.const[cython.int], 16)  # Frame.quality bits
+Q_SENSOR = cython.declare(cython.const[cython.int], 128)
+if (TH, LIM) != (layout.TH, layout.LIM):      # compile-time constants here, so check they agree
+    raise ImportError("edge_agent.filtering: kernel.py and layout.py disagree on the array layout")
 
 
 @cython.cfunc
@@ -128,19 +126,6 @@ def _emit_stat(log: cython.double[::1], pos: cython.Py_ssize_t, win: cython.doub
     return pos + 1
 
 
-def _zeros(n, fill=0.0):
-    return array("d", [fill]) * n
-
-
-def _grown(arr, used, need):
-    """A larger copy of a log array (never resized in place: a memoryview may hold it)."""
-    if len(arr) >= need:
-        return arr
-    new = _zeros(max(need, 2 * len(arr)))
-    new[:used] = arr[:used]
-    return new
-
-
 @cython.cclass
 class Kernel:
     """Per-point state machines for one site; `process(frame)` once per frame, in frame order.
@@ -158,10 +143,10 @@ class Kernel:
     n_points = cython.declare(cython.int, visibility="readonly")
     realtime_every = cython.declare(cython.double, visibility="readonly")
     stats_window = cython.declare(cython.double, visibility="readonly")
-    _th: cython.double[::1]          # per point 12: (enter, clear) x machines
+    _th: cython.double[::1]          # per point TH: (entry, clear) per machine (layout.py)
     _rlo: cython.double[::1]
     _rhi: cython.double[::1]
-    _lim: cython.double[::1]       # per point 4: fault below, fault above, quiet band low, high
+    _lim: cython.double[::1]         # per point LIM: fault below, fault above, quiet band low, high
     _db: cython.double[::1]
     _dly: cython.double[::1]
     _kind: cython.schar[::1]
@@ -192,65 +177,33 @@ class Kernel:
 
     def __init__(self, n_points, thresholds, realtime_every=20.0, stats_window=300.0):
         n = int(n_points)
-        for name, col in thresholds.items():
-            if len(col) != n:
-                raise ValueError(f"thresholds[{name!r}] has {len(col)} entries for {n} points")
         if not realtime_every > 0 or not stats_window > 0:
             raise ValueError("realtime_every and stats_window must be > 0 seconds")
+        arrays = layout.prepare(n, thresholds)
+        self._th, self._cfg, self._rlo, self._rhi = arrays["th"], arrays["cfg"], arrays["rlo"], arrays["rhi"]
+        self._lim, self._db, self._dly, self._kind = arrays["lim"], arrays["db"], arrays["dly"], arrays["kind"]
         self.n_points = n
         self.realtime_every = float(realtime_every)
         self.stats_window = float(stats_window)
         self.rejected = 0
         self.invalid = 0
         nan = math.nan
-        col = thresholds.get
-        th, cfg = _zeros(12 * n), array("i", [0]) * n
-        for m, (enter_name, clear_name) in enumerate(_MACHINES):
-            enter, clear = col(enter_name), col(clear_name)
-            for i in range(n):
-                e = float(enter[i]) if enter is not None else nan
-                c = float(clear[i]) if clear is not None else nan
-                if e == e:
-                    th[12 * i + 2 * m] = e
-                    th[12 * i + 2 * m + 1] = c if c == c else e   # no clear level: clear at the entry level
-                    cfg[i] |= 1 << m
-        rlo = array("d", col("range_low", _zeros(n, nan)))
-        rhi = array("d", col("range_high", _zeros(n, nan)))
-        lim = _zeros(4 * n)
-        for i in range(n):
-            lo, hi = rlo[i], rhi[i]
-            if hi > lo:               # a value far outside the range is a sensor fault
-                lim[4 * i] = max(lo - FAR * (hi - lo), -BIG)
-                lim[4 * i + 1] = min(hi + FAR * (hi - lo), BIG)
-            else:                     # no usable range: no over-range; only a non-finite value is a fault
-                rlo[i] = rhi[i] = nan
-                lim[4 * i], lim[4 * i + 1] = -BIG, BIG
-            # quiet band: strictly between every low entry and every high entry no machine can enter
-            highs = [th[12 * i + 2 * m] for m in (0, 2, 4) if cfg[i] & (1 << m)]
-            lows = [th[12 * i + 2 * m] for m in (1, 3, 5) if cfg[i] & (1 << m)]
-            lim[4 * i + 2] = max(lows) if lows else -math.inf
-            lim[4 * i + 3] = min(highs) if highs else math.inf
-        db = array("d", [d if d == d and d > 0 else 0.0 for d in col("deadband", _zeros(n))])
-        dly = array("d", [d if d == d and d > 0 else 0.0 for d in col("delay", _zeros(n))])
-        self._th, self._rlo, self._rhi, self._lim = th, rlo, rhi, lim
-        self._db, self._dly, self._cfg = db, dly, cfg
-        self._kind = array("b", col("kind", array("b", [0]) * n))
-        self.value = _zeros(n, nan)
-        self.time = _zeros(n, nan)
+        self.value = zeros(n, nan)
+        self.time = zeros(n, nan)
         self.status = array("B", [0]) * n
         self._value, self._time, self._status = self.value, self.time, self.status
         self._latch = array("i", [0]) * n
-        self._pend = _zeros(NM * n, nan)
-        self._rep_v = _zeros(n, nan)
-        self._rep_t = _zeros(n, nan)
-        self._acc = _zeros(NS * ACC * n)
-        self._win = _zeros(WIN * n, nan)
-        self._done = _zeros(n, -math.inf)
-        self._cum = _zeros(n, nan)
+        self._pend = zeros(NM * n, nan)
+        self._rep_v = zeros(n, nan)
+        self._rep_t = zeros(n, nan)
+        self._acc = zeros(NS * ACC * n)
+        self._win = zeros(WIN * n, nan)
+        self._done = zeros(n, -math.inf)
+        self._cum = zeros(n, nan)
         self._oldest = math.inf
         self._out_arr = array("i", [0]) * max(n, 1)
         self._out = self._out_arr
-        self._ev_arr, self._st_arr, self._ch_arr = _zeros(0), _zeros(0), _zeros(0)
+        self._ev_arr, self._st_arr, self._ch_arr = zeros(0), zeros(0), zeros(0)
         self._ev, self._st, self._ch = self._ev_arr, self._st_arr, self._ch_arr
         self._ev_n = self._st_n = self._ch_n = 0
 
@@ -259,9 +212,9 @@ class Kernel:
         if len(self._out_arr) < n:
             self._out_arr = array("i", [0]) * n
             self._out = self._out_arr
-        self._ev_arr = _grown(self._ev_arr, self._ev_n * EVW, (self._ev_n + NS * n) * EVW)
-        self._st_arr = _grown(self._st_arr, self._st_n * STW, (self._st_n + n + self.n_points) * STW)
-        self._ch_arr = _grown(self._ch_arr, self._ch_n * CHW, (self._ch_n + n) * CHW)
+        self._ev_arr = grown(self._ev_arr, self._ev_n * EVW, (self._ev_n + NS * n) * EVW)
+        self._st_arr = grown(self._st_arr, self._st_n * STW, (self._st_n + n + self.n_points) * STW)
+        self._ch_arr = grown(self._ch_arr, self._ch_n * CHW, (self._ch_n + n) * CHW)
         self._ev, self._st, self._ch = self._ev_arr, self._st_arr, self._ch_arr
 
     def process(self, frame):
@@ -352,17 +305,17 @@ class Kernel:
                 valid = False
                 if q & Q_SUBSTATION:
                     new = (old | B_SUB) & ~PEND_BITS     # a delay needs the condition to hold on valid samples
-                elif (q & Q_SENSOR) or not (lim[4 * i] <= v and v <= lim[4 * i + 1]):   # NaN fails too
+                elif (q & Q_SENSOR) or not (lim[LIM * i] <= v and v <= lim[LIM * i + 1]):   # NaN fails too
                     new = ((old & ~B_SUB) | B_FAULT) & ~PEND_BITS
                 else:
                     valid = True
                     new = old & ~(B_SUB | B_FAULT)
                     value[i] = v
-                    if (new & MACHINE_BITS) or not (lim[4 * i + 2] < v and v < lim[4 * i + 3]):
+                    if (new & MACHINE_BITS) or not (lim[LIM * i + 2] < v and v < lim[LIM * i + 3]):
                         for m in range(NM):
                             if c & (1 << m):
                                 on = (new >> m) & 1
-                                if _target(on, m % 2 == 0, v, th[12 * i + 2 * m], th[12 * i + 2 * m + 1]) == on:
+                                if _target(on, m % 2 == 0, v, th[TH * i + 2 * m], th[TH * i + 2 * m + 1]) == on:
                                     new &= ~(PEND << m)
                                 elif dly[i] > 0.0:
                                     k = NM * i + m

@@ -1,9 +1,10 @@
 """What the kernel hands out: events (YCBJ), window statistics (TJSJ), value changes.
 
-Treat them as read-only (not frozen only because frozen dataclasses are ~3x slower to
-make, and a busy frame makes hundreds).  Plain Python on purpose: these are made per event or per window, never per
-sample, and both kernel twins return the very same classes.  Floats that have
-no value (an event without a valid sample, a point never seen) are NaN.
+Plain Python on purpose: these are made per event or per window, never per
+sample, and both kernel twins return the very same classes.  Treat them as
+read-only (not frozen only because frozen dataclasses are ~3x slower to make,
+and a busy frame makes hundreds).  Floats without a value (an event without a
+valid sample, a point never seen) are NaN.
 """
 from __future__ import annotations
 
