@@ -53,6 +53,7 @@ class Agent:
         self.buffer = Buffer(site.path(b.path), durability=b.durability, max_size=b.max_size,
                              max_age=b.max_age, sync_every=b.sync_every, memory_limit=b.memory_limit)
         self.pending: list[tuple[str, int, float, bytes]] = []
+        self.fzss_dirty = False
         self.devices = [DeviceState() for _ in site.devices]
         self.drivers = [make_driver(i, dev, self.catalog.by_device[i], self.on_frame)
                         for i, dev in enumerate(site.devices)]
@@ -113,6 +114,10 @@ class Agent:
 
     def commit(self) -> None:
         """Commit pending messages in one transaction and wake the sinks."""
+        if self.fzss_dirty:
+            self.fzss_dirty = False
+            now = time.time()
+            self.pending.append(("FZSS", self.mask_all, now, self.encoder.fzss(self.fzss_states(), now)))
         if not self.pending:
             return
         batch, self.pending = self.pending, []
@@ -127,7 +132,9 @@ class Agent:
         if st.online is online:
             return
         st.online, st.reason, st.since = online, reason, time.time()
-        self.pending.append(("FZSS", self.mask_all, st.since, self.encoder.fzss(self.fzss_states(), st.since)))
+        # one FZSS per commit, however many devices changed (three devices coming
+        # up at start make one record, not three files)
+        self.fzss_dirty = True
 
     def fzss_states(self) -> list[tuple[int, int]]:
         return [(RUN_OK if d.online else RUN_LOST if d.online is False else 9, POWER_UNKNOWN)

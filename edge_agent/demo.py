@@ -7,6 +7,7 @@ import signal
 import socket
 import sys
 import time
+import unicodedata
 from importlib import resources
 from pathlib import Path
 
@@ -56,6 +57,12 @@ def status_text(bits: int) -> str:
     return ",".join(name for bit, name in STATUS_NAMES.items() if bits & bit)
 
 
+def pad(text: str, width: int) -> str:
+    """Left-align in terminal columns: CJK characters take two."""
+    cols = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return text + " " * max(0, width - cols)
+
+
 def format_value(v: float, decimals: int) -> str:
     return "-" if math.isnan(v) else f"{v:.{decimals}f}"
 
@@ -79,8 +86,9 @@ def summary(agent, out=sys.stdout) -> None:
         state = "online" if st.online else ("offline: " + st.reason if st.online is False else "starting")
         lines.append(f"  {dev.name} [{state}]")
         for rp in agent.catalog.by_device[di]:
-            lines.append(f"    {rp.id:<4} {rp.sensor_name:<8} {format_value(k.value[rp.index], rp.decimals):>8} "
-                         f"{rp.unit:<7} {status_text(int(k.status[rp.index]))}")
+            lines.append(f"    {pad(rp.id, 4)} {pad(rp.sensor_name, 10)} "
+                         f"{format_value(k.value[rp.index], rp.decimals):>8} {pad(rp.unit, 7)} "
+                         f"{status_text(int(k.status[rp.index]))}")
     print("\n".join(lines), file=out, flush=True)
 
 
