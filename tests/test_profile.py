@@ -263,3 +263,16 @@ def test_check_command_reports_a_broken_profile_in_one_line(tmp_path):
     out = (r.stdout + r.stderr).strip().splitlines()
     assert any("broken.yaml:" in l and "files.field_separator" in l and "ASCII" in l for l in out), out
     assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_times_are_the_mines_local_time_from_the_profile(tmp_path):
+    variant(tmp_path, lambda t: t.replace("timezone: local", "timezone: Asia/Shanghai"), "cst.yaml")
+    site = load_site(site_file(tmp_path, profile="cst.yaml"))
+    profile = load_profile(site.profile, base=tmp_path)
+    enc = Encoder(site, Catalog(site, profile), profile)          # no tz given: the profile's
+    assert orjson.loads(enc.fzss([(0, 1)], T0))[0]["time"] == "2026-11-29 10:00:20"
+    variant(tmp_path, lambda t: t.replace("timezone: local", "timezone: Mars/Olympus"), "bad.yaml")
+    with pytest.raises(ConfigError) as exc:
+        load_profile(str(tmp_path / "bad.yaml"))
+    (line,) = problems(exc)
+    assert "timezone: unknown time zone 'Mars/Olympus'" in line

@@ -49,7 +49,7 @@ class FileSink:
         self.buffer = buffer
         self.wake = wake
         self.directory = Path(directory)
-        self.tz = tz if tz is not None else zone_of(site)
+        self.tz = tz if tz is not None else zone_of(site, profile)
         self.batch = batch
         self.idle = idle
         self.backoff = backoff

@@ -73,7 +73,7 @@ class Encoder:
         self.site = site
         self.catalog = catalog
         self.profile = profile
-        self.tz = tz if tz is not None else zone_of(site)
+        self.tz = tz if tz is not None else zone_of(site, profile)
         self.times = TimeText(profile.time_format, self.tz)
         info = site.site
         mqtt = site.forward.mqtt

@@ -75,6 +75,7 @@ class Profile:
     power_status: dict[int, str]
     sensors: dict[str, SensorType] = field(repr=False)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    timezone: str = "local"     # IANA name, or local (the machine's zone)
 
     def mine_code_ok(self, code: str) -> bool:
         return re.fullmatch(self.mine_code_pattern, code) is not None
@@ -262,6 +263,13 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
     if not isinstance(value_kinds, dict) or set(value_kinds) != set(KINDS):
         bad("value_kinds", f"map each of {', '.join(KINDS)} to its code (MN, KG, LJ, DT)")
         value_kinds = {}
+    timezone = data.get("timezone", "local")
+    if timezone != "local":
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(str(timezone))
+        except (ZoneInfoNotFoundError, ValueError):
+            bad("timezone", f"unknown time zone {timezone!r}; use an IANA name such as Asia/Shanghai, or local")
     table_path = Path(data.get("sensor_table", "../sensors.csv"))
     if not table_path.is_absolute():
         table_path = (path.parent / table_path).resolve()
@@ -287,4 +295,5 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
         power_status=power_status,
         sensors=sensors,
         raw=data,
+        timezone=str(timezone),
     )

@@ -113,7 +113,7 @@ def write_file(profile: Profile, site, type: str, time: float, records: list[dic
     """`write_text_file`, also returning the epoch second in the name and whether a file was written
     (False: the identical file was already there)."""
     directory = Path(directory)
-    tz = tz if tz is not None else zone_of(site)
+    tz = tz if tz is not None else zone_of(site, profile)
     second = math.floor(time)
     if not_before is not None and second < not_before:
         second = not_before

@@ -2,7 +2,8 @@
 
 Records carry epoch floats; the spec wants `yyyy-MM-dd HH:mm:ss` in the mine's
 local time.  The time zone is the site's `site.timezone` when the site file has
-one (an IANA name such as `Asia/Shanghai`), else the machine's local zone.
+one (an IANA name such as `Asia/Shanghai`), else the profile's `timezone`
+(`local` by default: the machine's zone).
 Seconds are truncated, never rounded up (a value read at 10:00:19.9 was read
 at 10:00:19).
 """
@@ -17,16 +18,24 @@ import orjson
 from edge_agent.errors import ConfigError, Problem
 
 
-def zone_of(site) -> dt.tzinfo | None:
-    """The site's time zone, or None for the machine's local zone."""
+def zone_of(site, profile=None) -> dt.tzinfo | None:
+    """The mine's time zone: `site.timezone` if the site file has one, else the profile's
+    `timezone` unless it is `local`, else None (the machine's local zone)."""
     name = getattr(getattr(site, "site", None), "timezone", None)
+    field, where = "site.timezone", getattr(site, "source", "") or "site"
+    if not name and profile is not None:
+        name = getattr(profile, "timezone", "local")
+        field, where = "timezone", str(getattr(profile, "path", "profile"))
+        if name == "local":
+            name = None
     if not name:
         return None
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError([Problem(getattr(site, "source", "") or "site", None, "site.timezone",
-                                   f"unknown time zone {name!r}; use an IANA name such as Asia/Shanghai")])
+        raise ConfigError([Problem(where, None, field,
+                                   f"unknown time zone {name!r}; use an IANA name such as Asia/Shanghai, "
+                                   "or local")])
 
 
 def local(t: float, tz: dt.tzinfo | None) -> dt.datetime:
