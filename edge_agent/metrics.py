@@ -169,6 +169,20 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def exposure_warning(host: str) -> str | None:
+    """A warning when `metrics.listen` is reachable from the network, else None."""
+    import ipaddress
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return (f"metrics.listen: {host} is reachable from the network; /metrics and /health have no "
+            "authentication (firewall the port or listen on 127.0.0.1)")
+
+
 class _LoopStalled(Exception):
     pass
 
@@ -290,6 +304,9 @@ class MetricsServer:
                                         name="metrics-http", daemon=True)
         self._thread.start()
         log.info("metrics on %s/metrics, health on %s/health", self.url, self.url)
+        warning = exposure_warning(self.host)
+        if warning:
+            log.warning("%s", warning)
         return self
 
     def stop(self) -> None:

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge_agent.errors import EdgeAgentError
-from edge_agent.metrics import MetricsServer, parse_listen
+from edge_agent.metrics import MetricsServer, exposure_warning, parse_listen
 
 SNAP = {
     "gateway": "gw-01",
@@ -258,3 +258,10 @@ def test_parse_listen(text, expected):
 def test_parse_listen_rejects(text):
     with pytest.raises(EdgeAgentError, match="metrics.listen"):
         parse_listen(text)
+
+
+def test_listening_beyond_loopback_is_warned_about():
+    assert exposure_warning("127.0.0.1") is None and exposure_warning("::1") is None
+    assert exposure_warning("localhost") is None
+    for host in ("0.0.0.0", "10.20.1.5", "gateway.local"):
+        assert "no authentication" in exposure_warning(host)
