@@ -187,8 +187,8 @@ class MqttSink:
 
     # ------------------------------------------------------------------ one connection
 
-    async def _connect(self, broker: Broker, *, probe: bool = False) -> aiomqtt.Client:
-        """Connected client, or `_ConnectFailed`/`MqttError`/`EdgeAgentError` with the reason."""
+    async def _connect(self, broker: Broker, *, probe: bool = False) -> tuple[aiomqtt.Client, _PahoLog]:
+        """A connected client and its log catcher; or `_ConnectFailed`/`EdgeAgentError` with the reason."""
         cfg = self.cfg
         ctx = tls_context(cfg, self.site) if broker.tls else None
         password = (read_secret(cfg.password_file, field="forward.mqtt.password_file", site=self.site)
@@ -216,12 +216,11 @@ class MqttSink:
             raise _ConnectFailed(plog.last or "connect timed out", detail=plog.last)
         if enter.exception() is not None:
             raise _ConnectFailed(str(enter.exception()), detail=plog.last) from enter.exception()
-        client._edge_log = plog  # type: ignore[attr-defined]
-        return client
+        return client, plog
 
     async def _session(self, broker: Broker) -> str | None:
         """Connect, announce, pump.  Returns None when left on purpose; raises or returns a reason otherwise."""
-        client = await self._connect(broker)
+        client, plog = await self._connect(broker)
         self._sessions += 1
         if self._sessions > 1:
             self._counts["reconnects"] += 1
@@ -244,8 +243,7 @@ class MqttSink:
                      broker)
             return None
         except aiomqtt.MqttError as exc:
-            plog = getattr(client, "_edge_log", None)
-            return "connection lost: " + explain(exc, broker, detail=plog.last if plog else None)
+            return "connection lost: " + explain(exc, broker, detail=plog.last)
         finally:
             self.connected = False
             for t in (lost, probe):
@@ -269,7 +267,7 @@ class MqttSink:
         while True:
             await asyncio.sleep(self.primary_probe_every)
             try:
-                client = await self._connect(self.brokers[0], probe=True)
+                client, _ = await self._connect(self.brokers[0], probe=True)
             except (aiomqtt.MqttError, EdgeAgentError, OSError, _ConnectFailed):
                 continue
             try:
