@@ -128,7 +128,8 @@ def install_service(unit_dir: str = DEFAULT_UNIT_DIR, config_dir: str = DEFAULT_
         f"       {exe} check -c {site_path}",
         f"  2. secrets stay out of the site file: put each in {cdir}/ owned by root, mode 0600,",
         f"     e.g. install -m 600 /dev/null {cdir}/mqtt.pass, then write the password into it;",
-        "     the service receives them as systemd credentials (password_file: mqtt.pass)",
+        "     the service receives them as systemd credentials (password_file: mqtt.pass);",
+        "     certificates (ca.pem) and point tables stay world-readable (mode 0644)",
         "  3. systemctl daemon-reload && systemctl enable --now edge-agent",
         "  4. edge-agent status    (logs: journalctl -u edge-agent -f)",
     ]
