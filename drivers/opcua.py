@@ -49,7 +49,7 @@ from edge_agent.config import Device
 from edge_agent.errors import ConfigError, Problem
 from edge_agent.frame import Q_SENSOR_FAULT, Frame
 from edge_agent.drivers.opcua_session import (close_client, config_problems, describe, file_problems,
-                                              max_nodes_per_read, open_client, parse_address, parse_security,
+                                              open_client, operation_limit, parse_address, parse_security,
                                               resolve, show_url)
 from edge_agent.drivers.opcua_values import FrameBuilder, unreachable_frame
 
@@ -79,6 +79,8 @@ BACKOFF_MAX = 60.0
 JITTER = 0.2
 UNKNOWN_NODE = frozenset({ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid,
                           ua.StatusCodes.BadAttributeIdInvalid})
+MAX_NODES_PER_READ = ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead
+MAX_ITEMS_PER_CALL = ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall
 KEEPALIVE_EVERY = 5.0       # seconds between keep-alives of an idle subscription
 HEALTHY_AFTER = 30.0        # a session that lived this long resets the backoff
 
@@ -122,7 +124,9 @@ class OpcUaDevice:
     """One OPC UA device of the site (see the module doc for the contract)."""
 
     session_timeout = 15.0   # s; the server drops an orphaned session (and its subscription) after this
-    watchdog = 2.0           # s between the asyncua supervisor's server-state probes
+    # s between the asyncua supervisor's server-state probes, and each probe's timeout: a busy
+    # server may take a few seconds to answer, a frozen one is caught within two of these
+    watchdog = 4.0
 
     def __init__(self, index: int, device: Device, points: list, on_frame: Callable[[Frame], None], *,
                  base_dir: str | Path | None = None, backoff_max: float = BACKOFF_MAX):
@@ -311,7 +315,13 @@ class OpcUaDevice:
         sub.parameters.RequestedMaxKeepAliveCount = res.RevisedMaxKeepAliveCount
         self._pos_of_handle = {}
         requests = [self._item_request(p, nid, ms) for p, nid in zip(pos, ids)]
-        results = await sub.create_monitored_items(requests) if requests else []
+        per_call = await operation_limit(client, MAX_ITEMS_PER_CALL, len(requests) or 1)
+        t0 = time.monotonic()
+        results = []
+        for i in range(0, len(requests), per_call):   # one call unless the server sets a limit
+            results += await sub.create_monitored_items(requests[i:i + per_call])
+        log.debug("device %s: %d monitored items created in %.2fs", self.name, len(requests),
+                  time.monotonic() - t0)
         for p, nid, r in zip(pos, ids, results):
             if isinstance(r, ua.StatusCode):
                 self._missing(p, f"cannot be monitored ({r.name})", faults)
@@ -359,7 +369,7 @@ class OpcUaDevice:
 
     async def _serve_poll(self, client: Client) -> str:
         pos, ids, faults = await self._resolve(client)
-        chunk = await max_nodes_per_read(client)
+        chunk = await operation_limit(client, MAX_NODES_PER_READ, 1000)
         self._set_online(client)
         session = client.uaclient
         missing = list(zip(faults.index, faults.quality))

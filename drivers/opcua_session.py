@@ -258,11 +258,10 @@ async def resolve(client: Client, addresses: list) -> list[ua.NodeId | str]:
     return out
 
 
-async def max_nodes_per_read(client: Client, default: int = 1000) -> int:
-    """The server's MaxNodesPerRead (0 or unreadable -> `default`)."""
+async def operation_limit(client: Client, object_id: int, default: int) -> int:
+    """A server OperationLimits value (e.g. MaxNodesPerRead); 0, absent or unreadable -> `default`."""
     try:
-        dv = await client.get_node(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead) \
-            .read_data_value()
+        dv = await client.get_node(object_id).read_data_value()
         n = int(dv.Value.Value) if dv.StatusCode.is_good() and dv.Value is not None and dv.Value.Value else 0
     except (ua.UaError, OSError, asyncio.TimeoutError, TypeError, ValueError):
         n = 0

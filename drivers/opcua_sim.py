@@ -117,6 +117,8 @@ class SimServer:
             for i, name in enumerate(self.names):
                 await self.server.write_attribute_value(
                     self.nodes[name], ua.DataValue(ua.Variant(float(tick * 1000 + i), ua.VariantType.Double)))
+                if i % 200 == 199:   # let requests in between, as a real (threaded) server would
+                    await asyncio.sleep(0)
             await self.publish_count()
             at += every
             await asyncio.sleep(max(0.0, at - loop.time()))
