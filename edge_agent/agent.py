@@ -2,7 +2,9 @@
 
 `Agent(site)` composes the parts; `await agent.run(stop)` runs until `stop`
 is set, then stops the drivers, commits what is pending, lets the sinks finish
-what is in flight, and closes the buffer.  Nothing here does I/O per point.
+what is in flight, and closes the buffer.  `await agent.reload(site)` applies a
+new site file without stopping devices whose configuration did not change.
+Nothing here does I/O per point.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_agent import health, sdnotify
 from edge_agent.buffer import SINKS, Buffer
 from edge_agent.config import Site
 from edge_agent.drivers import make_driver
@@ -24,7 +27,7 @@ from edge_agent.profile.encode import Encoder
 
 log = logging.getLogger("edge_agent.agent")
 
-RUN_OK, RUN_LOST = 0, 1          # substation run status (PROFILE.md)
+RUN_OK, RUN_LOST, RUN_UNKNOWN = 0, 1, 9      # substation run status (PROFILE.md)
 POWER_UNKNOWN = 9
 
 
@@ -42,23 +45,15 @@ class Agent:
 
     def __init__(self, site: Site):
         self.site = site
-        base = Path(site.source).parent if site.source else None
-        self.profile = load_profile(site.profile, base=base)
-        self.catalog = Catalog(site, self.profile)
-        rep = site.report
-        self.kernel = Kernel(len(self.catalog), self.catalog.thresholds(),
-                             realtime_every=rep.realtime_every, stats_window=rep.stats_window)
-        self.encoder = Encoder(site, self.catalog, self.profile)
+        self._build(site)
         b = site.buffer
         self.buffer = Buffer(site.path(b.path), durability=b.durability, max_size=b.max_size,
                              max_age=b.max_age, sync_every=b.sync_every, memory_limit=b.memory_limit)
         self.pending: list[tuple[str, int, float, bytes]] = []
         self.fzss_dirty = False
         self.devices = [DeviceState() for _ in site.devices]
-        self.drivers = [make_driver(i, dev, self.catalog.by_device[i], self.on_frame)
-                        for i, dev in enumerate(site.devices)]
-        for drv in self.drivers:
-            drv.state_changed = self.on_device_state
+        self.drivers = [self._driver(i) for i in range(len(site.devices))]
+        self.driver_tasks: list[asyncio.Task | None] = [None] * len(self.drivers)
         self.sinks: list = []
         self.wakes: list[asyncio.Event] = []
         self.mqtt = None
@@ -89,6 +84,23 @@ class Agent:
         self.frames = 0
         self.points_in = 0
         self.started = time.time()
+        self.last_clock = time.monotonic()
+        self.reloads = 0
+
+    def _build(self, site: Site) -> None:
+        """Everything derived from the site file that a reload replaces."""
+        base = Path(site.source).parent if site.source else None
+        self.profile = load_profile(site.profile, base=base)
+        self.catalog = Catalog(site, self.profile)
+        rep = site.report
+        self.kernel = Kernel(len(self.catalog), self.catalog.thresholds(),
+                             realtime_every=rep.realtime_every, stats_window=rep.stats_window)
+        self.encoder = Encoder(site, self.catalog, self.profile)
+
+    def _driver(self, i: int):
+        drv = make_driver(i, self.site.devices[i], self.catalog.by_device[i], self.on_frame)
+        drv.state_changed = self.on_device_state
+        return drv
 
     # ------------------------------------------------------------------ hot path
 
@@ -99,12 +111,12 @@ class Agent:
         st = self.devices[frame.device]
         st.frames += 1
         st.last_frame = frame.wall
-        report = self.kernel.process(frame)
+        k = self.kernel
+        report = k.process(frame)
         if len(report) and self.mask_live:
-            k = self.kernel
             self.pending.append(("CDSS", self.mask_live, frame.wall,
                                  self.encoder.cdss(report, k.value, k.status, k.time, frame.wall)))
-        events = self.kernel.take_events()
+        events = k.take_events()
         if events:
             self.pending.append(("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall)))
 
@@ -137,7 +149,7 @@ class Agent:
         self.fzss_dirty = True
 
     def fzss_states(self) -> list[tuple[int, int]]:
-        return [(RUN_OK if d.online else RUN_LOST if d.online is False else 9, POWER_UNKNOWN)
+        return [(RUN_OK if d.online else RUN_LOST if d.online is False else RUN_UNKNOWN, POWER_UNKNOWN)
                 for d in self.devices]
 
     def definitions(self, now: float) -> None:
@@ -158,8 +170,17 @@ class Agent:
             self.pending.append(("TJSJ", self.mask_all, now, self.encoder.tjsj(stats, now)))
 
     def status_detail(self) -> dict:
+        """Published (retained) on <prefix>/<mine>/<gateway>/status/detail after each connect."""
         return {"gateway": self.site.site.gateway, "buffer": self.buffer.stats(),
+                "drops": self.buffer.take_drop_report(),
                 "devices": {d.name: bool(s.online) for d, s in zip(self.site.devices, self.devices)}}
+
+    def metrics_snapshot(self) -> dict:
+        return health.snapshot(self)
+
+    def healthy(self) -> bool:
+        """For the systemd watchdog: the clock loop turns and no task died."""
+        return health.pipeline_alive(self)
 
     # ------------------------------------------------------------------ loops
 
@@ -171,13 +192,16 @@ class Agent:
         next_tick = now + 1.0
         while not stop.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), timeout=rep.batch_every)
+                await asyncio.wait_for(stop.wait(), timeout=self.site.report.batch_every)
             except asyncio.TimeoutError:
                 pass
+            self.last_clock = time.monotonic()
+            rep = self.site.report
             now = time.time()
             if now >= next_snapshot:
                 self.snapshot(now)
-                next_snapshot += rep.realtime_every * max(1, math.floor((now - next_snapshot) / rep.realtime_every) + 1)
+                behind = math.floor((now - next_snapshot) / rep.realtime_every) + 1
+                next_snapshot += rep.realtime_every * max(1, behind)
             if now >= next_tick:
                 self.statistics(now)
                 self.buffer.tick(now)
@@ -187,34 +211,137 @@ class Agent:
                 next_defs = now + rep.definitions_every
             self.commit()
 
-    async def run(self, stop: asyncio.Event, *, ready=None) -> None:
-        """Run until `stop` is set; then flush and close.  `ready()` is called once everything started."""
+    def _start_driver(self, i: int) -> None:
+        self.driver_tasks[i] = asyncio.create_task(self.drivers[i].run(), name=f"device:{self.site.devices[i].name}")
+
+    async def _stop_driver(self, i: int) -> None:
+        task = self.driver_tasks[i]
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.driver_tasks[i] = None
+        try:
+            await self.drivers[i].__aexit__(None, None, None)
+        except Exception:
+            log.exception("error while closing device %s", self.site.devices[i].name)
+
+    async def run(self, stop: asyncio.Event, *, ready=None, reload_requests: asyncio.Queue | None = None) -> None:
+        """Run until `stop` is set; then flush and close.
+
+        `ready()` is called once the buffer is open and every driver and sink
+        started; each Site put on `reload_requests` is applied with `reload()`.
+        """
         now = time.time()
         self.definitions(now)
         self.pending.append(("FZSS", self.mask_all, now, self.encoder.fzss(self.fzss_states(), now)))
         self.commit()
-        async with _all(self.drivers + self.sinks):
-            driver_tasks = [asyncio.create_task(d.run(), name=f"device:{d_cfg.name}")
-                            for d, d_cfg in zip(self.drivers, self.site.devices)]
-            sink_tasks = [asyncio.create_task(s.run(), name=f"sink:{type(s).__name__}") for s in self.sinks]
-            clock = asyncio.create_task(self._clock(stop), name="clock")
+        metrics = None
+        if self.site.metrics.enabled:
+            from edge_agent.metrics import MetricsServer
+            metrics = MetricsServer(self.site.metrics.listen, self.metrics_snapshot)
+        watchdog = sdnotify.Watchdog()
+        async with _all(([metrics] if metrics else []) + self.sinks):
+            for i, drv in enumerate(self.drivers):
+                await drv.__aenter__()
+                self._start_driver(i)
+            self.sink_tasks = [asyncio.create_task(s.run(), name=f"sink:{type(s).__name__}") for s in self.sinks]
+            self.clock_task = asyncio.create_task(self._clock(stop), name="clock")
+            dog = asyncio.create_task(watchdog.run(self.healthy), name="watchdog")
+            reloader = asyncio.create_task(self._reloads(reload_requests), name="reload") \
+                if reload_requests is not None else None
             log.info("running: %d devices, %d points, sinks: %s", len(self.drivers), len(self.catalog),
                      ", ".join(type(s).__name__ for s in self.sinks) or "none")
+            sdnotify.ready(f"{len(self.drivers)} devices, {len(self.catalog)} points")
             if ready is not None:
                 ready()
             await stop.wait()
+            sdnotify.stopping()
+            for t in (reloader, dog):
+                if t is not None:
+                    t.cancel()
             # stop acquiring first, then commit what the last polls produced
-            for t in driver_tasks:
-                t.cancel()
-            await asyncio.gather(*driver_tasks, return_exceptions=True)
-            await clock
+            for i in range(len(self.drivers)):
+                await self._stop_driver(i)
+            await self.clock_task
             self.commit()
             await self._drain_briefly()
-            for t in sink_tasks:
+            for t in self.sink_tasks:
                 t.cancel()
-            await asyncio.gather(*sink_tasks, return_exceptions=True)
+            await asyncio.gather(*self.sink_tasks, return_exceptions=True)
         self.buffer.close()
         log.info("stopped; buffer closed at seq %d", self.buffer.next_seq - 1)
+
+    async def _reloads(self, queue: asyncio.Queue) -> None:
+        while True:
+            site = await queue.get()
+            try:
+                await self.reload(site)
+            except Exception:  # a bug in reload must not take the running agent down
+                log.exception("reload failed; the running configuration stays")
+
+    async def reload(self, new: Site) -> None:
+        """Apply a new site file.  Devices whose configuration and points did not change keep polling.
+
+        Thresholds, point definitions, devices and report settings are applied;
+        buffer, forward, metrics and profile-independent sink settings need a
+        restart (logged).  A reload that adds, removes or reorders points
+        rebuilds the kernel: alarms re-evaluate on the next sample.
+        """
+        old = self.site
+        sdnotify.reloading()
+        for key in ("buffer", "forward", "metrics"):
+            if getattr(old, key) != getattr(new, key):
+                log.warning("reload: %s settings changed; restart the service to apply them", key)
+        new = new.model_copy(update={"buffer": old.buffer, "forward": old.forward, "metrics": old.metrics})
+        old_catalog, old_kernel, old_cddy = self.catalog, self.kernel, self.encoder.cddy(0.0)
+        self.site = new
+        base = Path(new.source).parent if new.source else None
+        self.profile = load_profile(new.profile, base=base)
+        self.catalog = Catalog(new, self.profile)
+        self.encoder = Encoder(new, self.catalog, self.profile)
+        same_points = [(p.device, p.id) for p in old_catalog.points] == [(p.device, p.id) for p in self.catalog.points] \
+            and [d.name for d in old.devices] == [d.name for d in new.devices]
+        rep = new.report
+        if same_points and (rep.realtime_every, rep.stats_window) == (old.report.realtime_every,
+                                                                      old.report.stats_window):
+            self.kernel.set_thresholds(self.catalog.thresholds())
+        else:
+            self.kernel = Kernel(len(self.catalog), self.catalog.thresholds(),
+                                 realtime_every=rep.realtime_every, stats_window=rep.stats_window)
+            log.warning("reload: points or report windows changed; kernel state restarted")
+        # devices: keep the ones whose config, position and point indices are unchanged
+        old_devices, old_drivers, old_tasks, old_states = old.devices, self.drivers, self.driver_tasks, self.devices
+        keep = {}
+        for i, dev in enumerate(new.devices):
+            if i < len(old_devices) and old_devices[i] == dev and \
+                    [p.index for p in old_catalog.by_device[i]] == [p.index for p in self.catalog.by_device[i]]:
+                keep[i] = i
+        self.drivers = [old_drivers[i] if i in keep else None for i in range(len(new.devices))]
+        self.driver_tasks = [old_tasks[i] if i in keep else None for i in range(len(new.devices))]
+        self.devices = [old_states[i] if i in keep else DeviceState() for i in range(len(new.devices))]
+        for i, drv in enumerate(old_drivers):
+            if keep.get(i) != i:
+                task = old_tasks[i]
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                await drv.__aexit__(None, None, None)
+        for i in range(len(new.devices)):
+            if self.drivers[i] is None:
+                self.drivers[i] = self._driver(i)
+                await self.drivers[i].__aenter__()
+                self._start_driver(i)
+            else:
+                self.drivers[i].on_frame = self.on_frame
+        changed = len(new.devices) - len(keep)
+        if self.encoder.cddy(0.0) != old_cddy:
+            self.definitions(time.time())
+        self.fzss_dirty = True
+        self.commit()
+        self.reloads += 1
+        log.info("reload: applied (%d devices kept polling, %d restarted, %d points)", len(keep), changed,
+                 len(self.catalog))
+        sdnotify.ready()
 
     async def _drain_briefly(self, timeout: float = 2.0) -> None:
         """Give connected sinks a moment to deliver what was just committed (the rest stays buffered)."""

@@ -33,17 +33,30 @@ def _print_problems(exc: ConfigError) -> int:
 # ---------------------------------------------------------------- run
 
 async def run_agent(site, *, ready=None, stop: asyncio.Event | None = None) -> int:
+    """Run the agent on `site` until SIGTERM/SIGINT; SIGHUP re-reads the site file."""
+    from edge_agent import sdnotify
     from edge_agent.agent import Agent
 
     stop = stop or asyncio.Event()
+    reloads: asyncio.Queue = asyncio.Queue()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        agent = Agent(site)
-    except ConfigError as exc:
-        return _print_problems(exc)
-    await agent.run(stop, ready=ready)
+
+    def on_hup() -> None:
+        # parse here, in the loop: a bad file is rejected before anything changes
+        try:
+            reloads.put_nowait(_load(site.source))
+            log.info("reload: %s read and valid; applying", site.source)
+        except ConfigError as exc:
+            for p in exc.problems:
+                log.error("reload rejected, the running configuration stays: %s", p)
+
+    if site.source:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    sdnotify.install_wedge_hook(loop)
+    agent = Agent(site)
+    await agent.run(stop, ready=ready, reload_requests=reloads)
     return 0
 
 
@@ -134,18 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _registrars():
     """Subcommands that live beside the library they skin."""
-    out = []
-    try:
-        from edge_agent.buffer.cli import register as buffer_cmds
-        out.append(buffer_cmds)
-    except ImportError:
-        pass
-    try:
-        from edge_agent.opcua_cert import register as opcua_cmds
-        out.append(opcua_cmds)
-    except ImportError:
-        pass
-    return out
+    from edge_agent import opcua_cert, pointtable, service
+    from edge_agent.buffer import cli as buffer_cli
+    return [buffer_cli.register, opcua_cert.register, service.register, pointtable.register]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from datetime import datetime
 import pytest
 
 from conftest import ROOT, free_port
+from edge_agent.config import load_site
 from e2e import Proc, Subscriber, last_seq, make_site, start_simulator, wait_for
 
 NAME = re.compile(r"^(\d{12})_([A-Z]+)_(\d{14})\.txt$")
@@ -95,7 +96,8 @@ def test_end_to_end_records_reach_broker_and_spec_files(tmp_path, mosquitto, sim
         assert len(segments) >= 2
     cdss_file = outbox_files(tmp_path, "CDSS")[0].read_text("utf-8")
     records = [s.split(";") for s in cdss_file[:-2].split("~")[1:-1]]
-    assert len(records) == 11 and all(len(r) == 7 for r in records)
+    n_points = sum(len(d.points) for d in load_site(site).devices)
+    assert len(records) == n_points and all(len(r) == 7 for r in records)
     sub.stop()
 
 

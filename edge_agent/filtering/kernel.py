@@ -207,6 +207,16 @@ class Kernel:
         self._ev, self._st, self._ch = self._ev_arr, self._st_arr, self._ch_arr
         self._ev_n = self._st_n = self._ch_n = 0
 
+    def set_thresholds(self, thresholds):
+        """Replace every point's levels, range, deadband, delay and kind (a reload).
+
+        Same points in the same order (n unchanged); per-point state, open events
+        and statistics windows are kept, so a new level applies from the next sample.
+        """
+        arrays = layout.prepare(self.n_points, thresholds)
+        self._th, self._cfg, self._rlo, self._rhi = arrays["th"], arrays["cfg"], arrays["rlo"], arrays["rhi"]
+        self._lim, self._db, self._dly, self._kind = arrays["lim"], arrays["db"], arrays["dly"], arrays["kind"]
+
     def _reserve(self, n):
         """Room for the worst case of n samples: every slot flips, one window and one change each."""
         if len(self._out_arr) < n:

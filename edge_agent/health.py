@@ -1,0 +1,84 @@
+"""The agent's state as plain data: for /metrics, /health, the watchdog and `edge-agent status`.
+
+Read at scrape time only, in the event loop; nothing here runs per poll.
+"""
+from __future__ import annotations
+
+import time
+
+ALARM_BITS = 1 | 2          # alarm, cut-off
+CLOCK_STALL = 10.0          # seconds without a clock tick before the pipeline counts as wedged
+
+
+def pipeline_alive(agent) -> bool:
+    """True while the clock loop turns and no driver or sink task died of a bug."""
+    if time.monotonic() - agent.last_clock > max(CLOCK_STALL, 10 * agent.site.report.batch_every):
+        return False
+    tasks = [t for t in getattr(agent, "driver_tasks", []) if t is not None] + list(getattr(agent, "sink_tasks", []))
+    return not any(t.done() and not t.cancelled() for t in tasks)
+
+
+def _device(drv, st) -> dict:
+    c = drv.counters
+    return {
+        "polls": c.get("polls", c.get("reads", c.get("frames", 0))),
+        "errors": c.get("errors", 0) + c.get("exceptions", 0) + c.get("garbage", 0),
+        "timeouts": c.get("timeouts", 0),
+        "skipped": c.get("skipped", 0),
+        "online": bool(st.online),
+        "last_poll": st.last_frame or None,
+        "reason": st.reason,
+    }
+
+
+def _sinks(agent) -> dict:
+    out = {}
+    if agent.mqtt is not None:
+        c = agent.mqtt.counters
+        out["mqtt"] = {"published": c.get("published", 0), "acked": c.get("acked", 0),
+                       "reconnects": c.get("reconnects", 0), "inflight": c.get("inflight", 0),
+                       "connected": bool(agent.mqtt.connected), "broker": getattr(agent.mqtt, "broker", None)}
+    if agent.files is not None:
+        f = agent.files
+        out["files"] = {"published": f.files_written, "acked": f.files_written, "reconnects": 0, "inflight": 0,
+                        "connected": f.failing is None, "errors": f.write_errors}
+    return out
+
+
+def _health(agent, devices: dict, sinks: dict, buffer: dict) -> dict:
+    reasons = []
+    if not pipeline_alive(agent):
+        return {"state": "down", "reasons": ["pipeline stalled or a task died (see the log)"]}
+    offline = [name for name, d in devices.items() if not d["online"]]
+    if devices and len(offline) == len(devices):
+        return {"state": "down", "reasons": ["no device answers: " + ", ".join(offline)]}
+    if offline:
+        reasons.append("devices offline: " + ", ".join(offline))
+    if "mqtt" in sinks and not sinks["mqtt"]["connected"]:
+        reasons.append("uplink down, buffering")
+    if "files" in sinks and not sinks["files"]["connected"]:
+        reasons.append(f"outbox not writable: {agent.files.failing}")
+    if buffer.get("disk_error"):
+        reasons.append(f"buffer disk error: {buffer['disk_error']}")
+    return {"state": "degraded" if reasons else "ok", "reasons": reasons}
+
+
+def snapshot(agent) -> dict:
+    devices = {dev.name: _device(drv, st)
+               for dev, drv, st in zip(agent.site.devices, agent.drivers, agent.devices)}
+    sinks = _sinks(agent)
+    b = agent.buffer.stats()
+    buffer = {"rows": b.get("rows", 0), "bytes": b.get("bytes", 0), "oldest_age": b.get("oldest_age", 0.0),
+              "drops": b.get("drops", {}), "backlog": b.get("backlog", {}), "disk_error": b.get("disk_error")}
+    status = agent.kernel.status
+    alarms = sum(1 for s in status if s & ALARM_BITS)
+    return {
+        "gateway": agent.site.site.gateway,
+        "devices": devices,
+        "sinks": sinks,
+        "buffer": buffer,
+        "kernel": {"alarms_active": alarms, "points": len(agent.catalog), "rejected": agent.kernel.rejected},
+        "health": _health(agent, devices, sinks, buffer),
+        "uptime_s": round(time.time() - agent.started, 1),
+        "reloads": agent.reloads,
+    }
