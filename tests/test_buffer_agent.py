@@ -1,0 +1,184 @@
+"""The buffer inside the real agent: `edge-agent run` subprocesses, real signals, a real broker.
+
+- kill -9 while buffering with the broker down, ten times: every committed seq arrives later.
+- an outage at a high point rate: the backlog drains oldest-first, many times faster than live
+  data arrives, with no gap and duplicates below the in-flight window.
+- a corrupt buffer file at start: moved aside, and the agent runs.
+The high-rate tests end the agent with SIGKILL: what matters here is what was committed.
+"""
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import time
+
+import pytest
+import yaml
+
+from conftest import free_port
+from e2e import Proc, Subscriber, last_seq, make_site, start_simulator, wait_for
+from edge_agent.buffer import tools
+
+
+def committed(path) -> int:
+    """The highest seq committed in the agent's buffer (read beside the running agent)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.OperationalError:
+        return 0
+    try:
+        return db.execute("SELECT max(seq) FROM messages").fetchone()[0] or 0
+    except sqlite3.OperationalError:        # not created yet
+        return 0
+    finally:
+        db.close()
+
+
+def integrity(path) -> str:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        db.close()
+
+
+def first_arrivals(seqs: list[int]) -> list[int]:
+    seen, out = set(), []
+    for s in seqs:
+        if s not in seen:
+            seen.add(s)
+            out.append(s)
+    return out
+
+
+@pytest.fixture
+def sim(tmp_path):
+    port = free_port()
+    site = make_site(tmp_path, port, None, name="sim-site.yaml")
+    proc = start_simulator(tmp_path, site, port)
+    yield port
+    proc.kill()
+
+
+def test_kill_9_ten_times_while_buffering_then_every_committed_seq_arrives(tmp_path, mosquitto_factory, sim):
+    broker = mosquitto_factory(persistent=True)
+    Subscriber(broker.port, session="kill9").start().stop()     # the session queues what comes later
+    broker.stop()
+    site = make_site(tmp_path, sim, broker.url, realtime_every="1s")
+    buf = tmp_path / "buffer.sqlite"
+    rng = random.Random(4)
+    top = 0
+    for cycle in range(10):
+        agent = Proc(["run", "-c", str(site)], tmp_path / f"agent{cycle}.log")
+        try:
+            before = top
+            wait_for(lambda: committed(buf) > before, 20, f"cycle {cycle}: new rows committed")
+            time.sleep(rng.uniform(0.0, 0.5))    # kill at a random point of the commit cycle
+        finally:
+            agent.proc.send_signal(signal.SIGKILL)
+            agent.proc.wait()
+            agent.kill()
+        assert "Traceback" not in agent.text(), agent.text()[-3000:]
+        assert integrity(buf) == "ok", f"cycle {cycle}"
+        top = committed(buf)
+        assert top > before
+    # every seq from 1 to the last commit is in the file: nothing committed was lost
+    db = sqlite3.connect(buf)
+    assert [s for s, in db.execute("SELECT seq FROM messages ORDER BY seq")] == list(range(1, top + 1))
+    db.close()
+
+    broker.start()
+    sub = Subscriber(broker.port, session="kill9").start()
+    agent = Proc(["run", "-c", str(site)], tmp_path / "agent-final.log")
+    try:
+        wait_for(lambda: set(range(1, top + 1)) <= set(sub.seqs()), 30, f"every seq up to {top}")
+    finally:
+        assert agent.stop() == 0, agent.text()[-3000:]
+    last = last_seq(agent.text())
+    wait_for(lambda: set(range(1, last + 1)) <= set(sub.seqs()), 10, f"every seq up to {last}")
+    assert first_arrivals(sub.seqs()) == sorted(first_arrivals(sub.seqs()))   # oldest first
+    assert integrity(buf) == "ok"
+    sub.stop()
+
+
+def test_corrupt_buffer_at_start_is_moved_aside_and_the_agent_runs(tmp_path, mosquitto, sim):
+    site = make_site(tmp_path, sim, mosquitto.url)
+    (tmp_path / "buffer.sqlite").write_bytes(b"\x13garbage, not a database\x00" * 4000)
+    sub = Subscriber(mosquitto.port).start()
+    agent = Proc(["run", "-c", str(site)], tmp_path / "agent.log")
+    try:
+        wait_for(lambda: len(sub.payloads("CDSS")) >= 3, 40, "CDSS from the agent on a fresh buffer")
+    finally:
+        assert agent.stop() == 0, agent.text()[-3000:]
+    text = agent.text()
+    assert "Traceback" not in text
+    assert [line for line in text.splitlines() if "is corrupt" in line and "moved it to" in line]
+    assert len(list(tmp_path.glob("buffer.sqlite.corrupt-*"))) == 1
+    assert sorted(sub.seqs())[:3] == [1, 2, 3]
+    sub.stop()
+
+
+POINTS, POLL = 1000, 0.2       # 5,000 points/s of live CDSS: one 1000-record message per poll
+OUTAGE = 8.0                   # seconds: a 10-minute outage shortened by the high point rate
+
+
+def high_rate_site(tmp_path, sim_port: int, mqtt_url: str | None, name: str):
+    """The demo site plus a device of POINTS noisy temperatures, every one reported every poll."""
+    path = make_site(tmp_path, sim_port, mqtt_url, name=name, realtime_every="5s")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["devices"].append({
+        "name": "bulk-1", "driver": "modbus-tcp", "host": "127.0.0.1", "port": sim_port, "unit": 9,
+        "poll": f"{POLL}s", "timeout": "1s", "location": "大巷",
+        "points": [{"id": f"P{i:04d}", "sensor": "0003", "address": f"hr:{2 * i}", "type": "float32",
+                    "location": "大巷", "deadband": 0} for i in range(POINTS)]})
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_outage_at_high_rate_drains_oldest_first_many_times_faster_than_live(tmp_path, mosquitto_factory):
+    port = free_port()
+    sim = start_simulator(tmp_path, high_rate_site(tmp_path, port, None, "sim-site.yaml"), port)
+    broker = mosquitto_factory(persistent=True)
+    Subscriber(broker.port, session="outage").start().stop()
+    broker.stop()
+    site = high_rate_site(tmp_path, port, broker.url, "site.yaml")
+    buf = tmp_path / "buffer.sqlite"
+    agent = Proc(["run", "-c", str(site)], tmp_path / "agent.log")
+    try:
+        wait_for(lambda: committed(buf) > 10, 30, "the agent buffering")
+        t0, first = time.monotonic(), committed(buf)
+        time.sleep(OUTAGE)              # the outage itself: nothing to wait for but time
+        live_rate = (committed(buf) - first) / (time.monotonic() - t0)     # messages/s
+        st = tools.stats(buf)
+        assert st["backlog"]["mqtt"] > OUTAGE * live_rate * 0.8
+        assert st["backlog"]["files"] < 10          # the file sink is not held back by MQTT
+
+        broker.start()
+        sub = Subscriber(broker.port, session="outage").start()
+        wait_for(lambda: any(t.endswith("/status") and b == b"online" for t, b, _ in sub.messages), 30,
+                 "the agent reconnecting")
+        t_online, backlog_top = time.monotonic(), committed(buf)
+        wait_for(lambda: max(sub.seqs(), default=0) >= backlog_top, 30, f"the backlog up to seq {backlog_top}")
+        catch_up = time.monotonic() - t_online
+        wait_for(lambda: max(sub.seqs(), default=0) >= backlog_top + 10, 20, "live data after the backlog")
+    finally:
+        # SIGKILL: what is committed and not yet published stays buffered; this test is about the replay
+        agent.kill()
+        sim.kill()
+    assert "Traceback" not in agent.text()
+    seqs = sub.seqs()
+    top = max(seqs)
+    missing = sorted(set(range(1, top + 1)) - set(seqs))
+    assert not missing, f"gaps: {missing[:20]}"
+    order = first_arrivals(seqs)
+    assert order == sorted(order)                   # oldest first, live data behind the backlog
+    dups = len(seqs) - len(set(seqs))
+    assert dups < 32                                # below the in-flight window
+    drain_rate = backlog_top / catch_up
+    print(f"outage {OUTAGE}s at {live_rate:.1f} msg/s ({live_rate * POINTS:.0f} points/s): "
+          f"{backlog_top} messages drained in {catch_up:.2f}s ({drain_rate * POINTS:.0f} points/s), {dups} dups")
+    # a 10-minute backlog must drain in under 2 minutes: at least 5x the live rate
+    assert drain_rate > 5 * live_rate
+    sub.stop()
+
