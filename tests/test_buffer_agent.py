@@ -13,12 +13,12 @@ import signal
 import sqlite3
 import time
 
-import pytest
 import yaml
 
 from conftest import free_port
 from e2e import Proc, Subscriber, last_seq, make_site, start_simulator, wait_for
 from edge_agent.buffer import tools
+from test_e2e import sim  # noqa: F401  (the simulator fixture; shared, not copied)
 
 
 def committed(path) -> int:
@@ -50,15 +50,6 @@ def first_arrivals(seqs: list[int]) -> list[int]:
             seen.add(s)
             out.append(s)
     return out
-
-
-@pytest.fixture
-def sim(tmp_path):
-    port = free_port()
-    site = make_site(tmp_path, port, None, name="sim-site.yaml")
-    proc = start_simulator(tmp_path, site, port)
-    yield port
-    proc.kill()
 
 
 def test_kill_9_ten_times_while_buffering_then_every_committed_seq_arrives(tmp_path, mosquitto_factory, sim):
