@@ -313,7 +313,7 @@ class Agent:
         old_devices, old_drivers, old_tasks, old_states = old.devices, self.drivers, self.driver_tasks, self.devices
         keep = {}
         for i, dev in enumerate(new.devices):
-            if i < len(old_devices) and old_devices[i] == dev and \
+            if i < len(old_devices) and _acquisition(old_devices[i]) == _acquisition(dev) and \
                     [p.index for p in old_catalog.by_device[i]] == [p.index for p in self.catalog.by_device[i]]:
                 keep[i] = i
         self.drivers = [old_drivers[i] if i in keep else None for i in range(len(new.devices))]
@@ -331,8 +331,6 @@ class Agent:
                 self.drivers[i] = self._driver(i)
                 await self.drivers[i].__aenter__()
                 self._start_driver(i)
-            else:
-                self.drivers[i].on_frame = self.on_frame
         changed = len(new.devices) - len(keep)
         if self.encoder.cddy(0.0) != old_cddy:
             self.definitions(time.time())
@@ -355,6 +353,17 @@ class Agent:
             if not busy:
                 return
             await asyncio.sleep(0.05)
+
+
+# what a driver does not read: changing these keeps the device polling through a reload
+_NOT_ACQUISITION = {"alarm", "cutoff", "warn", "deadband", "delay", "location", "relations", "x", "y", "z",
+                    "decimals", "unit", "range", "kind"}
+
+
+def _acquisition(dev) -> dict:
+    """The part of a device's configuration its driver uses."""
+    return dev.model_dump(exclude={"location": True, "x": True, "y": True, "z": True, "substation": True,
+                                   "points": {"__all__": _NOT_ACQUISITION}})
 
 
 class _all:
