@@ -148,7 +148,7 @@ def test_encoder_rejects_framing_characters_in_relations(tmp_path):
     with pytest.raises(ConfigError) as exc:
         Encoder(site, Catalog(site, profile), profile)
     (line,) = problems(exc)
-    assert "point 01: relations" in line and "';'" in line
+    assert "devices[gas-1].points[01].relations: 'D-1;D-2' contains ';'" in line
 
 
 def test_a_province_variant_is_a_copied_and_edited_profile(tmp_path):

@@ -61,6 +61,35 @@ def _code(v: Any) -> int | None:
     return int(v) if v not in (None, "") else None
 
 
+def framing_problems(site, catalog, profile: Profile) -> list[Problem]:
+    """Free text that goes into records (substation codes, locations, relations, units, sensor
+    names, point codes) and contains a character the text files use for framing.  `edge-agent
+    check` can report these; the Encoder refuses to start with any."""
+    files = profile.files
+    chars = set(FRAMING) | {files["field_separator"], files["record_terminator"], files["file_terminator"]}
+    where = getattr(site, "source", "") or "site"
+    problems: list[Problem] = []
+
+    def look(field: str, text: Any) -> None:
+        if isinstance(text, str):
+            bad = sorted(c for c in chars if c in text)
+            if bad:
+                problems.append(Problem(where, None, field, f"{text!r} contains {' '.join(map(repr, bad))}, "
+                                        "which the spec files use as separators; remove it"))
+
+    for di, dev in enumerate(site.devices):
+        look(f"devices[{dev.name}].substation", catalog.device_code(di))
+        look(f"devices[{dev.name}].location", dev.location)
+    for rp in catalog.points:
+        at = f"devices[{site.devices[rp.device].name}].points[{rp.id}]"
+        look(f"{at} (point code)", rp.code)
+        look(f"{at}.location", rp.cfg.location)
+        look(f"{at}.relations", rp.cfg.relations)
+        look(f"{at}.unit", rp.unit)
+        look(f"{at} (sensor name)", rp.sensor_name)
+    return problems
+
+
 class Encoder:
     """Builds the message bodies of one site; construct once, call per message.
 
@@ -78,40 +107,14 @@ class Encoder:
         info = site.site
         mqtt = site.forward.mqtt
         self.prefix = mqtt.topic_prefix if mqtt is not None else "mine"
-        self._check_text()
+        problems = framing_problems(site, catalog, profile)
+        if problems:
+            raise ConfigError(problems)
         self._head = (b'{"seq":%d,"type":%b,"mine_code":' + orjson.dumps(info.mine_code).replace(b"%", b"%%")
                       + b',"gateway":' + orjson.dumps(info.gateway).replace(b"%", b"%%")
                       + b',"time":%b,"records":')
         self._type_json = {t: orjson.dumps(t) for t in profile.records}
         self._build_cdss_templates()
-
-    # ------------------------------------------------------------------ checks
-
-    def _check_text(self) -> None:
-        files = self.profile.files
-        chars = set(FRAMING) | {files["field_separator"], files["record_terminator"], files["file_terminator"]}
-        problems: list[Problem] = []
-        where = getattr(self.site, "source", "") or "site"
-
-        def look(field: str, text: Any) -> None:
-            if isinstance(text, str):
-                bad = sorted(c for c in chars if c in text)
-                if bad:
-                    problems.append(Problem(where, None, field, f"{text!r} contains {' '.join(map(repr, bad))}, "
-                                            "which the spec files use as separators; remove it"))
-
-        for di, dev in enumerate(self.site.devices):
-            look(f"devices[{di}].substation", self.catalog.device_code(di))
-            look(f"devices[{di}].location", dev.location)
-        for rp in self.catalog.points:
-            at = f"devices[{rp.device}] point {rp.id}"
-            look(f"{at}: point code", rp.code)
-            look(f"{at}: location", rp.cfg.location)
-            look(f"{at}: relations", rp.cfg.relations)
-            look(f"{at}: unit", rp.unit)
-            look(f"{at}: sensor name", rp.sensor_name)
-        if problems:
-            raise ConfigError(problems)
 
     # ------------------------------------------------------------------ MQTT
 
