@@ -278,6 +278,7 @@ class DelayProxy:
     def __init__(self, target_port: int, delay: float):
         self.target, self.delay = target_port, delay
         self.port = free_port()
+        self.frozen = False          # when set, nothing flows from the broker to the client
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._main, daemon=True)
@@ -292,11 +293,11 @@ class DelayProxy:
 
     async def _client(self, r1, w1) -> None:
         r2, w2 = await asyncio.open_connection("127.0.0.1", self.target)
-        await asyncio.gather(self._pipe(r1, w2), self._pipe(r2, w1), return_exceptions=True)
+        await asyncio.gather(self._pipe(r1, w2), self._pipe(r2, w1, downstream=True), return_exceptions=True)
         w1.close()
         w2.close()
 
-    async def _pipe(self, reader, writer) -> None:
+    async def _pipe(self, reader, writer, downstream: bool = False) -> None:
         q: asyncio.Queue = asyncio.Queue()
 
         async def send():
@@ -306,6 +307,8 @@ class DelayProxy:
                     writer.close()
                     return
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
+                while downstream and self.frozen:
+                    await asyncio.sleep(0.01)
                 writer.write(data)
         sender = asyncio.ensure_future(send())
         while data := await reader.read(65536):
@@ -407,3 +410,33 @@ def test_failover_and_return_to_primary(tmp_path, mosquitto_factory, buffer, cap
     lines = [r.getMessage() for r in caplog.records if r.name == "edge_agent.forward.mqtt"]
     assert any("switching from" in m and str(b.port) in m for m in lines), lines
     sub_a.stop()
+
+
+def test_stalled_broker_is_left_and_rows_resent(tmp_path, mosquitto, buffer, caplog):
+    """A broker that stops answering (no PUBACK, connection still open) is detected after
+    stall_timeout; the unacknowledged rows are sent again on the next connection."""
+    caplog.set_level(logging.INFO, "edge_agent")
+    proxy = DelayProxy(mosquitto.port, 0.0)
+    sub = Subscriber(mosquitto)
+    site = make_site(tmp_path, url=f"mqtt://127.0.0.1:{proxy.port}", keepalive=60)
+    fill(buffer, 10)
+
+    async def body(task):
+        await until(lambda: sink.counters["acked"] == 10, what="first rows")
+        proxy.frozen = True
+        fill(buffer, 10, sink.wake)
+        await until(lambda: sink.counters["errors"] >= 1, timeout=10, what="stall detected")
+        assert sink.counters["acked"] == 10
+        proxy.frozen = False
+        await until(lambda: buffer.backlog("mqtt") == 0, what="resent after reconnect")
+
+    sink = MqttSink(site.forward.mqtt, site, buffer, encode, asyncio.Event(), stall_timeout=1.0,
+                    backoff_base=0.1, backoff_cap=0.2)
+    try:
+        run_sink(sink, body)
+    finally:
+        proxy.stop()
+    assert set(sub.wait_seqs(20)) == set(range(1, 21))
+    sub.stop()
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("no PUBACK for 1s" in m and str(proxy.port) in m for m in lines), lines

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import math
 import random
 import time
 from typing import Callable
@@ -101,7 +102,7 @@ class _Leave(Exception):
 class MqttSink:
     def __init__(self, cfg, site, buffer, encode: Callable, wake: asyncio.Event,
                  status_detail: Callable[[], dict] | None = None, *, backoff_base: float = 1.0,
-                 backoff_cap: float = 60.0, connect_timeout: float = 10.0, publish_timeout: float = 15.0,
+                 backoff_cap: float = 60.0, connect_timeout: float = 10.0, stall_timeout: float = 60.0,
                  shutdown_grace: float = 2.0, primary_probe_every: float = 30.0):
         self.cfg, self.site, self.buffer, self.encode, self.wake = cfg, site, buffer, encode, wake
         self.status_detail = status_detail
@@ -114,7 +115,7 @@ class MqttSink:
                 log.warning("mqtt: %s is plaintext to a non-loopback host (allow_plaintext: true); credentials "
                             "and data cross the network unencrypted", b)
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
-        self.connect_timeout, self.publish_timeout = connect_timeout, publish_timeout
+        self.connect_timeout, self.stall_timeout = connect_timeout, stall_timeout
         self.shutdown_grace, self.primary_probe_every = shutdown_grace, primary_probe_every
         info = site.site
         self.status_topic = f"{cfg.topic_prefix}/{info.mine_code}/{info.gateway}/status"
@@ -230,7 +231,7 @@ class MqttSink:
         probe = (asyncio.ensure_future(self._watch_primary()) if self._index != 0 and self.cfg.return_to_primary
                  else None)
         try:
-            await client.publish(self.status_topic, b"online", qos=1, retain=True, timeout=self.publish_timeout)
+            await client.publish(self.status_topic, b"online", qos=1, retain=True, timeout=self.stall_timeout)
             await self._publish_detail(client)
             log.info("mqtt: connected to %s (backlog %d)", broker, self.buffer.backlog("mqtt"))
             try:
@@ -285,7 +286,7 @@ class MqttSink:
             log.exception("mqtt: status_detail() failed; status/detail not published")
             return
         await client.publish(self.status_topic + "/detail", payload, qos=1, retain=True,
-                             timeout=self.publish_timeout)
+                             timeout=self.stall_timeout)
 
     # ------------------------------------------------------------------ the window
 
@@ -294,7 +295,7 @@ class MqttSink:
         batch = max(1, window // 2)
         done_q: asyncio.Queue = asyncio.Queue()
         cursor = 0
-        last_flush = time.monotonic()
+        last_flush = last_progress = time.monotonic()
         get = woken = None
         self._pending_acks = acked = []
         try:
@@ -324,7 +325,13 @@ class MqttSink:
                         raise exc
                     self._inflight.pop(seq, None)
                     acked.append(seq)
+                    last_progress = time.monotonic()
                 now = time.monotonic()
+                if not self._inflight:
+                    last_progress = now
+                elif now - last_progress > self.stall_timeout:
+                    raise aiomqtt.MqttError(f"no PUBACK for {self.stall_timeout:g}s with {len(self._inflight)} "
+                                            "publishes waiting")
                 if acked and (len(acked) >= batch or not self._inflight or now - last_flush > 0.2):
                     self._flush_acks()
                     last_flush = now
@@ -339,7 +346,9 @@ class MqttSink:
     async def _publish(self, client, seq: int, topic: str, payload: bytes, retain: bool, done_q) -> bool:
         """True once PUBACKed.  The outcome also goes to `done_q`, which the pump reads."""
         try:
-            await client.publish(topic, payload, qos=1, retain=retain, timeout=self.publish_timeout)
+            # no per-message deadline: on a slow link a full window may take long; the pump
+            # watches for a stall instead (no PUBACK at all for stall_timeout)
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=math.inf)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # reported through the queue: the pump decides
