@@ -9,7 +9,9 @@ What callers may rely on:
 - Delivery: up to `cfg.inflight` QoS 1 publishes in flight, issued oldest first; a row is
   acknowledged in the buffer (in batches) only after its PUBACK.  After any reconnect every
   unacknowledged row is sent again from the oldest, so the platform sees every `seq`, in
-  order per connection, with duplicates bounded by the window.
+  order per connection, with duplicates bounded by the window.  A connection on which no PUBACK
+  arrives for `stall_timeout` (60 s) while publishes wait counts as lost.
+- `counters`: published, acked, inflight, reconnects, errors; `connected`; `broker` (current URL).
 - `run()` never raises for broker, network, TLS, login or credential-file errors: it logs one
   line naming the broker and the reason, then retries with backoff (1 s doubling, cap 60 s,
   jitter).  A line that repeats unchanged is logged again only every 10 minutes.
