@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from edge_agent.buffer.bounds import enforce_age, enforce_size, row_cost, shed, used_bytes
 from edge_agent.buffer.drops import DropLog
-from edge_agent.buffer.schema import (ADD_DROPS, ALL_SINKS, PROTECTED, SINKS, disk_error, open_db, priority,
-                                      transaction)
+from edge_agent.buffer.schema import ADD_DROPS, ALL_SINKS, SINKS, disk_error, open_db, priority, transaction
 from edge_agent.buffer.tools import format_size, table_stats
 from edge_agent.errors import EdgeAgentError
 
@@ -36,13 +36,8 @@ log = logging.getLogger("edge_agent.buffer")
 
 __all__ = ["ALL_SINKS", "SINKS", "Buffer", "Row"]
 
-ROW_OVERHEAD = 64            # bytes a row costs beyond its body, for size estimates
-CLASSES = (0, 1, 2, 3)       # drop order (schema.PRIORITY)
-
 INSERT = "INSERT INTO messages(seq, type, prio, sinks, time, body) VALUES (?,?,?,?,?,?)"
 SET_META = "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"
-DELETE = "DELETE FROM messages WHERE seq = ?"
-OLDEST_IN_CLASS = "SELECT seq, type, length(body), time FROM messages WHERE prio = ? AND seq > ? ORDER BY seq LIMIT ?"
 PEEK = {bit: f"SELECT seq, type, time, body FROM messages INDEXED BY pending_{name} "
              f"WHERE sinks & {bit} AND seq > ? ORDER BY seq LIMIT ?" for name, bit in SINKS.items()}
 BACKLOG = {bit: f"SELECT count(*) FROM messages INDEXED BY pending_{name} WHERE sinks & {bit}"
@@ -156,27 +151,14 @@ class Buffer:
 
     def _hold(self, rows: list[tuple]) -> None:
         self._held.extend(rows)
-        self._held_bytes += sum(len(r[5]) + ROW_OVERHEAD for r in rows)
+        self._held_bytes += sum(row_cost(r) for r in rows)
         if self._held_bytes > self.memory_limit:
             self._shed_memory()
 
     def _shed_memory(self) -> None:
         """Drop held rows, lowest class and oldest first, until the hold fits memory_limit."""
-        excess = self._held_bytes - self.memory_limit
-        gone: set[int] = set()
-        counts: dict[str, tuple[int, int]] = {}
-        for cls in CLASSES:
-            for r in self._held:
-                if excess <= 0:
-                    break
-                if r[2] == cls:
-                    gone.add(r[0])
-                    size = len(r[5]) + ROW_OVERHEAD
-                    excess -= size
-                    n, b = counts.get(r[1], (0, 0))
-                    counts[r[1]] = (n + 1, b + len(r[5]))
-        self._held = [r for r in self._held if r[0] not in gone]
-        self._held_bytes = sum(len(r[5]) + ROW_OVERHEAD for r in self._held)
+        self._held, counts = shed(self._held, self._held_bytes - self.memory_limit)
+        self._held_bytes = sum(row_cost(r) for r in self._held)
         self._drops.record("memory", counts, saved=False)
 
     def _failed(self, reason: str) -> None:
@@ -291,56 +273,14 @@ class Buffer:
     # ------------------------------------------------------------------ bounds
 
     def _used_bytes(self) -> int:
-        db = self.db
-        pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
-        return pages * self.page_size
-
-    def _victims(self, cls: int, need: int | None, cutoff: float | None) -> list[tuple]:
-        """Oldest rows of a class: enough to free `need` bytes, or all older than `cutoff`."""
-        out: list[tuple] = []
-        after, freed = 0, 0
-        while True:
-            chunk = self.db.execute(OLDEST_IN_CLASS, (cls, after, 256)).fetchall()
-            for r in chunk:
-                if (cutoff is not None and r[3] >= cutoff) or (need is not None and freed >= need):
-                    return out
-                out.append(r)
-                freed += r[2] + ROW_OVERHEAD
-            if len(chunk) < 256:
-                return out
-            after = chunk[-1][0]
-
-    def _delete(self, reason: str, victims: list[tuple]) -> None:
-        counts: dict[str, tuple[int, int]] = {}
-        for _, t, size, _ in victims:
-            n, b = counts.get(t, (0, 0))
-            counts[t] = (n + 1, b + size)
-        with transaction(self.db) as db:
-            db.executemany(DELETE, [(v[0],) for v in victims])
-            db.executemany(ADD_DROPS, [(t, n, b, n) for t, (n, b) in counts.items()])
-        self._drops.record(reason, counts, saved=True)
+        return used_bytes(self.db, self.page_size)
 
     def _enforce_size(self) -> None:
-        for _ in range(1000):
-            excess = self._used_bytes() - self.max_size
-            if excess <= 0:
-                return
-            for cls in CLASSES:
-                victims = self._victims(cls, excess, None)
-                if victims:
-                    self._delete("max_size", victims)
-                    break
-            else:
-                return                  # nothing left to drop
+        enforce_size(self.db, self.page_size, self.max_size,
+                     lambda counts: self._drops.record("max_size", counts, saved=True))
 
     def _enforce_age(self, now: float) -> None:
-        cutoff = now - self.max_age
-        for cls in CLASSES:
-            if cls >= PROTECTED:
-                return
-            victims = self._victims(cls, None, cutoff)
-            if victims:
-                self._delete("max_age", victims)
+        enforce_age(self.db, now - self.max_age, lambda counts: self._drops.record("max_age", counts, saved=True))
 
     # ------------------------------------------------------------------ tick
 
