@@ -17,6 +17,7 @@ import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
+from edge_agent.equipment import Equipment, expand_equipment
 from edge_agent.errors import ConfigError, Problem
 from edge_agent.units import parse_duration, parse_size
 
@@ -375,6 +376,7 @@ class Site(Model):
     report: ReportCfg = ReportCfg()
     metrics: MetricsCfg = MetricsCfg()
     devices: tuple[Device, ...] = ()
+    equipment: tuple[Equipment, ...] = ()   # belts and bins; their points are already in `devices`
     # set by load_site: where the file was, for relative paths
     source: str = Field("", exclude=True)
 
@@ -593,6 +595,7 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True) -> "Site":
                 pts, probs = load_points_csv(csv_path, dev["points_file"] if not csv_path.is_absolute() else str(csv_path))
                 problems.extend(probs)
                 csv_points[i] = pts
+    problems.extend(expand_equipment(data, lines, where))   # templates -> ordinary points
     try:
         site = Site.model_validate(data)
     except ValidationError as exc:

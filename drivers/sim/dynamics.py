@@ -19,6 +19,7 @@ import random
 from dataclasses import dataclass
 
 from edge_agent.config import Device, Point
+from edge_agent.drivers.sim.equipment_scenarios import FAULTS as EQUIPMENT_FAULTS, equipment_model
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Scenario:
     gas_first: float = 20.0        # the first excursion comes early, so a short demo shows one
     belt_stop_every: float = 600.0  # mean seconds between belt stops
     belt_stop_for: float = 30.0
+    equipment: str = ""            # a scripted belt/bin fault (equipment_scenarios.FAULTS)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -34,6 +36,7 @@ SCENARIOS: dict[str, Scenario] = {
     "gas-alarm": Scenario(gas_every=25.0, gas_first=3.0),   # frequent excursions, for tests and demos
     "steady": Scenario(gas_every=math.inf, gas_first=math.inf, belt_stop_every=math.inf),
 }
+SCENARIOS.update({name: Scenario(equipment=name) for name in EQUIPMENT_FAULTS})
 
 
 class _Noise:
@@ -92,6 +95,8 @@ class DeviceModel:
         self.noise = {p.id: _Noise(rng, 1.0) for p in device.points}
         self.gas = {p.id: _Excursion(rng, scenario, *self._gas_levels(p)) for p in device.points
                     if p.sensor in ("0001", "0043")}
+        # belts and bins (by their sensor codes) run the models of equipment_scenarios.py
+        self.equipment = equipment_model(device, rng, scenario)
 
     @staticmethod
     def _gas_levels(p: Point) -> tuple[float, float]:
@@ -125,6 +130,8 @@ class DeviceModel:
         dt = min(5.0, max(0.0, t - self.t))
         self.t = t
         t -= self.t0        # the models' clocks start at the first read
+        if self.equipment is not None:
+            return self.equipment.values(t, dt)
         self._machine(t, dt)
         out = {}
         for p in self.device.points:
