@@ -1,16 +1,8 @@
-"""The buffer file: schema, migration from older layouts, and opening it safely.
-
-`open_db(path, durability)` returns a connection to a checked, current-schema
-file.  A file that is not a database, or fails `PRAGMA quick_check`, is moved
-aside as `<name>.corrupt-<UTC timestamp>` (with its -wal/-shm) and a new one is
-created, with one log line; it never raises for a corrupt file.
-"""
+"""The buffer file: schema, migration from older layouts, connection settings, disk errors."""
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -105,10 +97,6 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
-class CorruptFile(Exception):
-    """The file exists but is not a usable buffer."""
-
-
 def connect(path: Path, durability: str, *, busy_ms: int = 200) -> sqlite3.Connection:
     db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     try:
@@ -129,20 +117,11 @@ def _setup(db: sqlite3.Connection, durability: str, busy_ms: int) -> None:
     db.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
 
 
-def _check(db: sqlite3.Connection) -> None:
-    try:
-        res = db.execute("PRAGMA quick_check").fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise CorruptFile(str(exc)) from exc
-    if res != [("ok",)]:
-        raise CorruptFile("; ".join(r[0] for r in res[:3]))
-
-
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";\n") if s.strip()]
 
 
-def _migrate(db: sqlite3.Connection) -> None:
+def migrate(db: sqlite3.Connection) -> None:
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         from edge_agent.errors import EdgeAgentError
@@ -161,55 +140,3 @@ def _migrate(db: sqlite3.Connection) -> None:
         for stmt in _statements(SCHEMA):
             db.execute(stmt)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-
-
-def move_aside(path: Path, reason: str) -> Path:
-    """Rename a broken buffer (and its -wal/-shm) to a timestamped name; return the new name."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    dest = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while dest.exists():
-        n += 1
-        dest = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-    for suffix in ("-wal", "-shm"):
-        side = Path(str(path) + suffix)
-        if side.exists():
-            os.replace(side, str(dest) + suffix)
-    os.replace(path, dest)
-    log.error("buffer: %s is corrupt (%s); moved it to %s and started an empty buffer "
-              "(seq restarts at 1; the old file is kept for inspection)", path, reason, dest.name)
-    return dest
-
-
-def _is_corrupt(exc: BaseException) -> bool:
-    code = getattr(exc, "sqlite_errorcode", 0) or 0
-    return isinstance(exc, CorruptFile) or (code & 0xFF) in (11, 26)
-
-
-def open_db(path: Path, durability: str) -> sqlite3.Connection:
-    """A connection to `path` with the current schema; a corrupt file is moved aside first.
-
-    Raises sqlite3/OS errors for a disk that refuses (read-only, full, I/O error): the
-    caller decides whether to wait for it.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for attempt in (1, 2):
-        existed = path.exists() and path.stat().st_size > 0
-        try:
-            db = connect(path, durability)
-        except sqlite3.DatabaseError as exc:
-            if attempt == 2 or not _is_corrupt(exc):
-                raise
-            move_aside(path, str(exc))
-            continue
-        try:
-            if existed:
-                _check(db)
-            _migrate(db)
-            return db
-        except (CorruptFile, sqlite3.DatabaseError) as exc:
-            db.close()
-            if attempt == 2 or not _is_corrupt(exc):
-                raise
-            move_aside(path, str(exc))
-    raise AssertionError("unreachable")

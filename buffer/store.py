@@ -28,7 +28,8 @@ from typing import Iterable, Sequence
 
 from edge_agent.buffer.bounds import enforce_age, enforce_size, row_cost, shed, used_bytes
 from edge_agent.buffer.drops import DropLog
-from edge_agent.buffer.schema import ADD_DROPS, ALL_SINKS, SINKS, disk_error, open_db, priority, transaction
+from edge_agent.buffer.opening import open_db
+from edge_agent.buffer.schema import ADD_DROPS, ALL_SINKS, SINKS, disk_error, priority, transaction
 from edge_agent.buffer.tools import format_size, table_stats
 from edge_agent.errors import EdgeAgentError
 

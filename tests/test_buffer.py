@@ -183,6 +183,32 @@ def test_damaged_pages_are_detected_at_open(tmp_path, caplog):
     buf.close()
 
 
+def test_readable_messages_of_a_damaged_file_are_salvaged(tmp_path, caplog):
+    """An index page is damaged: quick_check fails, but every message is still readable and kept."""
+    path = tmp_path / "b.sqlite"
+    buf = Buffer(path)
+    seqs = buf.append(batch("CDSS YCBJ TJSJ " * 10))
+    buf.ack("mqtt", seqs[:5])
+    buf.ack("files", seqs[:3])
+    buf.close()
+    db = sqlite3.connect(path)
+    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name='messages_prio'").fetchone()[0]
+    page = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    data = bytearray(path.read_bytes())
+    data[(root - 1) * page:(root - 1) * page + 64] = b"\xa5" * 64
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="edge_agent.buffer"):
+        buf = Buffer(path)
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "is corrupt" in line and "27 messages still readable" in line and "seq continues at 31" in line
+    assert [r.seq for r in buf.peek("mqtt", 100)] == seqs[5:]       # what each sink still owed
+    assert [r.seq for r in buf.peek("files", 100)] == seqs[3:]
+    assert buf.append(batch("CDSS")) == [31]
+    assert buf.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    buf.close()
+
+
 V0_SCHEMA = """
 CREATE TABLE messages (seq INTEGER PRIMARY KEY, type TEXT NOT NULL, sinks INTEGER NOT NULL,
                        time REAL NOT NULL, body BLOB NOT NULL);

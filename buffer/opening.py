@@ -1,0 +1,129 @@
+"""Opening the buffer file safely: check it, and move a corrupt one aside without losing what is readable.
+
+`open_db(path, durability)` returns a connection to a checked, current-schema
+file.  A file that is not a database, or fails `PRAGMA quick_check`, is renamed
+`<name>.corrupt-<UTC timestamp>` (with its -wal/-shm), a new file is created,
+every message still readable from the old one is copied into it (oldest
+first, until the first unreadable page), seq continues after the highest seq
+found, and one line is logged.  It never raises for a corrupt file.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from edge_agent.buffer.schema import connect, migrate, priority, transaction
+
+log = logging.getLogger("edge_agent.buffer")
+
+SET_NEXT = "INSERT INTO meta(key, value) VALUES ('next_seq', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"
+
+
+class CorruptFile(Exception):
+    """The file exists but is not a usable buffer."""
+
+
+def _check(db: sqlite3.Connection) -> None:
+    try:
+        res = db.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise CorruptFile(str(exc)) from exc
+    if res != [("ok",)]:
+        raise CorruptFile("; ".join(r[0] for r in res[:3]))
+
+
+def _is_corrupt(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", 0) or 0
+    return isinstance(exc, CorruptFile) or (code & 0xFF) in (11, 26)
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a broken buffer (and its -wal/-shm) to a timestamped name; return the new name."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dest = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    for suffix in ("-wal", "-shm"):
+        side = Path(str(path) + suffix)
+        if side.exists():
+            os.replace(side, str(dest) + suffix)
+    os.replace(path, dest)
+    return dest
+
+
+def salvage(old: Path, db: sqlite3.Connection) -> tuple[int, int]:
+    """Copy the readable messages of `old` into `db` (one transaction); return (copied, next seq)."""
+    had_wal = Path(f"{old}-wal").exists()
+    try:
+        # without a WAL of its own, read it as immutable: no -wal/-shm appear beside the old file
+        src = sqlite3.connect(f"file:{old}?mode=ro" + ("" if had_wal else "&immutable=1"), uri=True)
+    except sqlite3.Error:
+        return 0, 1
+    copied, top, next_seq = 0, 0, 1
+    try:
+        try:
+            next_seq = int(src.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0])
+        except (sqlite3.Error, TypeError, ValueError):
+            pass
+        with transaction(db):
+            while True:
+                try:
+                    chunk = src.execute("SELECT seq, type, sinks, time, body FROM messages WHERE seq > ? "
+                                        "ORDER BY seq LIMIT 256", (top,)).fetchall()
+                except sqlite3.Error:
+                    break                   # the first unreadable page ends the salvage
+                if not chunk:
+                    break
+                db.executemany("INSERT INTO messages(seq, type, prio, sinks, time, body) VALUES (?,?,?,?,?,?)",
+                               [(q, t, priority(t), s, tm, b) for q, t, s, tm, b in chunk])
+                copied += len(chunk)
+                top = chunk[-1][0]
+            next_seq = max(next_seq, top + 1)
+            db.execute(SET_NEXT, (next_seq,))
+    finally:
+        src.close()
+    return copied, next_seq
+
+
+def _open_checked(path: Path, durability: str) -> sqlite3.Connection:
+    existed = path.exists() and path.stat().st_size > 0
+    db = connect(path, durability)
+    try:
+        if existed:
+            _check(db)
+        migrate(db)
+        return db
+    except BaseException:
+        db.close()
+        raise
+
+
+def open_db(path: Path, durability: str) -> sqlite3.Connection:
+    """A connection to `path` with the current schema; a corrupt file is moved aside and salvaged.
+
+    Raises sqlite3/OS errors for a disk that refuses (read-only, full, I/O error): the
+    caller decides what to tell the user.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _open_checked(path, durability)
+    except (CorruptFile, sqlite3.DatabaseError) as exc:
+        if not _is_corrupt(exc):
+            raise
+        reason = str(exc)
+    dest = move_aside(path)
+    db = _open_checked(path, durability)
+    try:
+        copied, next_seq = salvage(dest, db)
+    except sqlite3.Error as exc:            # the new file refused the copy: start empty rather than loop
+        copied, next_seq = 0, 1
+        log.debug("buffer: salvage from %s failed: %s", dest, exc)
+    log.error("buffer: %s is corrupt (%s); moved it to %s and started a new buffer with the %d messages "
+              "still readable (seq continues at %d); the old file is kept for inspection",
+              path, reason, dest.name, copied, next_seq)
+    return db
