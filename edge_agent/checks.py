@@ -1,8 +1,6 @@
 """What `edge-agent check` prints for a valid site file: a summary, warnings, the read plans."""
 from __future__ import annotations
 
-import ipaddress
-import re
 from pathlib import Path
 
 from edge_agent.config import Site
@@ -10,27 +8,29 @@ from edge_agent.points import Catalog
 from edge_agent.profile import load_profile
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def errors(site: Site) -> list[str]:
+    """What the site file says that `run` would refuse (beyond the models' own validation)."""
+    from edge_agent.forward.tls import Broker, plaintext_problem
 
-
-def warnings(site: Site) -> list[str]:
     out: list[str] = []
-    where = site.source or "site file"
     mq = site.forward.mqtt
     if mq is not None and mq.enabled:
         for url in mq.urls:
-            m = re.match(r"(mqtts?)://([^/:]+)", url)
-            if m and m.group(1) == "mqtt" and not _is_loopback(m.group(2)):
-                out.append(f"{where}: forward.mqtt.url: {url} is plaintext to a non-loopback host; use mqtts:// "
-                           "(or set allow_plaintext: true to accept the risk)")
+            problem = plaintext_problem(Broker.parse(url), mq.allow_plaintext)
+            if problem:
+                out.append(f"{site.source or 'site file'}: forward.mqtt.url: {problem}")
+    return out
+
+
+def warnings(site: Site) -> list[str]:
+    from edge_agent.secrets import permission_warnings
+
+    out: list[str] = []
+    where = site.source or "site file"
+    mq = site.forward.mqtt
     if not ((mq is not None and mq.enabled) or (site.forward.files is not None and site.forward.files.enabled)):
         out.append(f"{where}: forward: no sink configured (mqtt or files); records will only be buffered")
+    out += permission_warnings(site)
     return out
 
 

@@ -73,11 +73,16 @@ def cmd_run(args) -> int:
 # ---------------------------------------------------------------- check
 
 def cmd_check(args) -> int:
-    from edge_agent.checks import check_report
+    from edge_agent.checks import check_report, errors
     try:
         site = _load(args.config)
     except ConfigError as exc:
         return _print_problems(exc)
+    refused = errors(site)
+    for line in refused:
+        print(line, file=sys.stderr)
+    if refused:
+        return 1
     for line in check_report(site, verbose=args.verbose):
         print(line)
     return 0

@@ -111,6 +111,11 @@ class MqttCfg(Model):
     @classmethod
     def _url(cls, v: str | list[str]) -> str | list[str]:
         for u in [v] if isinstance(v, str) else v:
+            if "@" in u:
+                # never echo what may be a password
+                shown = re.sub(r"//[^@/]*@", "//***@", u)
+                raise ValueError(f"{shown!r}: credentials do not belong in the URL; use `username` and "
+                                 "`password_file`")
             if not re.fullmatch(r"(mqtts?)://[^/\s:]+(:\d+)?/?", u):
                 raise ValueError(f"{u!r} is not an MQTT URL; write mqtt://host:1883 or mqtts://host:8883")
         if isinstance(v, list) and not v:

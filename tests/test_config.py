@@ -197,3 +197,24 @@ def test_check_exit_code_through_subprocess(tmp_path):
     assert "site.mine_code" in res.stderr and "Traceback" not in res.stderr
     with pytest.raises(ConfigError):
         load_site(p)
+
+
+def test_plaintext_to_a_remote_broker_is_refused_unless_allowed(tmp_path, capsys):
+    remote = GOOD.replace("forward:\n", "forward:\n  mqtt:\n    url: mqtt://platform.example:1883\n", 1)
+    code, out = check(tmp_path, remote, capsys)
+    assert code == 1
+    assert "forward.mqtt.url" in out and "plaintext" in out and "allow_plaintext" in out
+    allowed = remote.replace("url: mqtt://platform.example:1883\n",
+                             "url: mqtt://platform.example:1883\n    allow_plaintext: true\n")
+    code, out = check(tmp_path, allowed, capsys)
+    assert code == 0, out
+
+
+def test_writable_points_are_listed(tmp_path, capsys):
+    assert "        deadband: 0.02\n" in GOOD
+    code, out = check(tmp_path, GOOD.replace("        deadband: 0.02\n",
+                                             "        deadband: 0.02\n        writable: true\n"), capsys)
+    assert code == 0
+    assert "writable points (1): substation-1/T1" in out
+    code, out = check(tmp_path, GOOD, capsys)
+    assert "writable points: none" in out

@@ -177,8 +177,6 @@ devices:
         assert secret not in text, f"secret leaked: {secret[:4]}..."
 
 
-@pytest.mark.xfail(strict=True, reason="config.py's URL check echoes the URL, userinfo included; "
-                                       "the lead is asked to redact it")
 def test_password_in_url_is_not_echoed(tmp_path):
     site_file = write(tmp_path / "site.yaml", """
 site: {mine_code: "140211001234", gateway: gw-01}
