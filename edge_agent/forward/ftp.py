@@ -280,7 +280,8 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is the server running?)"
     if isinstance(exc, (TimeoutError, ConnectionError, EOFError)):
-        return f"connection lost ({type(exc).__name__}: {exc})" if str(exc) else f"connection lost ({type(exc).__name__})"
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return f"connection lost ({detail})"
     if isinstance(exc, ftplib.error_perm) and str(exc).startswith("530"):
         return f"login refused ({exc}); check the user in the URL and the password file"
     return f"{type(exc).__name__}: {exc}"

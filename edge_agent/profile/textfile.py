@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import re
 import time as _time
 from decimal import Decimal
 from pathlib import Path
@@ -28,21 +29,30 @@ from edge_agent.profile.tables import FRAMING, Profile
 from edge_agent.profile.timefmt import zone_of
 
 
+def _float_text(v: float) -> str:
+    if not math.isfinite(v):
+        return ""
+    r = repr(v)
+    if "e" in r or "E" in r:
+        r = format(Decimal(r), "f")
+    return r
+
+
+# by exact type: what JSON bodies parse into (str, int, float, None, bool)
+_TEXT = {str: str, int: str, float: _float_text, type(None): lambda v: "", bool: lambda v: "1" if v else "0"}
+
+
 def field_text(v: Any) -> str:
     """One field as text: '' for None, integers as is, floats in shortest form without exponent."""
-    if v is None:
-        return ""
+    fmt = _TEXT.get(type(v))
+    if fmt is not None:
+        return fmt(v)
     if isinstance(v, bool):
         return "1" if v else "0"
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
-        if not math.isfinite(v):
-            return ""
-        r = repr(v)
-        if "e" in r or "E" in r:
-            r = format(Decimal(r), "f")
-        return r
+        return _float_text(v)
     return str(v)
 
 
@@ -62,20 +72,23 @@ def render(profile: Profile, site, type: str, when: dt.datetime, records: Iterab
     `check` and the Encoder reject such text before it gets here)."""
     files = profile.files
     fs, rt, ft = files["field_separator"], files["record_terminator"], files["file_terminator"]
-    nl = "\n" if files.get("line_breaks") else ""
-    forbidden = set(FRAMING) | {fs, rt, ft}
+    end = rt + ("\n" if files.get("line_breaks") else "")
+    forbidden = re.compile("[" + re.escape("".join(sorted(set(FRAMING) | set(fs + rt + ft)))) + "]")
 
-    def segment(values: list[str], what: str) -> str:
-        for name, text in values:
-            if any(c in text for c in forbidden):
-                raise ValueError(f"{type} {what} field {name}: {text!r} contains a framing character")
-        return fs.join(t for _, t in values) + rt + nl
+    def segment(names: tuple[str, ...], texts: list[str], what: str) -> str:
+        # one regex scan per record; find the culprit only when there is one
+        if forbidden.search("".join(texts)):
+            name, text = next((n, t) for n, t in zip(names, texts) if forbidden.search(t))
+            raise ValueError(f"{type} {what} field {name}: {text!r} contains a framing character")
+        return fs.join(texts) + end
 
     head = header_values(profile, site, type, when)
-    parts = [segment([(f, head[f]) for f in profile.headers[type]], "header")]
+    names = profile.headers[type]
+    parts = [segment(names, [head[f] for f in names], "header")]
     fields = profile.records[type]
+    fmt = _TEXT.get     # `type` is the record type here, hence v.__class__
     for rec in records:
-        parts.append(segment([(f, field_text(rec.get(f))) for f in fields], "record"))
+        parts.append(segment(fields, [fmt(v.__class__, field_text)(v) for v in map(rec.get, fields)], "record"))
     parts.append(ft)
     return "".join(parts).encode("utf-8")
 
