@@ -134,6 +134,8 @@ class Kernel:
     valid value (NaN if none yet; faults keep it), the PROFILE.md status bits, and
     the wall time of the last accepted sample (NaN if none).  `rejected` counts
     point samples older than the point's last accepted one (dropped, state untouched).
+    Frame arrays must be array('i') / array('d') / array('B') (the compiled twin
+    reads their buffers).  Not thread-safe: one caller (the agent's event loop).
     """
     value = cython.declare(object, visibility="readonly")
     status = cython.declare(object, visibility="readonly")
