@@ -311,6 +311,9 @@ def test_file_sink_with_upload_pushes_what_it_writes(tmp_path, servers):
         asyncio.run(main())
     finally:
         buf.close()
+    st = sink.stats()
+    assert (st["files_written"], st["write_errors"], st["failing"]) == (3, 0, None)
+    assert st["upload"] == {"uploaded": 3, "failures": 0, "failing": None, "waiting": 0}
     assert [n for n, _ in srv.renames] == ["140211001234_CDDY_20261129100020.txt",
                                           "140211001234_FZSS_20261129100020.txt",
                                           "140211001234_FZSS_20261129100021.txt"]

@@ -66,6 +66,21 @@ class FileSink:
         self._last_second: dict[str, int] = {}
         self._last_mtime = 0
 
+    def stats(self) -> dict:
+        """Counters for metrics and status: files written, rows dropped, disk errors, the current
+        error (None when healthy), and the push's uploads/failures/waiting files when uploading."""
+        out = {"files_written": self.files_written, "rows_rejected": self.rows_rejected,
+               "write_errors": self.write_errors, "failing": self.failing}
+        if self.push is not None:
+            from edge_agent.forward.ftp import pending_files
+            try:
+                waiting = len(pending_files(self.directory))
+            except OSError:
+                waiting = None
+            out["upload"] = {"uploaded": self.push.uploaded, "failures": self.push.failures,
+                             "failing": self.push.failing, "waiting": waiting}
+        return out
+
     async def __aenter__(self) -> "FileSink":
         if self.push is not None:
             await self.push.__aenter__()
