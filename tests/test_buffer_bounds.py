@@ -9,7 +9,8 @@ from collections import Counter
 
 import pytest
 
-from edge_agent.buffer import ALL_SINKS, Buffer
+from edge_agent.buffer import ALL_SINKS, SINKS, Buffer
+from edge_agent.errors import EdgeAgentError
 
 BODY = 4000
 
@@ -163,17 +164,22 @@ def test_disk_full_holds_in_memory_and_commits_after_space_returns(tiny_fs, capl
     assert buf.stats()["held"]["rows"] == len(seqs) - len(committed)
     assert buf.backlog("mqtt") == len(seqs)
 
+    buf.ack("mqtt", committed[:3])                      # a sink delivers while the disk is full
+    assert [r.seq for r in buf.peek("mqtt", 10_000)] == committed[3:]
+    assert buf.backlog("files") == len(seqs)
+
     ballast.unlink()                                    # space returns
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="edge_agent.buffer"):
         buf.tick()
     assert buf.held == 0 and buf.stats()["disk_error"] is None
     assert sum("again" in r.getMessage() for r in caplog.records) == 1
-    assert [r.seq for r in buf.peek("mqtt", 10_000)] == seqs
+    assert [r.seq for r in buf.peek("mqtt", 10_000)] == seqs[3:]
     assert buf.append([msg("CDSS")]) == [len(seqs) + 1]
     buf.close()
     db = sqlite3.connect(tiny_fs / "b.sqlite")
     assert [s for s, in db.execute("SELECT seq FROM messages ORDER BY seq")] == seqs + [len(seqs) + 1]
+    assert db.execute("SELECT sinks FROM messages WHERE seq = 1").fetchone()[0] == SINKS["files"]
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()
 
@@ -196,3 +202,15 @@ def test_memory_hold_full_drops_realtime_first_and_counts(tiny_fs, caplog):
     dropped = buf.drops
     buf.close()
     assert Buffer(tiny_fs / "b.sqlite").drops == dropped  # memory drops were persisted once writable
+
+
+def test_read_only_filesystem_at_start_is_one_clear_error(tiny_fs):
+    buf = Buffer(tiny_fs / "b.sqlite")
+    buf.append([msg("CDSS")])
+    buf.close()
+    r = subprocess.run(["mount", "-o", "remount,ro", str(tiny_fs)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with pytest.raises(EdgeAgentError) as info:
+        Buffer(tiny_fs / "b.sqlite")
+    text = str(info.value)
+    assert str(tiny_fs / "b.sqlite") in text and "writable" in text and "\n" not in text
