@@ -116,6 +116,9 @@ class Agent:
         if len(report) and self.mask_live:
             self.pending.append(("CDSS", self.mask_live, frame.wall,
                                  self.encoder.cdss(report, k.value, k.status, k.time, frame.wall)))
+        # switch/multistate changes are already in this frame's report (their
+        # value moved); drain them so the kernel's change log stays bounded
+        k.take_changes()
         events = k.take_events()
         if events:
             self.pending.append(("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall)))
