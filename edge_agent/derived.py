@@ -309,7 +309,11 @@ class Derived:
         for u in units:
             for signal, h in u.history.items():
                 i = u.index.get(signal)
-                if i is not None and not int(kernel.status[i]) & FAULT_BITS and float(kernel.time[i]) == t:
+                if i is None or float(kernel.time[i]) != t:
+                    continue
+                if int(kernel.status[i]) & FAULT_BITS:
+                    h.samples.clear()     # no window spans a fault: after it, the history fills again
+                else:
                     h.add(t, float(kernel.value[i]))
             ctx = _Ctx(u, t, kernel)
             lost = []
@@ -317,6 +321,8 @@ class Derived:
                 if s.dp.status == ST_NOT_CONFIGURED:
                     continue
                 try:
+                    for signal in s.rule.needs:      # faults first: they are news, a short history is not
+                        ctx.v(signal)
                     cond = s.rule.test(ctx)
                 except Unavailable as exc:
                     s.since = s.false_since = None   # a hold or clear wait restarts on good values

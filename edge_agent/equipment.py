@@ -261,6 +261,7 @@ def expand_equipment(data: dict, lines: dict[tuple, int], where: str) -> list[Pr
         return []
     by_name = {d.get("name"): di for di, d in enumerate(devices) if isinstance(d, dict)}
     problems: list[Problem] = []
+    names: set[str] = set()
 
     def line(*loc: Any) -> int | None:
         for n in range(len(loc), -1, -1):
@@ -273,6 +274,11 @@ def expand_equipment(data: dict, lines: dict[tuple, int], where: str) -> list[Pr
             eq = Equipment.model_validate(item)
         except ValidationError:
             continue
+        if eq.name in names:
+            problems.append(Problem(where, line("equipment", ei, "name"), f"equipment[{eq.name}].name",
+                                    f"equipment name {eq.name!r} is used twice"))
+            continue
+        names.add(eq.name)
         di = by_name.get(eq.device)
         if di is None:
             problems.append(Problem(where, line("equipment", ei, "device"), f"equipment[{eq.name}].device",
