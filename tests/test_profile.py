@@ -195,7 +195,7 @@ finite = st.floats(allow_nan=True, allow_infinity=True, width=64)
 
 
 @settings(max_examples=200, deadline=None)
-@given(values=st.lists(finite, min_size=8, max_size=8), statuses=st.lists(st.integers(0, 255), min_size=8,
+@given(values=st.lists(finite, min_size=8, max_size=8), statuses=st.lists(st.integers(-3, 600), min_size=8,
                                                                            max_size=8),
        times=st.lists(st.one_of(st.just(math.nan), st.floats(1e9, 2e9)), min_size=8, max_size=8),
        picks=st.lists(st.integers(0, 7), max_size=20))

@@ -320,7 +320,7 @@ class Encoder:
                 tb = tcache.get(int(t)) or tjson(t)
             else:
                 tb = now_json
-            args = (vb, _STATUS[st] if st < 256 else b"%d" % st, tb)
+            args = (vb, _STATUS[st] if 0 <= st < 256 else b"%d" % st, tb)
             if perm is not None:
                 args = tuple(args[k] for k in perm)
             append(tmpl[i] % args)
