@@ -276,3 +276,20 @@ def test_times_are_the_mines_local_time_from_the_profile(tmp_path):
         load_profile(str(tmp_path / "bad.yaml"))
     (line,) = problems(exc)
     assert "timezone: unknown time zone 'Mars/Olympus'" in line
+
+
+@pytest.mark.parametrize("path", sorted(builtin_dir().glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_builtin_profile_loads(path):
+    p = load_profile(path.stem)
+    assert p.name == path.stem and set(p.records) == set(p.headers)
+
+
+def test_uscc_profile_names_files_by_the_credit_code(tmp_path):
+    from edge_agent.profile import write_text_file
+    site = load_site(site_file(tmp_path, code="91140200MA0K12345X", profile="uscc"))
+    profile = load_profile(site.profile)
+    enc = Encoder(site, Catalog(site, profile), profile, tz=TZ)
+    path = write_text_file(profile, site, "FZSS", T0, orjson.loads(enc.fzss([(0, 1)], T0)), tmp_path, tz=TZ)
+    assert len(path.name) == 42 and re.fullmatch(profile.files["name_pattern"], path.name)
+    with pytest.raises(ConfigError):           # I, O, S, V, Z never appear in a credit code
+        load_site(site_file(tmp_path, code="91140200MA0K12345O", profile="uscc"))
