@@ -8,6 +8,8 @@ a second; the driver runs here, in subscribe mode (publishing interval 1 s)
 and in poll mode (poll 1 s), with an on_frame that only counts.  After a
 warm-up (first full batch seen) it measures, over `--seconds`:
 
+- changes/s    node changes the server really made per second (Sim.Tick x nodes; a loaded
+               machine may not manage one rewrite of every node per second)
 - values/s     values delivered to on_frame per second (notifications/s in
                subscribe mode, point reads/s in poll mode)
 - frames/s     Frames per second (one per publish response / poll)
@@ -27,6 +29,7 @@ import sys
 import time
 
 import psutil
+from asyncua import Client
 
 from edge_agent.config import Site
 from edge_agent.drivers.opcua import OpcUaDevice
@@ -65,11 +68,15 @@ async def measure(url: str, n: int, mode: str, seconds: float, server: psutil.Pr
         try:
             await asyncio.wait_for(full.wait(), 60)
             await asyncio.sleep(1.5)              # past the initial-values burst
-            v0, f0 = got["values"], got["frames"]
-            c0, s0, t0 = time.process_time(), server.cpu_times(), time.monotonic()
-            await asyncio.sleep(seconds)
-            c1, s1, t1 = time.process_time(), server.cpu_times(), time.monotonic()
-            v, f = got["values"] - v0, got["frames"] - f0
+            async with Client(url, timeout=10, watchdog_intervall=60) as probe:   # how often the server really rewrote all nodes
+                tick = probe.get_node("ns=2;s=Sim.Tick")
+                k0 = await tick.read_value()
+                v0, f0 = got["values"], got["frames"]
+                c0, s0, t0 = time.process_time(), server.cpu_times(), time.monotonic()
+                await asyncio.sleep(seconds)
+                c1, s1, t1 = time.process_time(), server.cpu_times(), time.monotonic()
+                v, f = got["values"] - v0, got["frames"] - f0
+                k1 = await tick.read_value()
         finally:
             task.cancel()
             try:
@@ -78,7 +85,8 @@ async def measure(url: str, n: int, mode: str, seconds: float, server: psutil.Pr
                 pass
     wall = t1 - t0
     cpu = c1 - c0
-    return {"nodes": n, "mode": mode, "seconds": round(wall, 2), "values_per_s": round(v / wall),
+    return {"nodes": n, "mode": mode, "seconds": round(wall, 2), "changes_per_s": round((k1 - k0) * n / wall),
+            "values_per_s": round(v / wall),
             "frames_per_s": round(f / wall, 2), "cpu_ms_per_s": round(cpu / wall * 1000, 1),
             "cpu_s_per_million": round(cpu / v * 1e6, 2) if v else None,
             "server_cpu_ms_per_s": round(((s1.user + s1.system) - (s0.user + s0.system)) / wall * 1000, 1)}
@@ -111,7 +119,8 @@ def main() -> int:
                 rows.append(asyncio.run(measure(url, n, mode, args.seconds, psutil.Process(proc.pid))))
                 if not args.json:
                     r = rows[-1]
-                    print(f"{n:>6} nodes {mode:>9}: {r['values_per_s']:>7} values/s  {r['frames_per_s']:>5} frames/s"
+                    print(f"{n:>6} nodes {mode:>9}: server {r['changes_per_s']:>6} changes/s, agent got "
+                          f"{r['values_per_s']:>6} values/s  {r['frames_per_s']:>5} frames/s"
                           f"  agent {r['cpu_ms_per_s']:>6} ms CPU/s = {r['cpu_s_per_million']} s per million values"
                           f"  (server {r['server_cpu_ms_per_s']} ms CPU/s)", flush=True)
         finally:

@@ -5,7 +5,9 @@
 serves `nodes` Double variables `ns=2;s=Sim.V<i>` (browse path
 `/Objects/2:Sim/2:V<i>`), rewrites all of them every `--change-every` seconds,
 and publishes how many subscriptions the server holds in
-`ns=2;s=Sim.SubscriptionCount` (so a test in another process can count them).
+`ns=2;s=Sim.SubscriptionCount` (so a test in another process can count them)
+and the number of completed rewrites in `ns=2;s=Sim.Tick` (a loaded machine
+may not manage one rewrite per `--change-every`).
 Prints `READY <port>` on stdout once it accepts connections.
 
 `SimServer` is the same server as a class (in-process use; listens on
@@ -53,6 +55,7 @@ class SimServer:
         self.ns = 2
         self.nodes: dict[str, ua.NodeId] = {}
         self.count_node: ua.NodeId | None = None
+        self.tick_node: ua.NodeId | None = None
 
     async def start(self) -> "SimServer":
         s = Server(user_manager=_Users(self.users) if self.users else None)
@@ -77,6 +80,8 @@ class SimServer:
         cnt = await obj.add_variable(ua.NodeId("Sim.SubscriptionCount", self.ns),
                                      ua.QualifiedName("SubscriptionCount", self.ns), 0)
         self.count_node = cnt.nodeid
+        tick = await obj.add_variable(ua.NodeId("Sim.Tick", self.ns), ua.QualifiedName("Tick", self.ns), 0)
+        self.tick_node = tick.nodeid
         await s.start()
         self.server = s
         return self
@@ -120,6 +125,8 @@ class SimServer:
                 if i % 200 == 199:   # let requests in between, as a real (threaded) server would
                     await asyncio.sleep(0)
             await self.publish_count()
+            await self.server.write_attribute_value(self.tick_node,
+                                                    ua.DataValue(ua.Variant(tick, ua.VariantType.Int64)))
             at += every
             await asyncio.sleep(max(0.0, at - loop.time()))
 

@@ -17,6 +17,7 @@ from conftest import free_port
 from edge_agent.config import Site
 from edge_agent.drivers.opcua import OpcUaDevice, check_connect
 from edge_agent.drivers.opcua_sim import ServerThread, SimServer
+from edge_agent.filtering import Kernel
 from edge_agent.points import Catalog
 from edge_agent.profile.tables import load_profile
 
@@ -30,13 +31,30 @@ def srv():
     s.stop()
 
 
-def device(url: str, points: list[dict], **kw):
-    """The device config and its resolved points, through the real Site and Catalog."""
+def catalog(url: str, points: list[dict], **kw) -> Catalog:
+    """A one-device site (opcua device `belt-1`) through the real Site and Catalog."""
     site = Site.model_validate({
         "site": {"mine_code": "140211001234"},
         "devices": [{"name": "belt-1", "driver": "opcua", "url": url, "points": points, **kw}]})
-    cat = Catalog(site, load_profile("default"))
-    return site.devices[0], cat.by_device[0]
+    return Catalog(site, load_profile("default"))
+
+
+def device(url: str, points: list[dict], **kw):
+    """The device config and its resolved points."""
+    cat = catalog(url, points, **kw)
+    return cat.site.devices[0], cat.by_device[0]
+
+
+class KernelFeed:
+    """The real threshold kernel fed with the driver's frames, as the agent does; keeps its events."""
+
+    def __init__(self, cat: Catalog):
+        self.kernel = Kernel(len(cat), cat.thresholds())
+        self.events = []
+
+    def __call__(self, frame) -> None:
+        self.kernel.process(frame)
+        self.events += [(e.point, e.anomaly, e.begin) for e in self.kernel.take_events()]
 
 
 def pt(pid: str, address: str, **kw) -> dict:
@@ -117,6 +135,26 @@ def test_subscribe_values_statuses_and_batching(srv):
     while srv.call(_count, srv.sim) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert srv.call(_count, srv.sim) == 0
+
+
+def test_bad_status_opens_and_closes_ycbj_004(srv):
+    srv.call(srv.sim.write, "Current", 5.0)
+    cat = catalog(srv.sim.url, [pt("CUR", "ns=2;s=Sim.Current")], publishing_interval="50ms")
+    feed = KernelFeed(cat)
+    r = Run(cat.site.devices[0], cat.by_device[0])
+    r.drv.on_frame = lambda f: (r.frames.append(f), feed(f))
+
+    async def body():
+        await r.until(lambda: last(r, 0) == (5.0, 0), what="initial value")
+        await srv.acall(srv.sim.write, "Current", None, ua.StatusCodes.BadSensorFailure)
+        await r.until(lambda: (0, "004", True) in feed.events, what="YCBJ 004 to open")
+        assert feed.kernel.status[0] & 128
+        await srv.acall(srv.sim.write, "Current", 5.5)
+        await r.until(lambda: (0, "004", False) in feed.events, what="YCBJ 004 to close")
+        assert feed.kernel.status[0] & 128 == 0 and feed.kernel.value[0] == 5.5
+
+    asyncio.run(running(r, body))
+    assert [e for e in feed.events if e[1] == "004"] == [(0, "004", True), (0, "004", False)]
 
 
 def test_deadband_is_filtered_by_the_server(srv):

@@ -14,7 +14,7 @@ from asyncua import Client
 
 from conftest import free_port
 from edge_agent.drivers.opcua_sim import ServerThread, SimServer
-from test_opcua import Run, device, pt, running
+from test_opcua import KernelFeed, Run, catalog, device, pt, running
 
 
 class SimProcess:
@@ -116,8 +116,10 @@ def test_frozen_server_is_caught_by_the_watchdog(sim):
 def test_dropped_link_orphan_session_expires_on_the_server():
     s = ServerThread(SimServer(free_port(), names=["A"])).start()
     try:
-        dev, points = device(s.sim.url, [pt("A", "ns=2;s=Sim.A")], publishing_interval="100ms")
-        r = Run(dev, points)
+        cat = catalog(s.sim.url, [pt("A", "ns=2;s=Sim.A")], publishing_interval="100ms")
+        feed = KernelFeed(cat)
+        r = Run(cat.site.devices[0], cat.by_device[0])
+        r.drv.on_frame = lambda f: (r.frames.append(f), feed(f))
         r.drv.session_timeout = 5.0      # the server's minimum; the default is 15 s
 
         async def body():
@@ -131,6 +133,8 @@ def test_dropped_link_orphan_session_expires_on_the_server():
 
         asyncio.run(running(r, body))
         assert r.drv.counters["losses"] == 1
+        # the outage frame makes the kernel open YCBJ 006 (substation unreachable); recovery closes it
+        assert [e for e in feed.events if e[1] == "006"] == [(0, "006", True), (0, "006", False)]
     finally:
         s.stop()
 
