@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import time
 from array import array
 from pathlib import Path
@@ -48,57 +47,18 @@ from asyncua.common.subscription import Subscription
 from edge_agent.config import Device
 from edge_agent.errors import ConfigError, Problem
 from edge_agent.frame import Q_SENSOR_FAULT, Frame
-from edge_agent.drivers.opcua_session import (close_client, config_problems, describe, file_problems,
-                                              open_client, operation_limit, parse_address, parse_security,
-                                              resolve, show_url)
+from edge_agent.drivers.opcua_session import (BACKOFF_MAX, BACKOFF_START, backoff_delays, close_client,
+                                              config_problems, describe, file_problems, jittered, open_client,
+                                              operation_limit, parse_address, parse_security, resolve, show_url)
 from edge_agent.drivers.opcua_values import FrameBuilder, unreachable_frame
 
 log = logging.getLogger("edge_agent.drivers.opcua")
-# asyncua logs each step of a failing connect or a lost link at WARNING, some
-# with tracebacks; the driver reports the outage itself in one line.  Only
-# when nobody configured the "asyncua" logger: an explicit level wins.
-if logging.getLogger("asyncua").level == logging.NOTSET:
-    logging.getLogger("asyncua").setLevel(logging.ERROR)
-
-
-class _LinkLossNoise(logging.Filter):
-    """Drop asyncua's tracebacks for a link that went away: the driver reports the outage itself."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, (ConnectionError, OSError, asyncio.TimeoutError))
-
-
-for _name in ("asyncua.client.ua_session", "asyncua.client.ua_session.UaSession", "asyncua.client.client",
-              "asyncua.client.ua_client.UaClient", "asyncua.client.ua_client.UASocketProtocol",
-              "asyncua.common.subscription"):
-    logging.getLogger(_name).addFilter(_LinkLossNoise())
-
-BACKOFF_START = 1.0
-BACKOFF_MAX = 60.0
-JITTER = 0.2
 UNKNOWN_NODE = frozenset({ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid,
                           ua.StatusCodes.BadAttributeIdInvalid})
 MAX_NODES_PER_READ = ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead
 MAX_ITEMS_PER_CALL = ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall
 KEEPALIVE_EVERY = 5.0       # seconds between keep-alives of an idle subscription
 HEALTHY_AFTER = 30.0        # a session that lived this long resets the backoff
-
-
-def backoff_delays(start: float = BACKOFF_START, cap: float = BACKOFF_MAX):
-    """Nominal reconnect delays: start, doubling, capped (jitter is applied by the caller)."""
-    d = start
-    while True:
-        yield d
-        d = min(d * 2, cap)
-
-
-_rng = random.Random()
-
-
-def jittered(d: float) -> float:
-    """`d` +-20 %, so devices that lost one server together do not reconnect in lockstep."""
-    return d * (1.0 + _rng.uniform(-JITTER, JITTER))
 
 
 class SessionLost(Exception):

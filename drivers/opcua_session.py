@@ -14,10 +14,14 @@ What callers may rely on:
   logs the password.  `describe(exc, ...)` turns what it raised into one line.
 - `resolve(client, addresses)` maps every point to a NodeId in as few
   requests as possible, or to a reason why it cannot.
+- `backoff_delays()` yields 1, 2, 4 ... 60 s; `jittered(d)` is d +-20 %.
+- Importing this module quiets asyncua's own logging (see below).
 """
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import re
 import socket
 from dataclasses import dataclass
@@ -32,6 +36,30 @@ from edge_agent.config import Device
 from edge_agent.errors import EdgeAgentError
 from edge_agent.secrets import read_secret
 from edge_agent.secrets import resolve as secret_path
+
+BACKOFF_START = 1.0
+BACKOFF_MAX = 60.0
+JITTER = 0.2
+
+# asyncua logs each step of a failing connect or a lost link at WARNING, some
+# with tracebacks; the driver reports the outage itself in one line.  Only
+# when nobody configured the "asyncua" logger: an explicit level wins.
+if logging.getLogger("asyncua").level == logging.NOTSET:
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
+
+
+class _LinkLossNoise(logging.Filter):
+    """Drop asyncua's tracebacks for a link that went away: the driver reports the outage itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, (ConnectionError, OSError, asyncio.TimeoutError))
+
+
+for _name in ("asyncua.client.ua_session", "asyncua.client.ua_session.UaSession", "asyncua.client.client",
+              "asyncua.client.ua_client.UaClient", "asyncua.client.ua_client.UASocketProtocol",
+              "asyncua.common.subscription"):
+    logging.getLogger(_name).addFilter(_LinkLossNoise())
 
 POLICIES = ("Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss")
 MODES = ("Sign", "SignAndEncrypt")
@@ -83,6 +111,22 @@ def parse_address(text: str) -> ua.NodeId | list[ua.QualifiedName]:
     except (ua.UaStringParsingError, ValueError):
         raise ValueError(f"{text!r} is not an OPC UA address; write a NodeId (ns=2;s=Belt1.Speed, ns=2;i=1001) "
                          "or a browse path (/Objects/2:Belt1/2:Speed)") from None
+
+
+def backoff_delays(start: float = BACKOFF_START, cap: float = BACKOFF_MAX):
+    """Nominal reconnect delays: start, doubling, capped (jitter is applied by the caller)."""
+    d = start
+    while True:
+        yield d
+        d = min(d * 2, cap)
+
+
+_rng = random.Random()
+
+
+def jittered(d: float) -> float:
+    """`d` +-20 %, so devices that lost one server together do not reconnect in lockstep."""
+    return d * (1.0 + _rng.uniform(-JITTER, JITTER))
 
 
 def show_url(url: str) -> str:

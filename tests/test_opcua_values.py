@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from asyncua import ua
 
-from edge_agent.drivers.opcua import OpcUaDevice, backoff_delays, jittered
-from edge_agent.drivers.opcua_session import (config_problems, describe, file_problems, parse_address,
-                                              parse_security, show_url)
+from edge_agent.drivers.opcua import OpcUaDevice
+from edge_agent.drivers.opcua_session import (backoff_delays, config_problems, describe, file_problems, jittered,
+                                              parse_address, parse_security, show_url)
 from edge_agent.drivers.opcua_values import FrameBuilder, quality
 from edge_agent.errors import ConfigError
 from test_opcua import device, pt
