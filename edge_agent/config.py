@@ -393,46 +393,83 @@ class Site(Model):
 
 # --------------------------------------------------------------------------- loading
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping key and sequence item."""
+_FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when PyYAML has it
 
 
-def _compose_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        out = {}
-        for k, v in node.value:
-            key = _LineLoader.construct_object(_LOADER_SINGLETON, k, deep=True)  # type: ignore[arg-type]
-            lines[path + (key,)] = k.start_mark.line + 1
-            if key in out:
+class _StrictLoader(_FastLoader):  # type: ignore[misc, valid-type]
+    """Safe loading, but a key that appears twice in one mapping is an error (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for k, _ in node.value:
+            key = self.construct_object(k, deep=True)
+            if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", k.start_mark)
-            out[key] = _compose_lines(v, path + (key,), lines)
-            lines[path + (key,)] = k.start_mark.line + 1
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_compose_lines(v, path + (i,), lines) for i, v in enumerate(node.value)]
-    return _LineLoader.construct_object(_LOADER_SINGLETON, node, deep=True)  # type: ignore[arg-type]
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
-_LOADER_SINGLETON = _LineLoader("")
+_KEYS = yaml.SafeLoader("")   # constructs scalar keys while walking nodes for their lines
 
 
-def read_yaml_with_lines(text: str, where: str) -> tuple[Any, dict[tuple, int]]:
+class Lines:
+    """Line numbers by path (("devices", 0, "points", 3, "id") -> 42), composed only when asked.
+
+    A valid file never needs them, so a 10,000-point site does not pay for a
+    second, Python-level walk of its YAML; problems ask for their line.
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+        self._lines: dict[tuple, int] | None = None
+        self._extra: dict[tuple, int] = {}
+
+    def _all(self) -> dict[tuple, int]:
+        if self._lines is None:
+            self._lines = {}
+            node = yaml.compose(self.text, Loader=_FastLoader)
+            if node is not None:
+                self._walk(node, ())
+        return self._lines
+
+    def _walk(self, node: yaml.Node, path: tuple) -> None:
+        assert self._lines is not None
+        self._lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = _KEYS.construct_object(k, deep=True)
+                self._walk(v, path + (key,))
+                self._lines[path + (key,)] = k.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                self._walk(v, path + (i,))
+
+    def __contains__(self, path: tuple) -> bool:
+        return path in self._extra or path in self._all()
+
+    def __getitem__(self, path: tuple) -> int:
+        return self._extra[path] if path in self._extra else self._all()[path]
+
+    def __setitem__(self, path: tuple, line: int) -> None:
+        self._extra[path] = line
+
+    def get(self, path: tuple, default: int | None = None) -> int | None:
+        return self[path] if path in self else default
+
+
+def read_yaml_with_lines(text: str, where: str) -> tuple[Any, Lines]:
+    """The YAML data, and its line numbers (lazily)."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError([Problem(where, None if mark is None else mark.line + 1, "",
-                                   f"not valid YAML: {getattr(exc, 'problem', exc)}")])
-    if node is None:
-        raise ConfigError([Problem(where, None, "", "the file is empty")])
-    lines: dict[tuple, int] = {}
-    try:
-        data = _compose_lines(node, (), lines)
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        raise ConfigError([Problem(where, None if mark is None else mark.line + 1, "", str(getattr(exc, "problem", exc)))])
-    return data, lines
+        reason = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, yaml.constructor.ConstructorError):
+            raise ConfigError([Problem(where, None if mark is None else mark.line + 1, "", str(reason))])
+        raise ConfigError([Problem(where, None if mark is None else mark.line + 1, "", f"not valid YAML: {reason}")])
+    if data is None:
+        raise ConfigError([Problem(where, None, "", "the file is empty")])
+    return data, Lines(text)
 
 
 def _loc_name(loc: tuple) -> str:
