@@ -68,7 +68,8 @@ async def measure(url: str, n: int, mode: str, seconds: float, server: psutil.Pr
         try:
             await asyncio.wait_for(full.wait(), 60)
             await asyncio.sleep(1.5)              # past the initial-values burst
-            async with Client(url, timeout=10, watchdog_intervall=60) as probe:   # how often the server really rewrote all nodes
+            # a second client reads how often the server really rewrote all nodes
+            async with Client(url, timeout=10, watchdog_intervall=60) as probe:
                 tick = probe.get_node("ns=2;s=Sim.Tick")
                 k0 = await tick.read_value()
                 v0, f0 = got["values"], got["frames"]
@@ -85,7 +86,8 @@ async def measure(url: str, n: int, mode: str, seconds: float, server: psutil.Pr
                 pass
     wall = t1 - t0
     cpu = c1 - c0
-    return {"nodes": n, "mode": mode, "seconds": round(wall, 2), "changes_per_s": round((k1 - k0) * n / wall),
+    return {"nodes": n, "mode": mode, "seconds": round(wall, 2),
+            "changes_per_s": round((k1 - k0) * n / wall),
             "values_per_s": round(v / wall),
             "frames_per_s": round(f / wall, 2), "cpu_ms_per_s": round(cpu / wall * 1000, 1),
             "cpu_s_per_million": round(cpu / v * 1e6, 2) if v else None,

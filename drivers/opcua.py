@@ -7,7 +7,8 @@
 What the pipeline may rely on:
 
 - Subscribe mode (default): one subscription per session with every node
-  in one CreateMonitoredItems call, the point's absolute deadband (analog
+  in one CreateMonitoredItems call (split only if the server sets
+  MaxMonitoredItemsPerCall), the point's absolute deadband (analog
   points, converted to raw units) as a server-side DataChangeFilter.  Each
   publish response becomes one Frame holding only the points that changed.
 - Poll mode: every `poll` seconds one Read of all nodes (split by the
@@ -27,9 +28,9 @@ What the pipeline may rely on:
   certificate rejected, refused, timeout, session lost); a different
   reason later in the same outage at INFO, repeats at DEBUG, the recovery
   at INFO with the outage's length.
-- `counters` is a plain dict of ints (notifications, frames, reads, values,
-  bad, uncertain, link_down, empty, unsupported, sessions, losses,
-  connect_failures, missing).
+- `counters` is a plain dict of ints: notifications, frames, values, reads
+  (polls), read_requests, bad, uncertain, link_down, empty, unsupported,
+  sessions, losses, connect_failures, missing.
 """
 from __future__ import annotations
 
@@ -113,8 +114,8 @@ class OpcUaDevice:
         self.online = False
         self.state_changed: Callable[[int, bool, str], None] | None = None
         self.counters = dict.fromkeys(
-            ("notifications", "frames", "reads", "read_requests", "values", "bad", "uncertain", "link_down", "empty",
-             "unsupported", "sessions", "losses", "connect_failures", "missing"), 0)
+            ("notifications", "frames", "values", "reads", "read_requests", "bad", "uncertain", "link_down",
+             "empty", "unsupported", "sessions", "losses", "connect_failures", "missing"), 0)
         self._client: Client | None = None
         self._lost: asyncio.Event | None = None
         self._lost_reason = ""
@@ -159,6 +160,9 @@ class OpcUaDevice:
                 reason = str(exc)
             except (ConnectionError, OSError, asyncio.TimeoutError, ua.UaError) as exc:
                 reason = describe(exc, self.device, self.timeout)
+            except Exception as exc:  # noqa: BLE001 - a bug here must not stop this device for good
+                log.exception("device %s: unexpected error; reconnecting", self.name)
+                reason = f"unexpected {type(exc).__name__}"
             finally:
                 client, self._client = self._client, None
                 if client is not None:
