@@ -63,13 +63,17 @@ def rss_peak_mb(pid: int) -> float:
 
 
 def make_site(work: Path, devices: int, registers: int, period: float, sim_ports: list[int], broker: int) -> Path:
+    """N devices x M float32 CH4 points, each device's points in a CSV point table (as sites do)."""
     devs = []
     for d in range(devices):
-        points = [{"id": f"P{r}", "sensor": "0001", "address": f"hr:{2 * r}", "type": "float32",
-                   "order": "CDAB", "location": f"bench {d}/{r}"} for r in range(registers)]
+        table = work / f"points-dev{d}.csv"
+        rows = ["id,sensor,address,type,order,location"]
+        # original numbers distinct across devices, so point codes stay unique
+        rows += [f"D{d}R{r},0001,hr:{2 * r},float32,CDAB,bench {d}/{r}" for r in range(registers)]
+        table.write_text("\n".join(rows) + "\n", encoding="utf-8")
         devs.append({"name": f"dev{d}", "driver": "modbus-tcp", "host": "127.0.0.1",
                      "port": sim_ports[d % len(sim_ports)], "unit": 1 + d // len(sim_ports),
-                     "poll": f"{period}s", "timeout": "1s", "points": points})
+                     "poll": f"{period}s", "timeout": "1s", "points_file": table.name})
     site = {
         "site": {"mine_code": "140211001234", "mine_name": "bench", "gateway": "gw-bench"},
         "buffer": {"path": str(work / "buffer.sqlite"), "max_size": "2GiB"},
@@ -78,10 +82,6 @@ def make_site(work: Path, devices: int, registers: int, period: float, sim_ports
         "metrics": {"enabled": False},
         "devices": devs,
     }
-    # point ids must give distinct point codes: one original number per (device, register)
-    for d, dev in enumerate(devs):
-        for p in dev["points"]:
-            p["id"] = f"D{d}R{p['id'][1:]}"
     path = work / "bench-site.yaml"
     path.write_text(yaml.safe_dump(site, allow_unicode=True, sort_keys=False))
     return path
@@ -110,8 +110,8 @@ def on_message(c, u, m):
         if state["t0"] is not None and p.get("type") == "CDSS":
             state["msgs"] += 1
             state["records"] += len(p["records"])
-            if "acquired" in p:
-                state["lat"].append(now - p["acquired"])
+            if "ts" in p:
+                state["lat"].append(now - p["ts"])
 c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-sub")
 c.on_message = on_message
 c.on_connect = lambda c, u, f, r, p: c.subscribe("mine/#", qos=1)

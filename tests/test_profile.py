@@ -216,7 +216,7 @@ def test_envelope_splices_the_body_and_topics_follow_the_spec(golden):
     body = enc.fzss([(0, 1), (1, 9)], T0)
     payload = enc.envelope(1842, "FZSS", T0 + 0.9, body)
     assert payload.startswith(b'{"seq":1842,"type":"FZSS","mine_code":"140211001234","gateway":"gw-01",'
-                              b'"time":"2026-11-29 10:00:20","records":[')
+                              b'"time":"2026-11-29 10:00:20","ts":%.3f,"records":[' % (T0 + 0.9))
     assert payload.endswith(body + b"}")
     assert orjson.loads(payload)["records"] == orjson.loads(body)
     assert enc.topic("CDSS") == "mine/140211001234/gw-01/CDSS"

@@ -39,7 +39,8 @@ def test_payloads_carry_the_envelope_and_profile_keys_in_order(tmp_path):
     site, profile, enc, messages = gen.inputs()
     for seq, typ, t, body in messages:
         payload = orjson.loads(enc.envelope(seq, typ, t, body))
-        assert list(payload) == ["seq", "type", "mine_code", "gateway", "time", "records"]
+        assert list(payload) == ["seq", "type", "mine_code", "gateway", "time", "ts", "records"]
+        assert payload["ts"] == round(t, 3)
         assert (payload["seq"], payload["type"], payload["mine_code"], payload["gateway"]) == \
             (seq, typ, "140211001234", "gw-01")
         assert payload["records"], typ

@@ -112,7 +112,7 @@ class Encoder:
             raise ConfigError(problems)
         self._head = (b'{"seq":%d,"type":%b,"mine_code":' + orjson.dumps(info.mine_code).replace(b"%", b"%%")
                       + b',"gateway":' + orjson.dumps(info.gateway).replace(b"%", b"%%")
-                      + b',"time":%b,"records":')
+                      + b',"time":%b,"ts":%.3f,"records":')
         self._type_json = {t: orjson.dumps(t) for t in profile.records}
         self._build_cdss_templates()
 
@@ -126,9 +126,14 @@ class Encoder:
         return type in self.profile.retained
 
     def envelope(self, seq: int, type: str, time: float, body: bytes) -> bytes:
-        """The MQTT payload: seq, type, mine_code, gateway, time, records (the body, spliced as is)."""
+        """The MQTT payload: seq, type, mine_code, gateway, time, ts, records (the body, spliced as is).
+
+        `ts` is the message time as Unix seconds with milliseconds (for a live CDSS: the
+        acquisition time of its frame), so a consumer can measure end-to-end latency;
+        `time` is the profile's local-time text of the same instant.
+        """
         tj = self._type_json.get(type) or orjson.dumps(type)
-        return self._head % (seq, tj, self.times.json(time)) + body + b"}"
+        return self._head % (seq, tj, self.times.json(time), time) + body + b"}"
 
     # ------------------------------------------------------------------ generic records
 
