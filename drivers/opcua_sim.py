@@ -3,7 +3,8 @@
     python -m edge_agent.drivers.opcua_sim --port 4840 --nodes 1000 --change-every 1
 
 serves `nodes` Double variables `ns=2;s=Sim.V<i>` (browse path
-`/Objects/2:Sim/2:V<i>`), rewrites all of them every `--change-every` seconds,
+`/Objects/2:Sim/2:V<i>`), rewrites all of them every `--change-every` seconds
+(each with a new value in 0..99, so a 0-100 range sensor stays in range),
 and publishes how many subscriptions the server holds in
 `ns=2;s=Sim.SubscriptionCount` (so a test in another process can count them)
 and the number of completed rewrites in `ns=2;s=Sim.Tick` (a loaded machine
@@ -121,7 +122,7 @@ class SimServer:
             tick += 1
             for i, name in enumerate(self.names):
                 await self.server.write_attribute_value(
-                    self.nodes[name], ua.DataValue(ua.Variant(float(tick * 1000 + i), ua.VariantType.Double)))
+                    self.nodes[name], ua.DataValue(ua.Variant(float((tick * 7 + i) % 100), ua.VariantType.Double)))
                 if i % 200 == 199:   # let requests in between, as a real (threaded) server would
                     await asyncio.sleep(0)
             await self.publish_count()
