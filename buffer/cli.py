@@ -68,7 +68,7 @@ def cmd_stats(args) -> int:
 
 
 class _Progress:
-    """Progress of a large export on stderr: one updating line on a terminal, a line per 10% otherwise."""
+    """Progress of a large export on stderr: a redrawn bar on a terminal, a line per 10% otherwise."""
 
     def __init__(self, stream=sys.stderr, min_rows: int = 5000):
         self.stream, self.min_rows = stream, min_rows
@@ -83,7 +83,8 @@ class _Progress:
             now = time.monotonic()
             if now - self.last_draw >= 0.2 or done == total:
                 self.last_draw = now
-                self.stream.write(f"\rexport: {done}/{total} rows ({pct:.0f}%)" + ("\n" if done == total else ""))
+                bar = "#" * int(pct // 5) + "-" * (20 - int(pct // 5))
+                self.stream.write(f"\rexport [{bar}] {pct:3.0f}% {done}/{total} rows" + ("\n" if done == total else ""))
                 self.stream.flush()
         elif int(pct // 10) > self.last_tenth:
             self.last_tenth = int(pct // 10)

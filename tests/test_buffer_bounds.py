@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import time
 from collections import Counter
+from contextlib import contextmanager
 
 import pytest
 
@@ -122,18 +123,24 @@ def test_drop_report_is_taken_once_and_survives_restart(tmp_path, caplog):
 
 # ---------------------------------------------------------------------------- a full disk
 
-@pytest.fixture
-def tiny_fs(tmp_path):
-    """A 2 MiB tmpfs: a real filesystem that really fills up."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
+@contextmanager
+def tmpfs(mnt, size: str):
+    """A tmpfs of `size` at `mnt`: a real filesystem that really fills up (skips if mounting is impossible)."""
+    mnt.mkdir(exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True,
+                       text=True)
     if r.returncode:
         pytest.skip(f"cannot mount a tmpfs here (needs root and mount): {r.stderr.strip()}")
     try:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    with tmpfs(tmp_path / "mnt", "2m") as mnt:
+        yield mnt
 
 
 def fill_until_refused(buf: Buffer, ty: str = "CDSS", extra: int = 10, size: int = 20_000) -> list[int]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import pty
 import subprocess
 import time
 
@@ -86,6 +88,23 @@ def test_export_command_writes_a_file_and_shows_progress(tmp_path):
     assert len(out.read_text().splitlines()) == 7000
     progress = [x for x in r.stderr.splitlines() if x.startswith("export: ") and "rows" in x]
     assert progress[-1] == "export: 7000/7000 rows (100%)" and len(progress) >= 5
+    # on a terminal: one bar, redrawn in place
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(edge_agent_cmd("buffer", "export", "-c", str(tmp_path / "site.yaml"), "-o",
+                                           str(out)), stderr=slave, stdout=subprocess.DEVNULL)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:                     # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert proc.wait(30) == 0
+    assert b"\rexport [####################] 100% 7000/7000 rows" in shown
     r = subprocess.run(edge_agent_cmd("buffer", "export", "-c", str(tmp_path / "site.yaml"), "--since", "soon"),
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "--since 'soon'" in r.stderr and "Traceback" not in r.stderr
