@@ -15,6 +15,16 @@ What callers may rely on:
 - Bounds drop by class (CDSS/FZSS, then TJSJ, then CDDY/FZDY, then YCBJ),
   oldest first; `max_age` never drops definitions or alarms.  Every drop is
   counted by type (`drops`, persisted) and reported once (`take_drop_report`).
+
+Durability (what a crash can take):
+- process crash (kill -9, OOM), both modes: nothing committed; only messages
+  not yet appended and messages held in memory while the disk refused them.
+- power loss, `full`: nothing committed (every append fsyncs the WAL).  Acks
+  are written without fsync: a row may be delivered again, never lost.
+- power loss, `normal`: appends committed since the last WAL sync, which
+  happens every `sync_every` (tick) and before any row is handed to a sink;
+  so only rows no sink has seen, and their seqs are reused without a gap.
+  The file itself stays consistent in every case.
 """
 from __future__ import annotations
 

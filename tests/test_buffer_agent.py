@@ -17,6 +17,7 @@ import yaml
 from conftest import free_port
 from e2e import Proc, Subscriber, last_seq, make_site, start_simulator, wait_for
 from edge_agent.buffer import tools
+from test_buffer_bounds import tmpfs
 from test_e2e import sim  # noqa: F401  (the simulator fixture; shared, not copied)
 
 
@@ -40,6 +41,15 @@ def integrity(path) -> str:
         return db.execute("PRAGMA integrity_check").fetchone()[0]
     finally:
         db.close()
+
+
+def stop_all(agent: Proc, sim: Proc) -> int:
+    """SIGTERM the agent (its exit status), then make sure both processes are gone."""
+    try:
+        return agent.stop()
+    finally:
+        agent.kill()
+        sim.kill()
 
 
 def first_arrivals(seqs: list[int]) -> list[int]:
@@ -113,10 +123,12 @@ POINTS, POLL = 1000, 0.2       # 5,000 points/s of live CDSS: one 1000-record me
 OUTAGE = 8.0                   # seconds: a 10-minute outage shortened by the high point rate
 
 
-def high_rate_site(tmp_path, sim_port: int, mqtt_url: str | None, name: str):
+def high_rate_site(tmp_path, sim_port: int, mqtt_url: str | None, name: str, buffer_path=None):
     """The demo site plus a device of POINTS noisy temperatures, every one reported every poll."""
     path = make_site(tmp_path, sim_port, mqtt_url, name=name, realtime_every="5s")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if buffer_path is not None:
+        data["buffer"]["path"] = str(buffer_path)
     data["devices"].append({
         "name": "bulk-1", "driver": "modbus-tcp", "host": "127.0.0.1", "port": sim_port, "unit": 9,
         "poll": f"{POLL}s", "timeout": "1s", "location": "大巷",
@@ -126,12 +138,18 @@ def high_rate_site(tmp_path, sim_port: int, mqtt_url: str | None, name: str):
     return path
 
 
-def test_outage_at_high_rate_drains_oldest_first_many_times_faster_than_live(tmp_path, mosquitto_factory):
+def high_rate_setup(tmp_path, mosquitto_factory, session: str):
+    """The high-rate simulator (running) and a persistent broker (stopped) that queues for `session`."""
     port = free_port()
     sim = start_simulator(tmp_path, high_rate_site(tmp_path, port, None, "sim-site.yaml"), port)
     broker = mosquitto_factory(persistent=True)
-    Subscriber(broker.port, session="outage").start().stop()
+    Subscriber(broker.port, session=session).start().stop()
     broker.stop()
+    return port, sim, broker
+
+
+def test_outage_at_high_rate_drains_oldest_first_many_times_faster_than_live(tmp_path, mosquitto_factory):
+    port, sim, broker = high_rate_setup(tmp_path, mosquitto_factory, "outage")
     site = high_rate_site(tmp_path, port, broker.url, "site.yaml")
     buf = tmp_path / "buffer.sqlite"
     agent = Proc(["run", "-c", str(site)], tmp_path / "agent.log")
@@ -153,11 +171,7 @@ def test_outage_at_high_rate_drains_oldest_first_many_times_faster_than_live(tmp
         catch_up = time.monotonic() - t_online
         wait_for(lambda: max(sub.seqs(), default=0) >= backlog_top + 10, 20, "live data after the backlog")
     finally:
-        try:
-            rc = agent.stop()
-        finally:
-            agent.kill()
-            sim.kill()
+        rc = stop_all(agent, sim)
     assert rc == 0 and "Traceback" not in agent.text(), agent.text()[-3000:]
     last = last_seq(agent.text())
     wait_for(lambda: set(range(1, last + 1)) <= set(sub.seqs()), 20, f"every seq up to {last}")
@@ -173,3 +187,33 @@ def test_outage_at_high_rate_drains_oldest_first_many_times_faster_than_live(tmp
     assert drain_rate > 5 * live_rate
     sub.stop()
 
+
+def test_disk_full_agent_survives_logs_once_and_loses_nothing(tmp_path, mosquitto_factory):
+    port, sim, broker = high_rate_setup(tmp_path, mosquitto_factory, "diskfull")
+    with tmpfs(tmp_path / "mnt", "16m") as mnt:
+        ballast = mnt / "ballast"
+        ballast.write_bytes(b"\xff" * (14 * 2**20 + 2**19))     # leaves ~1.5 MiB: two seconds of data
+        buf = mnt / "buffer.sqlite"
+        site = high_rate_site(tmp_path, port, broker.url, "site.yaml", buffer_path=buf)
+        agent = Proc(["run", "-c", str(site)], tmp_path / "agent.log")
+        try:
+            wait_for(lambda: "cannot write" in agent.text(), 30, "the disk filling up")
+            full_at = committed(buf)
+            time.sleep(2.0)                 # the agent keeps polling into memory meanwhile
+            assert agent.proc.poll() is None and committed(buf) == full_at
+            ballast.unlink()
+            wait_for(lambda: "again" in agent.text(), 10, "the agent writing again")
+            assert committed(buf) > full_at + 5       # what was held in memory, and live data after it
+            broker.start()
+            sub = Subscriber(broker.port, session="diskfull").start()
+            top = committed(buf)
+            wait_for(lambda: max(sub.seqs(), default=0) >= top, 30, f"seq {top} delivered")
+        finally:
+            rc = stop_all(agent, sim)
+        text = agent.text()
+        assert rc == 0 and "Traceback" not in text, text[-3000:]
+        assert sum("cannot write" in line for line in text.splitlines()) == 1
+        last = last_seq(text)
+        wait_for(lambda: set(range(1, last + 1)) <= set(sub.seqs()), 20, f"every seq up to {last}")
+        assert integrity(buf) == "ok"
+        sub.stop()
