@@ -102,7 +102,9 @@ class ModbusDriver:
         """Poll until cancelled (see the module docstring for the guarantees)."""
         loop = asyncio.get_running_loop()
         period = self.device.poll
-        deadline = loop.time()
+        # spread devices over the period (golden-ratio offsets) instead of firing
+        # every device at the same instant: servers and serial gateways see an even load
+        deadline = loop.time() + (self.index * 0.6180339887 % 1.0) * min(period, 1.0)
         backoff = 0.0
         while True:
             delay = deadline - loop.time()

@@ -28,6 +28,8 @@ from edge_agent.profile.encode import Encoder
 log = logging.getLogger("edge_agent.agent")
 
 RUN_OK, RUN_LOST, RUN_UNKNOWN = 0, 1, 9      # substation run status (PROFILE.md)
+CLOCK_TICK = 0.2                             # granularity of snapshots, statistics and buffer upkeep
+SHUTDOWN_GRACE = 5.0                         # seconds a cancelled task gets before it is left behind
 POWER_UNKNOWN = 9
 
 
@@ -50,6 +52,7 @@ class Agent:
         self.buffer = Buffer(site.path(b.path), durability=b.durability, max_size=b.max_size,
                              max_age=b.max_age, sync_every=b.sync_every, memory_limit=b.memory_limit)
         self.pending: list[tuple[str, int, float, bytes]] = []
+        self._commit_at: asyncio.TimerHandle | None = None
         self.fzss_dirty = False
         self.devices = [DeviceState() for _ in site.devices]
         self.drivers = [self._driver(i) for i in range(len(site.devices))]
@@ -122,6 +125,13 @@ class Agent:
         events = k.take_events()
         if events:
             self.pending.append(("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall)))
+        if self.pending and self._commit_at is None:
+            # frames arriving within batch_every share one transaction; none waits longer
+            self._commit_at = asyncio.get_running_loop().call_later(self.site.report.batch_every, self._commit_due)
+
+    def _commit_due(self) -> None:
+        self._commit_at = None
+        self.commit()
 
     def encode_mqtt(self, row) -> tuple[str, bytes, bool]:
         enc = self.encoder
@@ -195,7 +205,7 @@ class Agent:
         next_tick = now + 1.0
         while not stop.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), timeout=self.site.report.batch_every)
+                await asyncio.wait_for(stop.wait(), timeout=CLOCK_TICK)
             except asyncio.TimeoutError:
                 pass
             self.last_clock = time.monotonic()
@@ -221,7 +231,7 @@ class Agent:
         task = self.driver_tasks[i]
         if task is not None:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await _settle([task], SHUTDOWN_GRACE)
         self.driver_tasks[i] = None
         try:
             await self.drivers[i].__aexit__(None, None, None)
@@ -266,11 +276,14 @@ class Agent:
             for i in range(len(self.drivers)):
                 await self._stop_driver(i)
             await self.clock_task
+            if self._commit_at is not None:
+                self._commit_at.cancel()
+                self._commit_at = None
             self.commit()
             await self._drain_briefly()
             for t in self.sink_tasks:
                 t.cancel()
-            await asyncio.gather(*self.sink_tasks, return_exceptions=True)
+            await _settle(self.sink_tasks, SHUTDOWN_GRACE)
         self.buffer.close()
         log.info("stopped; buffer closed at seq %d", self.buffer.next_seq - 1)
 
@@ -367,6 +380,18 @@ def _acquisition(dev) -> dict:
     """The part of a device's configuration its driver uses."""
     return dev.model_dump(exclude={"location": True, "x": True, "y": True, "z": True, "substation": True,
                                    "points": {"__all__": _NOT_ACQUISITION}})
+
+
+async def _settle(tasks: list[asyncio.Task], timeout: float) -> None:
+    """Wait for cancelled tasks to finish, but not forever: a stuck one is named and left behind."""
+    if not tasks:
+        return
+    _, stuck = await asyncio.wait(tasks, timeout=timeout)
+    for t in stuck:
+        log.warning("shutdown: %s did not stop within %gs; leaving it", t.get_name(), timeout)
+    for t in tasks:
+        if t.done() and not t.cancelled() and t.exception() is not None:
+            log.error("%s ended with an error: %s", t.get_name(), t.exception())
 
 
 class _all:

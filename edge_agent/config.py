@@ -140,7 +140,7 @@ class ReportCfg(Model):
     realtime_every: Duration = 20.0
     stats_window: Duration = 300.0
     definitions_every: Duration = 86400.0
-    batch_every: Duration = 0.2        # how long live messages may wait to be committed together
+    batch_every: Duration = 0.05       # how long live messages may wait to be committed together
 
     @field_validator("realtime_every", "stats_window")
     @classmethod

@@ -12,7 +12,7 @@ CLOCK_STALL = 10.0          # seconds without a clock tick before the pipeline c
 
 def pipeline_alive(agent) -> bool:
     """True while the clock loop turns and no driver or sink task died of a bug."""
-    if time.monotonic() - agent.last_clock > max(CLOCK_STALL, 10 * agent.site.report.batch_every):
+    if time.monotonic() - agent.last_clock > CLOCK_STALL:
         return False
     tasks = [t for t in getattr(agent, "driver_tasks", []) if t is not None] + list(getattr(agent, "sink_tasks", []))
     return not any(t.done() and not t.cancelled() for t in tasks)
