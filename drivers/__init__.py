@@ -33,9 +33,14 @@ def driver_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-def make_driver(index: int, device: Device, points: list, on_frame: Callable[[Frame], None]):
-    """A driver for `device` (`points`: its ResolvedPoints, in catalogue order)."""
-    return driver_class(device.driver)(index, device, points, on_frame)
+def make_driver(index: int, device: Device, points: list, on_frame: Callable[[Frame], None], *,
+                base_dir=None):
+    """A driver for `device` (`points`: its ResolvedPoints, in catalogue order).
+
+    `base_dir` is the site file's folder: relative certificate, key and password
+    paths are resolved against it.
+    """
+    return driver_class(device.driver)(index, device, points, on_frame, base_dir=base_dir)
 
 
 def describe(device: Device, points: list) -> list[str]:

@@ -61,7 +61,8 @@ class ModbusDriver:
     BACKOFF_START = 1.0
     BACKOFF_CAP = 60.0
 
-    def __init__(self, index: int, device: Device, points: list, on_frame: Callable[[Frame], None]):
+    def __init__(self, index: int, device: Device, points: list, on_frame: Callable[[Frame], None], *,
+                 base_dir=None):
         self.index = index
         self.device = device
         self.points = list(points)

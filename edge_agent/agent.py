@@ -101,7 +101,8 @@ class Agent:
         self.encoder = Encoder(site, self.catalog, self.profile)
 
     def _driver(self, i: int):
-        drv = make_driver(i, self.site.devices[i], self.catalog.by_device[i], self.on_frame)
+        base = Path(self.site.source).parent if self.site.source else None
+        drv = make_driver(i, self.site.devices[i], self.catalog.by_device[i], self.on_frame, base_dir=base)
         drv.state_changed = self.on_device_state
         return drv
 
@@ -309,7 +310,7 @@ class Agent:
             if getattr(old, key) != getattr(new, key):
                 log.warning("reload: %s settings changed; restart the service to apply them", key)
         new = new.model_copy(update={"buffer": old.buffer, "forward": old.forward, "metrics": old.metrics})
-        old_catalog, old_kernel, old_cddy = self.catalog, self.kernel, self.encoder.cddy(0.0)
+        old_catalog, old_cddy = self.catalog, self.encoder.cddy(0.0)
         self.site = new
         base = Path(new.source).parent if new.source else None
         self.profile = load_profile(new.profile, base=base)

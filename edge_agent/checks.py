@@ -13,12 +13,17 @@ def errors(site: Site) -> list[str]:
     from edge_agent.forward.tls import Broker, plaintext_problem
 
     out: list[str] = []
+    where = site.source or "site file"
     mq = site.forward.mqtt
     if mq is not None and mq.enabled:
         for url in mq.urls:
             problem = plaintext_problem(Broker.parse(url), mq.allow_plaintext)
             if problem:
-                out.append(f"{site.source or 'site file'}: forward.mqtt.url: {problem}")
+                out.append(f"{where}: forward.mqtt.url: {problem}")
+    for dev in site.devices:
+        if dev.driver == "opcua":
+            from edge_agent.drivers.opcua_session import config_problems
+            out += [f"{where}: devices[{dev.name}].{field}: {reason}" for field, reason in config_problems(dev)]
     return out
 
 
@@ -31,7 +36,31 @@ def warnings(site: Site) -> list[str]:
     if not ((mq is not None and mq.enabled) or (site.forward.files is not None and site.forward.files.enabled)):
         out.append(f"{where}: forward: no sink configured (mqtt or files); records will only be buffered")
     out += permission_warnings(site)
+    base = Path(site.source).parent if site.source else None
+    for dev in site.devices:
+        if dev.driver == "opcua":
+            from edge_agent.drivers.opcua_session import file_problems
+            out += [f"{where}: devices[{dev.name}].{field}: {reason}" for field, reason in file_problems(dev, base)]
     return out
+
+
+def connect_report(site: Site) -> list[str]:
+    """`check --connect`: reach every OPC UA server, resolve every node; one line per problem."""
+    import asyncio
+
+    from edge_agent.drivers.opcua import check_connect
+
+    base = Path(site.source).parent if site.source else None
+    catalog = Catalog(site, load_profile(site.profile, base=base))
+
+    async def run() -> list[str]:
+        out: list[str] = []
+        for i, dev in enumerate(site.devices):
+            if dev.driver == "opcua":
+                out += await check_connect(dev, catalog.by_device[i], base_dir=base)
+        return out
+
+    return asyncio.run(run())
 
 
 def check_report(site: Site, *, verbose: bool = False) -> list[str]:

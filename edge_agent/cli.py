@@ -85,6 +85,14 @@ def cmd_check(args) -> int:
         return 1
     for line in check_report(site, verbose=args.verbose):
         print(line)
+    if args.connect:
+        from edge_agent.checks import connect_report
+        unreachable = connect_report(site)
+        for line in unreachable:
+            print(line, file=sys.stderr)
+        if unreachable:
+            return 1
+        print("connect: every OPC UA device answered and every node resolved")
     return 0
 
 
@@ -125,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate a site file, its point tables and its profile")
     c.add_argument("-c", "--config", required=True, metavar="SITE.yaml")
     c.add_argument("-v", "--verbose", action="store_true", help="also print every device's read plan")
+    c.add_argument("--connect", action="store_true",
+                   help="also connect to every OPC UA device and resolve its nodes and browse paths")
     c.set_defaults(func=cmd_check)
 
     d = sub.add_parser("demo", help="run the built-in simulated mine and the agent on it")

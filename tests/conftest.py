@@ -34,6 +34,19 @@ def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None
             time.sleep(0.02)
 
 
+def stop_process(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
+    """SIGTERM (and SIGCONT, in case it was paused), then SIGKILL after `timeout`."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGCONT)
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class Mosquitto:
     """A mosquitto broker of the test's own, on a free loopback port, stopped by pid."""
 
@@ -70,13 +83,7 @@ class Mosquitto:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
 

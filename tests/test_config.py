@@ -218,3 +218,19 @@ def test_writable_points_are_listed(tmp_path, capsys):
     assert "writable points (1): substation-1/T1" in out
     code, out = check(tmp_path, GOOD, capsys)
     assert "writable points: none" in out
+
+
+def test_opcua_device_structure_is_checked(tmp_path, capsys):
+    opcua = textwrap.dedent("""\
+      - name: belt-plc
+        driver: opcua
+        url: opc.tcp://127.0.0.1:4840
+        security: Basic999,Sign
+        points:
+          - {id: SPD, sensor: "0060", address: "ns=2;s=Belt1.Speed"}
+    """)
+    code, out = check(tmp_path, GOOD + textwrap.indent(opcua, "  "), capsys)
+    assert code == 1
+    assert "devices[belt-plc].security" in out and "Traceback" not in out
+    code, out = check(tmp_path, GOOD + textwrap.indent(opcua.replace("Basic999,Sign", "NONE"), "  "), capsys)
+    assert code == 0, out

@@ -12,7 +12,7 @@ import time
 import pytest
 from asyncua import Client
 
-from conftest import free_port
+from conftest import free_port, stop_process
 from edge_agent.drivers.opcua_sim import ServerThread, SimServer
 from test_opcua import KernelFeed, Run, catalog, device, pt, running
 
@@ -34,14 +34,7 @@ class SimProcess:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def signal(self, sig) -> None:
