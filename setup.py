@@ -88,8 +88,8 @@ setup(
         "prometheus-client>=0.19",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "hypothesis>=6", "pyftpdlib>=1.5.9", "psutil>=5.9",
-                 "Cython>=3.0,<4"],
+        "test": ["pytest>=8", "pytest-timeout", "hypothesis>=6", "pyftpdlib>=1.5.9", "pyOpenSSL", "psutil>=5.9",
+                 "paho-mqtt>=2", "Cython>=3.0,<4"],
     },
     entry_points={"console_scripts": ["edge-agent = edge_agent.cli:main"]},
     zip_safe=False,

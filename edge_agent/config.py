@@ -227,7 +227,7 @@ class Point(Model):
     x: float | None = None
     y: float | None = None
     z: float | None = None
-    relations: str = ""
+    relations: FreeText = ""
     alarm: Alarm = Alarm()
     cutoff: Cutoff = Cutoff()
     warn: Warn = Warn()
@@ -312,7 +312,7 @@ DriverName = Literal["modbus-tcp", "modbus-rtu", "modbus-rtu-tcp", "opcua"]
 class Device(Model):
     name: str
     driver: DriverName
-    substation: str | None = None      # substation code in records; default: 3-digit position
+    substation: FreeText | None = None   # substation code in records; default: 3-digit position
     location: FreeText = ""
     x: float | None = None
     y: float | None = None
