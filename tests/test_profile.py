@@ -142,13 +142,12 @@ def test_check_rejects_framing_characters_in_free_text(tmp_path, field, kw, char
     assert len(lines) == 1 and field in lines[0] and char in lines[0] and "remove it" in lines[0], lines
 
 
-def test_encoder_rejects_framing_characters_in_relations(tmp_path):
-    site = load_site(site_file(tmp_path, relations="D-1;D-2"))
-    profile = load_profile(site.profile)
+def test_framing_characters_in_relations_are_rejected_at_load(tmp_path):
+    # `check` (load_site) refuses them, before any encoder exists
     with pytest.raises(ConfigError) as exc:
-        Encoder(site, Catalog(site, profile), profile)
+        load_site(site_file(tmp_path, relations="D-1;D-2"))
     (line,) = problems(exc)
-    assert "devices[gas-1].points[01].relations: 'D-1;D-2' contains ';'" in line
+    assert "devices[gas-1].points[01].relations: contains ';'" in line
 
 
 def test_a_province_variant_is_a_copied_and_edited_profile(tmp_path):
