@@ -218,7 +218,7 @@ def _overfill(c: _Ctx) -> bool:
 class Rule:
     name: str
     template: str
-    point: str                   # the signal whose point carries the records
+    point: tuple[str, ...]       # the signal whose point carries the records: the first one mapped
     needs: tuple[str, ...]       # signals that must be mapped (else: not configured)
     test: Callable[[_Ctx], bool]
     hold: str | None = None      # parameter: how long the condition must hold before it opens
@@ -227,15 +227,15 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("belt_slip", "belt", "belt_speed", ("running", "belt_speed"), _slip, hold="slip_for"),
-    Rule("belt_overload", "belt", "current", ("current",), _overload, hold="overload_for"),
-    Rule("belt_idle_current", "belt", "current", ("running", "current"), _idle_current, hold="idle_for"),
-    Rule("belt_fire", "belt", "bearing_temp", ("running",), _fire, clear=30.0,
+    Rule("belt_slip", "belt", ("belt_speed",), ("running", "belt_speed"), _slip, hold="slip_for"),
+    Rule("belt_overload", "belt", ("current",), ("current",), _overload, hold="overload_for"),
+    Rule("belt_idle_current", "belt", ("current",), ("running", "current"), _idle_current, hold="idle_for"),
+    Rule("belt_fire", "belt", ("bearing_temp", "co", "smoke"), ("running",), _fire, clear=30.0,
          history=(("bearing_temp", "fire_window"), ("co", "fire_window"))),
-    Rule("bin_block", "bin", "level", ("feeder", "level"), _block,
+    Rule("bin_block", "bin", ("level",), ("feeder", "level"), _block,
          history=(("level", "block_for"), ("feeder", "block_for"))),
-    Rule("bin_collapse", "bin", "level", ("level",), _collapse, history=(("level", "collapse_within"),)),
-    Rule("bin_overfill", "bin", "level", ("inflow", "level"), _overfill, hold="overfill_for"),
+    Rule("bin_collapse", "bin", ("level",), ("level",), _collapse, history=(("level", "collapse_within"),)),
+    Rule("bin_overfill", "bin", ("level",), ("inflow", "level"), _overfill, hold="overfill_for"),
 )
 
 
@@ -269,7 +269,7 @@ class _Unit:
         for rule in RULES:
             if rule.template != eq.template:
                 continue
-            point = self.index.get(rule.point, self.index.get("co", self.index.get("smoke", -1)))
+            point = next((self.index[s] for s in rule.point if s in self.index), -1)
             entry = codes.get(rule.name) or {}
             dp = DerivedPoint(eq.name, rule.name, str(entry.get("code", "")), str(entry.get("name", "")), point)
             absent = [s for s in rule.needs if s not in self.index]

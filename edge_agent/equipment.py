@@ -270,6 +270,12 @@ def expand_equipment(data: dict, lines: dict[tuple, int], where: str) -> list[Pr
         return None
 
     for ei, item in enumerate(items):
+        device = item.get("device") if isinstance(item, dict) else None
+        if isinstance(device, str) and device not in by_name:
+            problems.append(Problem(where, line("equipment", ei, "device"), f"equipment[{item.get('name', ei)}].device",
+                                    f"no device named {device!r}; name one of: "
+                                    f"{', '.join(str(n) for n in by_name) or '(none)'}"))
+            continue
         try:
             eq = Equipment.model_validate(item)
         except ValidationError:
@@ -279,12 +285,7 @@ def expand_equipment(data: dict, lines: dict[tuple, int], where: str) -> list[Pr
                                     f"equipment name {eq.name!r} is used twice"))
             continue
         names.add(eq.name)
-        di = by_name.get(eq.device)
-        if di is None:
-            problems.append(Problem(where, line("equipment", ei, "device"), f"equipment[{eq.name}].device",
-                                    f"no device named {eq.device!r}; name one of: "
-                                    f"{', '.join(str(n) for n in by_name) or '(none)'}"))
-            continue
+        di = by_name[eq.device]
         dev = devices[di]
         pts = dev.setdefault("points", [])
         if not isinstance(pts, list):

@@ -146,3 +146,41 @@ def test_two_equipment_on_one_device_need_different_prefixes_and_names(tmp_path)
     second = len((HEAD + BELT).splitlines()) + 1
     assert got == [f"{tmp_path / 'site.yaml'}:{second}: equipment[main-belt].name: "
                    "equipment name 'main-belt' is used twice"], got
+
+
+def test_check_command_prints_one_line_per_equipment_mistake(tmp_path):
+    import subprocess
+    from conftest import edge_agent_cmd
+    text = HEAD + BELT.replace("device: belt-1", "device: belt-2").replace("running:", "runing:")
+    path = tmp_path / "site.yaml"
+    path.write_text(text, encoding="utf-8")
+    out = subprocess.run(edge_agent_cmd("check", "-c", str(path)), capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1, out
+    lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
+    assert "Traceback" not in out.stderr
+    assert len(lines) == 2, lines
+    lines.sort(key=lambda ln: int(ln.split("site.yaml:")[1].split(":")[0]))
+    assert f"site.yaml:{line_of(text, 'signals:')}: equipment[main-belt].signals: unknown signal 'runing'" in lines[1]
+    assert "a belt needs signal 'running'" in lines[1]
+    assert lines[0].endswith(f"site.yaml:{line_of(text, 'belt-2')}: equipment[main-belt].device: no device named "
+                             "'belt-2'; name one of: belt-1, bin-1"), lines
+
+
+def test_opcua_node_ids_are_addresses_too(tmp_path):
+    text = """\
+site: {mine_code: "140211001234", gateway: gw-t}
+buffer: {path: b.sqlite}
+devices:
+  - {name: belt-2, driver: opcua, url: "opc.tcp://127.0.0.1:4840"}
+equipment:
+  - name: belt
+    template: belt
+    device: belt-2
+    ids: P
+    signals: {running: "ns=2;s=Belt2.Run", belt_speed: "ns=2;s=Belt2.Speed"}
+    rules: {nominal_speed: 4.0}
+"""
+    site = load(tmp_path, text)
+    assert [(p.id, p.address) for p in site.devices[0].points] == [("P1", "ns=2;s=Belt2.Run"),
+                                                                   ("P2", "ns=2;s=Belt2.Speed")]
+    assert site.equipment[0].params()["nominal_speed"] == 4.0
