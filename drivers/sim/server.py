@@ -61,6 +61,7 @@ class SimulatedDevice:
         self.rng = rng
         self.last: dict[str, float] = {}
         self._at = -1.0
+        self._images: dict[str, list[int]] | None = None
 
     def simdevice(self) -> SimDevice:
         blocks: list[list[SimData]] = []
@@ -85,6 +86,7 @@ class SimulatedDevice:
             self._at = now
             self.last = self.model.values(now)
             self.last.update(self.pinned)
+            self._images = None
         return self.last
 
     async def _action(self, fc: int, start: int, address: int, count: int, registers: list[int],
@@ -103,20 +105,38 @@ class SimulatedDevice:
         return None
 
     def _refresh(self, area: str, start: int, registers: list[int]) -> None:
-        vals = self.values()
+        """Copy the requested words out of this refresh's register image of `area`."""
+        self.values()
+        if self._images is None:
+            self._images = self._encode_all()
+        image = self._images.get(area, ())
+        n = len(registers)
+        words = image[start:start + n]
+        registers[:len(words)] = words
+
+    def _encode_all(self) -> dict[str, list[int]]:
+        """Every area as 16-bit words, encoded once per refresh (not once per request and point)."""
+        vals = self.last
+        images: dict[str, list[int]] = {}
         for pid, c in self.codecs.items():
-            if c.area != area:
-                continue
+            img = images.setdefault(c.area, [])
             v = vals[pid]
             if c.is_bits:       # 16 bits per register, bit address = register * 16 + bit
-                i, bit = c.address // 16 - start, c.address % 16
-                registers[i] = (registers[i] & ~(1 << bit)) | ((1 if v else 0) << bit)
+                i, bit = c.address // 16, c.address % 16
+                _grow(img, i + 1)
+                img[i] = (img[i] & ~(1 << bit)) | ((1 if v else 0) << bit)
             elif c.bit is not None:
-                i = c.address - start
-                registers[i] = (registers[i] & ~(1 << c.bit)) | ((1 if v else 0) << c.bit)
+                _grow(img, c.address + 1)
+                img[c.address] = (img[c.address] & ~(1 << c.bit)) | ((1 if v else 0) << c.bit)
             else:
-                i = c.address - start
-                registers[i:i + c.count] = c.encode(v)
+                _grow(img, c.address + c.count)
+                img[c.address:c.address + c.count] = c.encode(v)
+        return images
+
+
+def _grow(img: list[int], n: int) -> None:
+    if len(img) < n:
+        img.extend([0] * (n - len(img)))
 
 
 class _FaultyHandler(ServerRequestHandler):
