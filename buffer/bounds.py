@@ -10,13 +10,15 @@ from __future__ import annotations
 import sqlite3
 from typing import Callable
 
+from edge_agent.buffer import counts
 from edge_agent.buffer.schema import ADD_DROPS, PROTECTED, transaction
 
 ROW_OVERHEAD = 64            # bytes a row costs beyond its body, for size estimates
 CLASSES = (0, 1, 2, 3)       # drop order (schema.PRIORITY)
 Counts = dict[str, tuple[int, int]]
 
-OLDEST_IN_CLASS = "SELECT seq, type, length(body), time FROM messages WHERE prio = ? AND seq > ? ORDER BY seq LIMIT ?"
+OLDEST_IN_CLASS = ("SELECT seq, type, length(body), time, sinks FROM messages WHERE prio = ? AND seq > ? "
+                   "ORDER BY seq LIMIT ?")
 DELETE = "DELETE FROM messages WHERE seq = ?"
 
 
@@ -48,13 +50,14 @@ def _oldest(db: sqlite3.Connection, cls: int, need: int | None, cutoff: float | 
 
 
 def _delete(db: sqlite3.Connection, victims: list[tuple]) -> Counts:
-    counts: Counts = {}
-    for _, ty, size, _ in victims:
-        _add(counts, ty, size)
+    dropped: Counts = {}
+    for _, ty, size, _, _ in victims:
+        _add(dropped, ty, size)
     with transaction(db):
         db.executemany(DELETE, [(v[0],) for v in victims])
-        db.executemany(ADD_DROPS, [(t, n, b, n) for t, (n, b) in counts.items()])
-    return counts
+        counts.add(db, [(ty, sinks, size) for _, ty, size, _, sinks in victims], sign=-1)
+        db.executemany(ADD_DROPS, [(t, n, b, n) for t, (n, b) in dropped.items()])
+    return dropped
 
 
 def enforce_size(db: sqlite3.Connection, page_size: int, max_size: int, record: Callable[[Counts], None]) -> None:

@@ -15,6 +15,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from edge_agent.buffer import counts
 from edge_agent.buffer.schema import connect, migrate, priority, transaction
 
 log = logging.getLogger("edge_agent.buffer")
@@ -32,7 +33,8 @@ def _check(db: sqlite3.Connection) -> None:
     except sqlite3.DatabaseError as exc:
         raise CorruptFile(str(exc)) from exc
     if res != [("ok",)]:
-        raise CorruptFile("; ".join(r[0] for r in res[:3]))
+        lines = [line for r in res for line in str(r[0]).splitlines()]
+        raise CorruptFile(lines[0] + (f" (and {len(lines) - 1} more problems)" if len(lines) > 1 else ""))
 
 
 def _is_corrupt(exc: BaseException) -> bool:
@@ -85,6 +87,7 @@ def salvage(old: Path, db: sqlite3.Connection) -> tuple[int, int]:
                 top = chunk[-1][0]
             next_seq = max(next_seq, top + 1)
             db.execute(SET_NEXT, (next_seq,))
+            counts.recount(db)
     finally:
         src.close()
     return copied, next_seq

@@ -9,7 +9,7 @@ from typing import Iterator
 
 log = logging.getLogger("edge_agent.buffer")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Drop order when a bound is reached: lowest class first, oldest first inside a class.
 # Realtime values are superseded by the next snapshot; statistics next; definitions are
@@ -47,6 +47,15 @@ CREATE INDEX IF NOT EXISTS messages_prio ON messages(prio, seq);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value
+);
+CREATE TABLE IF NOT EXISTS type_counts (
+    type  TEXT PRIMARY KEY,
+    rows  INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sink_counts (
+    bit   INTEGER PRIMARY KEY,
+    rows  INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS drops (
     type       TEXT PRIMARY KEY,
@@ -130,13 +139,14 @@ def migrate(db: sqlite3.Connection) -> None:
     cols = {r[1] for r in db.execute("PRAGMA table_info(messages)")}
     if version == SCHEMA_VERSION and "prio" in cols:
         return
+    from edge_agent.buffer.counts import recount
     with transaction(db):
         # executescript() would commit first: run the statements one by one inside this transaction
         if cols and "prio" not in cols:
             for stmt in _statements(MIGRATE_V0):
                 db.execute(stmt)
-            log.info("buffer: migrated %s from schema 0 to %d", db.execute("PRAGMA database_list").fetchone()[2],
-                     SCHEMA_VERSION)
+            log.info("buffer: migrated %s from schema 0", db.execute("PRAGMA database_list").fetchone()[2])
         for stmt in _statements(SCHEMA):
             db.execute(stmt)
+        recount(db)                     # schema 2 keeps running counts; older files start from a scan
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

@@ -36,6 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import orjson
+
+from edge_agent.buffer import counts
 from edge_agent.buffer.bounds import enforce_age, enforce_size, row_cost, shed, used_bytes
 from edge_agent.buffer.drops import DropLog
 from edge_agent.buffer.opening import open_db
@@ -51,10 +54,12 @@ INSERT = "INSERT INTO messages(seq, type, prio, sinks, time, body) VALUES (?,?,?
 SET_META = "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"
 PEEK = {bit: f"SELECT seq, type, time, body FROM messages INDEXED BY pending_{name} "
              f"WHERE sinks & {bit} AND seq > ? ORDER BY seq LIMIT ?" for name, bit in SINKS.items()}
-BACKLOG = {bit: f"SELECT count(*) FROM messages INDEXED BY pending_{name} WHERE sinks & {bit}"
-           for name, bit in SINKS.items()}
-ACK = {bit: f"UPDATE messages SET sinks = sinks & {ALL_SINKS & ~bit} WHERE seq = ?" for bit in SINKS.values()}
-DELETE_DONE = "DELETE FROM messages WHERE seq = ? AND sinks = 0"
+# acks: the seqs as one JSON array parameter, so the SQL stays fixed whatever the batch size
+ACK = {bit: f"UPDATE messages SET sinks = sinks & {ALL_SINKS & ~bit} "
+            f"WHERE seq IN (SELECT value FROM json_each(?)) AND sinks & {bit} RETURNING seq"
+       for bit in SINKS.values()}
+DELETE_DONE = ("DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?)) AND sinks = 0 "
+               "RETURNING type, length(body)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +156,7 @@ class Buffer:
     def _insert(self, rows: list[tuple]) -> None:
         with transaction(self.db) as db:
             db.executemany(INSERT, rows)
+            counts.add(db, [(r[1], r[3], len(r[5])) for r in rows])
             db.execute(SET_META, ("next_seq", rows[-1][0] + 1))
             unsaved = self._drops.unsaved
             if unsaved:
@@ -226,15 +232,15 @@ class Buffer:
 
     def _write_acks(self, bit: int, seqs: list[int]) -> None:
         db = self.db
-        params = [(s,) for s in seqs]
+        params = (orjson.dumps(seqs).decode(),)
         # An ack lost to a power cut only means a redelivery (at-least-once), so `full`
         # need not pay an fsync for it.
         if self.durability == "full":
             db.execute("PRAGMA synchronous=NORMAL")
         try:
             with transaction(db):
-                db.executemany(ACK[bit], params)
-                db.executemany(DELETE_DONE, params)
+                cleared = len(db.execute(ACK[bit], params).fetchall())
+                counts.acked(db, bit, cleared, db.execute(DELETE_DONE, params).fetchall())
         finally:
             if self.durability == "full":
                 db.execute("PRAGMA synchronous=FULL")
@@ -249,7 +255,8 @@ class Buffer:
         bit = SINKS[sink]
         held = sum(1 for r in self._held if r[3] & bit)
         try:
-            return self.db.execute(BACKLOG[bit]).fetchone()[0] + held
+            row = self.db.execute("SELECT rows FROM sink_counts WHERE bit = ?", (bit,)).fetchone()
+            return (row[0] if row else 0) + held
         except Exception as exc:
             if disk_error(exc) is None:
                 raise

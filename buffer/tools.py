@@ -17,20 +17,29 @@ from typing import Callable, Iterable, TextIO
 
 import orjson
 
-from edge_agent.buffer.schema import ADD_DROPS, SINKS, transaction
+from edge_agent.buffer import counts
+from edge_agent.buffer.schema import ADD_DROPS, SINKS, priority, transaction
 from edge_agent.errors import EdgeAgentError
 from edge_agent.units import parse_duration
 
 
 def table_stats(db: sqlite3.Connection, now: float | None = None) -> dict:
-    """Rows, body bytes and oldest time per type; per-sink backlog; drops stored in the file."""
+    """Rows, body bytes and oldest age per type; per-sink backlog; drops stored in the file.
+
+    Reads the running counts (schema 2); a file of an older schema is scanned instead.
+    """
     now = time.time() if now is None else now
-    by_type = {}
-    for t, n, b, oldest in db.execute("SELECT type, count(*), sum(length(body)), min(time) FROM messages "
-                                      "GROUP BY type ORDER BY type"):
-        by_type[t] = {"rows": n, "bytes": b or 0, "oldest_age": max(0.0, now - oldest)}
-    backlog = {s: db.execute("SELECT count(*) FROM messages WHERE sinks & ?", (bit,)).fetchone()[0]
-               for s, bit in SINKS.items()}
+    try:
+        by_type, backlog = counts.read(db)
+        oldest = {t: db.execute("SELECT time FROM messages WHERE prio = ? AND type = ? ORDER BY seq LIMIT 1",
+                                (priority(t), t)).fetchone() for t in by_type}
+        types = {t: (n, b, oldest[t][0] if oldest[t] else now) for t, (n, b) in by_type.items()}
+    except sqlite3.OperationalError:     # no counts tables: an older file the agent has not opened yet
+        types = {t: (n, b or 0, tm) for t, n, b, tm in db.execute(
+            "SELECT type, count(*), sum(length(body)), min(time) FROM messages GROUP BY type ORDER BY type")}
+        backlog = {s: db.execute("SELECT count(*) FROM messages WHERE sinks & ?", (bit,)).fetchone()[0]
+                   for s, bit in SINKS.items()}
+    by_type = {t: {"rows": n, "bytes": b, "oldest_age": max(0.0, now - tm)} for t, (n, b, tm) in types.items()}
     try:
         drops = {t: n for t, n in db.execute("SELECT type, total FROM drops WHERE total > 0 ORDER BY type")}
     except sqlite3.OperationalError:     # a schema-0 file has no drops table
@@ -176,13 +185,18 @@ def purge(path: str | Path, types: Iterable[str]) -> dict[str, tuple[int, int]]:
         where, params = _where(None, types)
         try:
             with transaction(db):
-                counts = {t: (n, b or 0) for t, n, b in db.execute(
-                    "SELECT type, count(*), sum(length(body)) FROM messages" + where + " GROUP BY type", params)}
-                db.execute("DELETE FROM messages" + where, params)
-                db.executemany(ADD_DROPS, [(t, n, b, n) for t, (n, b) in counts.items()])
+                gone = db.execute("DELETE FROM messages" + where + " RETURNING type, sinks, length(body)",
+                                  params).fetchall()
+                done: dict[str, tuple[int, int]] = {}
+                for t, _, size in gone:
+                    n, b = done.get(t, (0, 0))
+                    done[t] = (n + 1, b + size)
+                if db.execute("PRAGMA user_version").fetchone()[0] >= 2:
+                    counts.add(db, gone, sign=-1)
+                db.executemany(ADD_DROPS, [(t, n, b, n) for t, (n, b) in done.items()])
         except sqlite3.OperationalError as exc:
             raise EdgeAgentError(f"{path}: purge failed ({exc}); nothing was deleted") from exc
-        return counts
+        return done
     finally:
         db.close()
 

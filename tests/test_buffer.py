@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from edge_agent.buffer import ALL_SINKS, SINKS, Buffer, Row
+from edge_agent.buffer import ALL_SINKS, SINKS, Buffer, Row, counts
 
 MQTT, FILES = SINKS["mqtt"], SINKS["files"]
 
@@ -19,6 +19,15 @@ MQTT, FILES = SINKS["mqtt"], SINKS["files"]
 def batch(types: str, mask: int = ALL_SINKS, size: int = 100, t: float | None = None) -> list[tuple]:
     t = time.time() if t is None else t
     return [(ty, mask, t, ty.encode() * (size // 4)) for ty in types.split()]
+
+
+def assert_counts_exact(db) -> None:
+    """The running counts equal a full scan of the rows."""
+    by_type = {t: (n, b) for t, n, b in db.execute(
+        "SELECT type, count(*), sum(length(body)) FROM messages GROUP BY type ORDER BY type")}
+    owed = {s: db.execute("SELECT count(*) FROM messages WHERE sinks & ?", (bit,)).fetchone()[0]
+            for s, bit in SINKS.items()}
+    assert counts.read(db) == (by_type, owed)
 
 
 def seqs_in(path) -> list[int]:
@@ -76,7 +85,10 @@ def test_sinks_drain_independently(tmp_path):
     assert seqs_in(path) == list(range(26, 51)) + [52]
     assert buf.peek("files", 1)[0].seq == 26
     buf.ack("files", [26, 26, 999])                # repeats and unknown seqs are harmless
+    buf.ack("mqtt", [27, 28])                      # and so are acks of a sink that already acked
     assert buf.backlog("files") == 25
+    assert_counts_exact(buf.db)
+    assert buf.stats()["by_type"]["CDSS"]["rows"] == 24
     buf.close()
 
 
@@ -163,23 +175,27 @@ def test_corrupt_file_is_moved_aside_with_one_line(tmp_path, caplog):
     assert Buffer(path).next_seq == 2             # the new file is healthy: no second move
 
 
-def test_damaged_pages_are_detected_at_open(tmp_path, caplog):
+def test_damaged_table_is_detected_at_open(tmp_path, caplog):
+    """The messages table's root page is destroyed: nothing to salvage; seq still continues."""
     path = tmp_path / "b.sqlite"
     buf = Buffer(path)
     for _ in range(20):
         buf.append(batch("CDSS " * 20, size=3000))
     buf.close()
+    db = sqlite3.connect(path)
+    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name='messages'").fetchone()[0]
+    page = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
     data = bytearray(path.read_bytes())
-    page = 4096
-    assert len(data) > 20 * page
-    for p in range(2, 12):                        # scribble over b-tree pages, keep the header
-        data[p * page:p * page + 200] = b"\xa5" * 200
+    data[(root - 1) * page:root * page] = b"\xa5" * page
     path.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING, logger="edge_agent.buffer"):
         buf = Buffer(path)
     assert len(list(tmp_path.glob("b.sqlite.corrupt-*"))) == 1
-    assert sum("corrupt" in r.getMessage() for r in caplog.records) == 1
-    assert buf.append(batch("YCBJ")) == [1]
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "is corrupt" in line and "0 messages still readable" in line and "\n" not in line
+    assert "seq continues at 401" in line                  # the meta table survived: no seq reset
+    assert buf.append(batch("YCBJ")) == [401]
     buf.close()
 
 
@@ -206,6 +222,7 @@ def test_readable_messages_of_a_damaged_file_are_salvaged(tmp_path, caplog):
     assert [r.seq for r in buf.peek("files", 100)] == seqs[3:]
     assert buf.append(batch("CDSS")) == [31]
     assert buf.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert_counts_exact(buf.db)
     buf.close()
 
 
@@ -234,4 +251,8 @@ def test_schema_0_file_is_migrated(tmp_path):
     assert prio == {"CDSS": 0, "YCBJ": 3, "TJSJ": 1}
     assert buf.append(batch("CDSS")) == [9]
     buf.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert_counts_exact(db)
+    assert counts.read(db) == ({"CDSS": (2, 101), "TJSJ": (1, 1), "YCBJ": (1, 1)}, {"mqtt": 3, "files": 3})
+    db.close()

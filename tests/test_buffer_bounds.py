@@ -12,6 +12,7 @@ import pytest
 
 from edge_agent.buffer import ALL_SINKS, SINKS, Buffer
 from edge_agent.errors import EdgeAgentError
+from test_buffer import assert_counts_exact
 
 BODY = 4000
 
@@ -37,6 +38,7 @@ def check_counters(buf: Buffer, appended: dict[str, list[int]]) -> dict[str, int
         if len(seqs) - len(kept):
             gone[ty] = len(seqs) - len(kept)
     assert buf.drops == gone
+    assert_counts_exact(buf.db)
     return gone
 
 

@@ -15,6 +15,7 @@ import pytest
 from edge_agent.buffer import ALL_SINKS, SINKS, Buffer, tools
 from edge_agent.errors import EdgeAgentError
 from conftest import edge_agent_cmd
+from test_buffer import assert_counts_exact
 
 SITE = """\
 site:
@@ -132,6 +133,7 @@ def test_purge_asks_and_counts_as_drops(site):
     st = tools.stats(path)
     assert st["rows"] == 0 and st["drops"] == {"CDSS": 3, "TJSJ": 1, "YCBJ": 2}
     buf = Buffer(path)                                       # the agent sees them as drops to report
+    assert_counts_exact(buf.db)
     assert buf.take_drop_report()["drops"] == {"CDSS": 3, "TJSJ": 1, "YCBJ": 2}
     assert buf.append([("CDSS", ALL_SINKS, time.time(), b"[]")]) == [7]
     buf.close()
