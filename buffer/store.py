@@ -58,6 +58,8 @@ PEEK = {bit: f"SELECT seq, type, time, body FROM messages INDEXED BY pending_{na
 ACK = {bit: f"UPDATE messages SET sinks = sinks & {ALL_SINKS & ~bit} "
             f"WHERE seq IN (SELECT value FROM json_each(?)) AND sinks & {bit} RETURNING seq"
        for bit in SINKS.values()}
+FLUSH_CHUNK = 256 * 1024      # held rows go back to the file in transactions of about this size
+
 DELETE_DONE = ("DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?)) AND sinks = 0 "
                "RETURNING type, length(body)")
 
@@ -173,10 +175,13 @@ class Buffer:
             self._shed_memory()
 
     def _shed_memory(self) -> None:
-        """Drop held rows, lowest class and oldest first, until the hold fits memory_limit."""
-        self._held, counts = shed(self._held, self._held_bytes - self.memory_limit)
+        """Drop held rows, lowest class and oldest first, until the hold fits memory_limit.
+
+        (Dropping old rows of the file instead cannot help: on a full disk even a DELETE
+        needs WAL space.)"""
+        self._held, gone = shed(self._held, self._held_bytes - self.memory_limit)
         self._held_bytes = sum(row_cost(r) for r in self._held)
-        self._drops.record("memory", counts, saved=False)
+        self._drops.record("memory", gone, saved=False)
 
     def _failed(self, reason: str) -> None:
         self._retry_at = time.monotonic() + self.retry_every
@@ -317,14 +322,32 @@ class Buffer:
             self._guard(self._enforce_size)
         self._drops.tick(now)
 
+    def _flush_held(self) -> bool:
+        """Commit held rows in order, a chunk per transaction (what fits is kept); True when all are in."""
+        done = 0
+        while done < len(self._held):
+            chunk, size = [], 0
+            for r in self._held[done:]:
+                if chunk and size + row_cost(r) > FLUSH_CHUNK:
+                    break
+                chunk.append(r)
+                size += row_cost(r)
+            if not self._guard(self._insert, chunk):
+                break
+            done += len(chunk)
+            self._held_bytes -= size
+        if done:
+            del self._held[:done]
+        return not self._held
+
     def _retry(self) -> None:
         ok = True
         if self._held:
-            ok = self._guard(self._insert, self._held)
+            n = len(self._held)
+            ok = self._flush_held()
             if ok:
                 log.warning("buffer: writing to %s again after %.0fs; %d messages held in memory are committed",
-                            self.path, time.monotonic() - self._trouble_since, len(self._held))
-                self._held, self._held_bytes = [], 0
+                            self.path, time.monotonic() - self._trouble_since, n)
         if ok and self._held_acks:
             ok = self._guard(self._write_held_acks)
         if ok and self._trouble is not None:

@@ -223,3 +223,25 @@ def test_read_only_filesystem_at_start_is_one_clear_error(tiny_fs):
         Buffer(tiny_fs / "b.sqlite")
     text = str(info.value)
     assert str(tiny_fs / "b.sqlite") in text and "writable" in text and "\n" not in text
+
+
+def test_held_rows_go_back_in_order_as_space_returns_bit_by_bit(tiny_fs):
+    ballast = [tiny_fs / "ballast1", tiny_fs / "ballast2"]
+    for b in ballast:
+        b.write_bytes(b"\xff" * 450_000)
+    buf = Buffer(tiny_fs / "b.sqlite", retry_every=0, sync_every=0)
+    seqs = fill_until_refused(buf, extra=15)            # ~400 kB held: written to the WAL, then the file
+    held = buf.held
+
+    def committed() -> list[int]:
+        return [s for s, in buf.db.execute("SELECT seq FROM messages ORDER BY seq")]
+
+    ballast[0].unlink()
+    buf.tick()
+    assert 0 < buf.held < held                          # what fits is committed, the rest still waits
+    assert committed() == seqs[:len(committed())]       # in order, no gap
+    ballast[1].unlink()
+    buf.tick()
+    buf.tick()
+    assert buf.held == 0 and committed() == seqs
+    buf.close()
