@@ -18,6 +18,7 @@ from pathlib import Path
 from edge_agent import health, sdnotify
 from edge_agent.buffer import SINKS, Buffer
 from edge_agent.config import Site
+from edge_agent.derived import Derived
 from edge_agent.drivers import make_driver
 from edge_agent.filtering import Kernel
 from edge_agent.frame import Frame
@@ -99,6 +100,7 @@ class Agent:
         self.kernel = Kernel(len(self.catalog), self.catalog.thresholds(),
                              realtime_every=rep.realtime_every, stats_window=rep.stats_window)
         self.encoder = Encoder(site, self.catalog, self.profile)
+        self.derived = Derived(site, self.catalog)
 
     def _driver(self, i: int):
         base = Path(self.site.source).parent if self.site.source else None
@@ -124,6 +126,10 @@ class Agent:
         # value moved); drain them so the kernel's change log stays bounded
         k.take_changes()
         events = k.take_events()
+        if self.derived.units:
+            derived = self.derived.process(frame, k)
+            if derived:
+                events = [*events, *derived]
         if events:
             self.pending.append(("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall)))
         if self.pending and self._commit_at is None:
@@ -316,6 +322,7 @@ class Agent:
         self.profile = load_profile(new.profile, base=base)
         self.catalog = Catalog(new, self.profile)
         self.encoder = Encoder(new, self.catalog, self.profile)
+        self.derived = Derived(new, self.catalog)
         same_points = [(p.device, p.id) for p in old_catalog.points] == [(p.device, p.id) for p in self.catalog.points] \
             and [d.name for d in old.devices] == [d.name for d in new.devices]
         rep = new.report
