@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pty
+import sqlite3
 import subprocess
 import time
 
@@ -15,7 +16,7 @@ import pytest
 from edge_agent.buffer import ALL_SINKS, SINKS, Buffer, tools
 from edge_agent.errors import EdgeAgentError
 from conftest import edge_agent_cmd
-from test_buffer import assert_counts_exact
+from test_buffer import V0_SCHEMA, assert_counts_exact
 
 SITE = """\
 site:
@@ -148,3 +149,17 @@ def test_bad_site_file_is_one_line_per_problem(tmp_path):
     r = subprocess.run(edge_agent_cmd("buffer", "stats", "-c", str(tmp_path / "ok.yaml")),
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "no buffer file" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_stats_of_a_file_the_agent_has_not_migrated_yet(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(V0_SCHEMA)
+    db.executemany("INSERT INTO messages VALUES (?,?,?,?,?)",
+                   [(1, "CDSS", 3, time.time(), b"ab"), (2, "YCBJ", 1, time.time(), b"c")])
+    db.commit()
+    db.close()
+    st = tools.stats(path)                                  # read as it is: nothing migrated, nothing written
+    assert st["by_type"]["CDSS"]["rows"] == 1 and st["backlog"] == {"mqtt": 2, "files": 1}
+    assert st["next_seq"] == 3 and st["drops"] == {}
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 0
