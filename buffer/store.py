@@ -382,6 +382,12 @@ class Buffer:
         out["disk_error"] = self._trouble
         return out
 
+    def __enter__(self) -> "Buffer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         """Commit what is held if the disk allows, checkpoint, close.  Safe to call twice."""
         if self.db is None:

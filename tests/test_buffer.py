@@ -58,10 +58,10 @@ def test_append_peek_ack_and_seq_continues_after_restart(tmp_path):
     assert buf.next_seq == 4
     assert buf.append(batch("CDSS")) == [4]
     buf.close()
-    buf = Buffer(path)
-    assert buf.append(batch("CDSS CDSS")) == [5, 6]
-    assert [r.seq for r in buf.peek("files", 10)] == [4, 5, 6]
-    buf.close()
+    with Buffer(path) as buf:
+        assert buf.append(batch("CDSS CDSS")) == [5, 6]
+        assert [r.seq for r in buf.peek("files", 10)] == [4, 5, 6]
+    buf.close()                                          # closing twice is harmless
 
 
 def test_sinks_drain_independently(tmp_path):
