@@ -276,10 +276,17 @@ class Buffer:
             return
         wal = str(self.path) + "-wal"
         try:
-            if self._wal_fd is None or os.fstat(self._wal_fd).st_ino != os.stat(wal).st_ino:
+            fresh = self._wal_fd is None or os.fstat(self._wal_fd).st_ino != os.stat(wal).st_ino
+            if fresh:
                 self._close_wal()
                 self._wal_fd = os.open(wal, os.O_RDONLY)
             os.fsync(self._wal_fd)
+            if fresh:                   # a new WAL file: its directory entry must survive a power cut too
+                dir_fd = os.open(self.path.parent, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
         except FileNotFoundError:       # no WAL: a checkpoint syncs the database file
             self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self._synced_top = top
