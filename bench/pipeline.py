@@ -2,19 +2,32 @@
 """End-to-end pipeline benchmark: simulated devices -> `edge-agent run` -> mosquitto -> subscriber.
 
 Starts, each in its own process: the simulated Modbus TCP devices
-(`edge-agent simulate`), a mosquitto on a free loopback port, a subscriber
-that counts records and checks `seq`, and `edge-agent run` on a generated site
-file (N devices x M float registers, every point forwarded on every poll).
-After a warm-up it measures for D seconds and prints one JSON line.
+(`edge-agent simulate`, `--sims` processes), a mosquitto on a free loopback
+port, a subscriber that counts records and checks `seq`, and `edge-agent run`
+on a generated site file (N devices x M float32 registers in CSV point tables,
+every point forwarded on every poll).  After a warm-up it measures for D
+seconds and prints one JSON line per run.
 
-    python bench/pipeline.py --devices 50 --registers 200 --period 1 --duration 30 --json
-    python bench/pipeline.py --max --json      # raise the load until the agent falls behind
+    python bench/pipeline.py --devices 50 --registers 200 --period 1 --duration 20 --repeat 3 --json
+    python bench/pipeline.py --max --sims 2 --json     # raise the load until the agent falls behind
+    python bench/pipeline.py --profile /tmp/agent.raw  # py-spy the agent during the window
+
+Figures: `acquired` is what the agent polled (its /metrics poll counter x
+points per device), `delivered` the records of live CDSS messages the
+subscriber received (the periodic full snapshot is counted apart), `skipped`
+the polls the agent skipped because the previous one overran.  CPU is
+user+sys from /proc as a fraction of one core, for the agent and, apart, for
+the simulators, the broker and the subscriber; `machine_busy` is the share of
+both cores in use, so a reader can tell when the machine, not the agent, is
+the limit.  `startup_s` is from launching `edge-agent run` to the first CDSS
+arriving at the subscriber.  With `--repeat` each field is the median.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,11 +36,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import yaml
 
-HERE = Path(__file__).resolve().parent
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -50,19 +63,40 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """user+sys CPU seconds of a process (and its reaped children) from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / CLK
+    """user+sys CPU seconds of a live process from /proc (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK
 
 
-def rss_peak_mb(pid: int) -> float:
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores from /proc/stat."""
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
+def proc_status_mb(pid: int, key: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def make_site(work: Path, devices: int, registers: int, period: float, sim_ports: list[int], broker: int) -> Path:
+def scrape(port: int) -> dict[str, float]:
+    """Sum of each edge_agent_* sample over its labels, from the agent's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for m in re.finditer(r"^(edge_agent_\w+?)(?:\{[^}]*\})? ([0-9.eE+-]+)$", text, re.M):
+        out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
+    return out
+
+
+def make_site(work: Path, devices: int, registers: int, period: float, sim_ports: list[int], broker: int,
+              metrics_port: int) -> Path:
     """N devices x M float32 CH4 points, each device's points in a CSV point table (as sites do)."""
     devs = []
     for d in range(devices):
@@ -79,7 +113,7 @@ def make_site(work: Path, devices: int, registers: int, period: float, sim_ports
         "buffer": {"path": str(work / "buffer.sqlite"), "max_size": "2GiB"},
         "forward": {"mqtt": {"url": f"mqtt://127.0.0.1:{broker}", "topic_prefix": "mine"}},
         "report": {"realtime_every": "20s", "stats_window": "5m"},
-        "metrics": {"enabled": False},
+        "metrics": {"enabled": True, "listen": f"127.0.0.1:{metrics_port}"},
         "devices": devs,
     }
     path = work / "bench-site.yaml"
@@ -91,8 +125,9 @@ SUBSCRIBER = r'''
 import json, sys, time, threading
 import orjson
 import paho.mqtt.client as paho
-port, out = int(sys.argv[1]), sys.argv[2]
-state = {"msgs": 0, "records": 0, "seqs": set(), "dups": 0, "lat": [], "first": None, "last": None, "t0": None}
+port, out, per_device = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+state = {"msgs": 0, "records": 0, "snapshot_records": 0, "seqs": set(), "dups": 0, "lat": [],
+         "first_cdss": None, "t0": None}
 lock = threading.Lock()
 def on_message(c, u, m):
     now = time.time()
@@ -107,11 +142,20 @@ def on_message(c, u, m):
         if seq in state["seqs"]:
             state["dups"] += 1
         state["seqs"].add(seq)
-        if state["t0"] is not None and p.get("type") == "CDSS":
-            state["msgs"] += 1
-            state["records"] += len(p["records"])
-            if "ts" in p:
-                state["lat"].append(now - p["ts"])
+        if p.get("type") != "CDSS":
+            return
+        if state["first_cdss"] is None:
+            state["first_cdss"] = now
+        if state["t0"] is None:
+            return
+        n = len(p["records"])
+        if n > per_device:          # the full snapshot every realtime_every, not a poll's report
+            state["snapshot_records"] += n
+            return
+        state["msgs"] += 1
+        state["records"] += n
+        if "ts" in p:
+            state["lat"].append(now - p["ts"])
 c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-sub")
 c.on_message = on_message
 c.on_connect = lambda c, u, f, r, p: c.subscribe("mine/#", qos=1)
@@ -121,24 +165,24 @@ for line in sys.stdin:
     cmd = line.strip()
     with lock:
         if cmd == "start":
-            state["t0"] = time.time(); state["msgs"] = 0; state["records"] = 0; state["lat"] = []
+            state.update(t0=time.time(), msgs=0, records=0, snapshot_records=0, lat=[])
         elif cmd == "stop":
             t = time.time() - state["t0"]
             lat = sorted(state["lat"])
             seqs = state["seqs"]
             gaps = (max(seqs) - min(seqs) + 1 - len(seqs)) if seqs else 0
             res = {"seconds": t, "msgs": state["msgs"], "records": state["records"], "dups": state["dups"],
-                   "gaps": gaps, "p50": lat[len(lat)//2] if lat else None,
-                   "p99": lat[int(len(lat)*0.99)] if lat else None}
+                   "snapshot_records": state["snapshot_records"], "gaps": gaps, "first_cdss": state["first_cdss"],
+                   "p50": lat[len(lat)//2] if lat else None, "p99": lat[int(len(lat)*0.99)] if lat else None}
             open(out, "w").write(json.dumps(res))
             print("done", flush=True)
 '''
 
 
 def run_once(devices: int, registers: int, period: float, duration: float, warmup: float, sims: int,
-             work: Path) -> dict:
+             work: Path, profile: str | None = None) -> dict:
     exe = [sys.executable, "-m", "edge_agent"]
-    broker_port = free_port()
+    broker_port, metrics_port = free_port(), free_port()
     conf = work / "mosquitto.conf"
     conf.write_text(f"user root\nlistener {broker_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
                     "max_queued_messages 1000000\nmax_inflight_messages 0\n")
@@ -150,53 +194,89 @@ def run_once(devices: int, registers: int, period: float, duration: float, warmu
         procs.append(broker)
         wait_port(broker_port)
         sim_ports = [free_port() for _ in range(sims)]
-        site = make_site(work, devices, registers, period, sim_ports, broker_port)
+        site = make_site(work, devices, registers, period, sim_ports, broker_port, metrics_port)
+        simulators = []
         for i, port in enumerate(sim_ports):
             sim_site = work / f"sim-{i}.yaml"
             data = yaml.safe_load(site.read_text())
             data["devices"] = [d for d in data["devices"] if d["port"] == port]
+            data["metrics"] = {"enabled": False}
             sim_site.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
-            procs.append(subprocess.Popen(exe + ["simulate", "-c", str(sim_site), "--log-level", "WARNING"],
-                                          stdout=logs, stderr=subprocess.STDOUT))
+            simulators.append(subprocess.Popen(exe + ["simulate", "-c", str(sim_site), "--log-level", "WARNING"],
+                                               stdout=logs, stderr=subprocess.STDOUT))
+        procs += simulators
         for port in sim_ports:
             wait_port(port, 60)
         sub_out = work / "sub.json"
-        sub = subprocess.Popen([sys.executable, "-c", SUBSCRIBER, str(broker_port), str(sub_out)],
+        sub = subprocess.Popen([sys.executable, "-c", SUBSCRIBER, str(broker_port), str(sub_out), str(registers)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append(sub)
         time.sleep(0.5)  # the subscriber connects; nothing is measured yet
-        t_start = time.monotonic()
+        launched = time.time()
         agent = subprocess.Popen(exe + ["run", "-c", str(site), "--log-level", "WARNING"],
                                  stdout=logs, stderr=subprocess.STDOUT)
         procs.append(agent)
-        time.sleep(warmup)
+        wait_port(metrics_port, 60)
+        time.sleep(max(0.0, warmup - (time.time() - launched)))
+        others = {"sim": simulators, "broker": [broker], "subscriber": [sub]}
+
+        def cpu_all() -> dict[str, float]:
+            got = {"agent": cpu_seconds(agent.pid)}
+            got.update({k: sum(cpu_seconds(p.pid) for p in v) for k, v in others.items()})
+            return got
+
+        m0 = scrape(metrics_port)
         sub.stdin.write("start\n")
         sub.stdin.flush()
-        cpu0, t0 = cpu_seconds(agent.pid), time.monotonic()
-        time.sleep(duration)
-        cpu1, t1 = cpu_seconds(agent.pid), time.monotonic()
+        cpu0, mach0, t0 = cpu_all(), machine_jiffies(), time.monotonic()
+        spy = None
+        if profile:
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(agent.pid),
+                                    "-f", "raw", "-o", profile, "-d", str(int(duration)), "-r", "100"],
+                                   stdout=logs, stderr=subprocess.STDOUT)
+        rss = []
+        while time.monotonic() - t0 < duration:
+            time.sleep(min(1.0, duration - (time.monotonic() - t0)))
+            rss.append(proc_status_mb(agent.pid, "VmRSS"))
+        cpu1, mach1, t1 = cpu_all(), machine_jiffies(), time.monotonic()
+        m1 = scrape(metrics_port)
         sub.stdin.write("stop\n")
         sub.stdin.flush()
         sub.stdout.readline()
-        peak = rss_peak_mb(agent.pid)
+        peak = proc_status_mb(agent.pid, "VmHWM")
+        if spy is not None:
+            spy.wait(60)
         agent.send_signal(signal.SIGTERM)
         agent.wait(30)
         got = json.loads(sub_out.read_text())
+        secs = t1 - t0
+        cpu = {k: (cpu1[k] - cpu0[k]) / secs for k in cpu1}
+        delta = {k: m1.get(k, 0.0) - m0.get(k, 0.0) for k in m1}
         offered = devices * registers / period
+        acquired = delta.get("edge_agent_device_polls_total", 0.0) * registers / secs
         delivered = got["records"] / got["seconds"]
-        cpu = (cpu1 - cpu0) / (t1 - t0)
         return {
-            "devices": devices, "registers": registers, "period_s": period, "duration_s": duration,
+            "devices": devices, "registers": registers, "period_s": period, "sims": sims,
+            "duration_s": duration,
             "offered_points_per_s": offered,
+            "acquired_points_per_s": round(acquired, 1),
             "delivered_points_per_s": round(delivered, 1),
             "messages_per_s": round(got["msgs"] / got["seconds"], 1),
-            "agent_cpu_fraction_of_core": round(cpu, 4),
-            "agent_cpu_s_per_million_points": round(cpu / delivered * 1e6, 2) if delivered else None,
+            "skipped_polls": int(delta.get("edge_agent_device_skipped_total", 0)),
+            "failed_polls": int(delta.get("edge_agent_device_errors_total", 0)),
+            "buffer_rows_end": int(m1.get("edge_agent_buffer_rows", 0)),
+            "agent_cpu_fraction_of_core": round(cpu["agent"], 4),
+            "agent_cpu_s_per_million_points": round(cpu["agent"] / delivered * 1e6, 2) if delivered else None,
+            "sim_cpu_fraction_of_core": round(cpu["sim"], 3),
+            "broker_cpu_fraction_of_core": round(cpu["broker"], 3),
+            "subscriber_cpu_fraction_of_core": round(cpu["subscriber"], 3),
+            "machine_busy_fraction": round((mach1[0] - mach0[0]) / max(1, mach1[1] - mach0[1]), 3),
             "agent_peak_rss_mb": round(peak, 1),
+            "agent_rss_growth_mb": round(rss[-1] - rss[len(rss) // 2], 1) if len(rss) > 1 else None,
             "latency_p50_ms": None if got["p50"] is None else round(got["p50"] * 1000, 1),
             "latency_p99_ms": None if got["p99"] is None else round(got["p99"] * 1000, 1),
             "gaps": got["gaps"], "duplicates": got["dups"],
-            "startup_s": None,
+            "startup_s": None if got["first_cdss"] is None else round(got["first_cdss"] - launched, 2),
         }
     finally:
         for p in reversed(procs):
@@ -209,6 +289,59 @@ def run_once(devices: int, registers: int, period: float, duration: float, warmu
         logs.close()
 
 
+def median_of(runs: list[dict]) -> dict:
+    """Field-wise median of several runs (non-numeric fields from the first); `runs` counts them."""
+    out = dict(runs[0])
+    for k, v in out.items():
+        vals = [r[k] for r in runs if isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)]
+        if isinstance(v, (int, float)) and len(vals) == len(runs):
+            out[k] = round(statistics.median(vals), 4)
+    out["runs"] = len(runs)
+    return out
+
+
+def sustained(r: dict) -> bool:
+    """The agent kept up: it made every poll offered, skipped none, and delivered what it acquired."""
+    return (r["skipped_polls"] == 0 and r["acquired_points_per_s"] >= 0.99 * r["offered_points_per_s"]
+            and r["delivered_points_per_s"] >= 0.99 * r["acquired_points_per_s"])
+
+
+def find_max(args, tmp: Path, emit) -> dict:
+    """Double the offered rate (halve the period) until the agent falls behind; then bisect once on the
+    period; then offer twice the best and report what is delivered there (overload)."""
+    def run(period: float) -> dict:
+        r = run_once(args.devices, args.registers, period, args.duration, args.warmup, args.sims,
+                     Path(tempfile.mkdtemp(dir=tmp)))
+        r["sustained"] = sustained(r)
+        emit(r)
+        return r
+
+    period, best, worst = args.period, None, None
+    while period >= 0.01:
+        r = run(period)
+        if not r["sustained"]:
+            worst = r
+            break
+        best, period = r, period / 2
+    if best is not None and worst is not None:
+        r = run(round((best["period_s"] + worst["period_s"]) / 2, 4))
+        if r["sustained"]:
+            best = r
+    summary = {"max_sustained_points_per_s": best["delivered_points_per_s"] if best else 0,
+               "at": {k: best[k] for k in ("devices", "registers", "period_s", "sims", "agent_cpu_fraction_of_core",
+                                           "sim_cpu_fraction_of_core", "machine_busy_fraction")} if best else None}
+    if best is not None:
+        over = run(round(best["period_s"] / 2, 4))
+        summary["overload_offered_points_per_s"] = over["offered_points_per_s"]
+        summary["overload_delivered_points_per_s"] = over["delivered_points_per_s"]
+        summary["overload_delivered_fraction_of_max"] = round(
+            over["delivered_points_per_s"] / max(1.0, best["delivered_points_per_s"]), 3)
+        summary["overload_skipped_polls"] = over["skipped_polls"]
+        summary["overload_agent_peak_rss_mb"] = over["agent_peak_rss_mb"]
+        summary["overload_agent_rss_growth_mb"] = over["agent_rss_growth_mb"]
+    return summary
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, default=50)
@@ -217,32 +350,26 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--sims", type=int, default=1, help="simulator processes")
+    ap.add_argument("--repeat", type=int, default=1, help="runs; each figure is the median")
     ap.add_argument("--max", action="store_true", help="raise the load until the agent falls behind")
+    ap.add_argument("--profile", metavar="FILE", help="py-spy the agent during the window (raw format)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    results = []
+
+    def emit(r: dict) -> None:
+        print(json.dumps(r) if args.json else "\n".join(f"{k:>34}: {v}" for k, v in r.items()), flush=True)
+
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
-        if not args.max:
-            results.append(run_once(args.devices, args.registers, args.period, args.duration, args.warmup,
-                                    args.sims, Path(tmp)))
-        else:
-            period = args.period
-            best = None
-            while True:
-                work = Path(tempfile.mkdtemp(dir=tmp))
-                r = run_once(args.devices, args.registers, period, args.duration, args.warmup, args.sims, work)
-                results.append(r)
-                ok = r["delivered_points_per_s"] >= 0.99 * r["offered_points_per_s"]
-                print(json.dumps(r), file=sys.stderr, flush=True)
-                if not ok:
-                    break
-                best = r
-                period /= 2
-                if period < 0.01:
-                    break
-            results.append({"max_sustained_points_per_s": best["delivered_points_per_s"] if best else 0})
-    for r in results:
-        print(json.dumps(r) if args.json else "\n".join(f"{k:>32}: {v}" for k, v in r.items()))
+        if args.max:
+            emit(find_max(args, Path(tmp), emit))
+            return 0
+        runs = []
+        for i in range(args.repeat):
+            runs.append(run_once(args.devices, args.registers, args.period, args.duration, args.warmup,
+                                 args.sims, Path(tempfile.mkdtemp(dir=tmp)), args.profile if i == 0 else None))
+            if args.repeat > 1:
+                print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
+        emit(median_of(runs) if len(runs) > 1 else runs[0])
     return 0
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import struct
+from array import array
 
 from edge_agent.config import REGISTER_COUNT, Point, parse_modbus_address, point_type
 
@@ -48,7 +49,7 @@ class Codec:
     """
 
     __slots__ = ("area", "address", "bit", "type", "order", "count", "scale", "offset", "is_bits",
-                 "_struct", "_le", "_swap")
+                 "_struct", "_le", "_swap", "layout")
 
     def __init__(self, point: Point):
         addr = parse_modbus_address(point.address)
@@ -71,6 +72,18 @@ class Codec:
         self._le = self.order == "DCBA" and fmt is not None
         self._swap = self.order == "BADC" or (self.order == "CDAB" and self.count > 1)
         self._struct = struct.Struct(("<" if self._le else ">") + fmt) if fmt else None
+        # how a block read unpacks this point without per-point byte shuffling (see BlockReader):
+        # (read the registers as little-endian words?, struct byte order, format char) or None
+        self.layout = None
+        if fmt is not None and self.bit is None:
+            if self._le:
+                self.layout = (False, "<", fmt)
+            elif self.order == "CDAB" and self.count > 1:
+                self.layout = (True, "<", fmt)     # words reversed = little-endian words read little-endian
+            elif self.order == "BADC":
+                self.layout = (True, ">", fmt)     # bytes swapped in each word = little-endian words
+            else:
+                self.layout = (False, ">", fmt)
 
     @property
     def end(self) -> int:
@@ -133,3 +146,71 @@ class Codec:
         else:
             data = to_wire(struct.pack(">" + _FMT[self.type], self.raw(value)), self.order)
         return list(struct.unpack(f">{self.count}H", data))
+
+
+class BlockReader:
+    """Decodes every point of one register block read, a run of points at a time.
+
+    Built once per block from its (position, codec) members.  `read(regs,
+    values, quality)` stores each member's engineering value at its position
+    in `values`, exactly as `Codec.decode` would; a NaN or +-Inf value becomes
+    NaN with quality `fault`.  Raises struct.error for a register value out of
+    0..65535 (a malformed answer).  Points that sit next to each other in the
+    device's point list, share a byte layout and do not overlap are unpacked by
+    one precompiled struct call and stored by one slice assignment: a
+    200-point block costs a few C calls instead of 200 Python decodes.
+    """
+
+    def __init__(self, start: int, count: int, members, fault: int):
+        self.fault = fault
+        self._be = struct.Struct(f">{count}H")
+        self._lew = struct.Struct(f"<{count}H")
+        self.runs: list[tuple] = []      # (Struct, little-endian words?, first position, [(scale, offset)] or None)
+        self.single: list[tuple[int, Codec, int]] = []   # (position, codec, byte offset): bits, bool, strings
+        run: list[tuple[int, Codec, int]] = []
+        for pos, c in members:
+            off = (c.address - start) * 2
+            if c.layout is None:
+                self.single.append((pos, c, off))
+                continue
+            if run:
+                ppos, pc, poff = run[-1]
+                if c.layout[:2] != pc.layout[:2] or pos != ppos + 1 or off < poff + 2 * pc.count:
+                    self._close(run)
+                    run = []
+            run.append((pos, c, off))
+        self._close(run)
+        self.needs_lew = any(r[1] for r in self.runs)
+
+    def _close(self, run: list) -> None:
+        if not run:
+            return
+        lew, order, _ = run[0][1].layout
+        fmt, at = [order], 0
+        for _, c, off in run:
+            fmt.append("x" * (off - at) + c.layout[2])
+            at = off + 2 * c.count
+        affine = [(c.scale, c.offset) for _, c, _ in run]
+        plain = all(a == (1.0, 0.0) for a in affine)
+        self.runs.append((struct.Struct("".join(fmt)), lew, run[0][0], None if plain else affine))
+
+    def read(self, regs, values: array, quality: array) -> None:
+        be = self._be.pack(*regs)
+        lew = self._lew.pack(*regs) if self.needs_lew else None
+        for st, use_lew, first, affine in self.runs:
+            raw = st.unpack_from(lew if use_lew else be)
+            if affine is not None:
+                raw = [r * s + o for r, (s, o) in zip(raw, affine)]
+            values[first:first + len(raw)] = array("d", raw)
+            total = sum(raw)
+            if total - total != 0.0:     # some value is NaN or +-Inf (or the sum overflowed): find them
+                for k, v in enumerate(raw):
+                    if v - v != 0.0:
+                        values[first + k] = math.nan
+                        quality[first + k] = self.fault
+        for pos, c, off in self.single:
+            v = c.decode(be, off)
+            if v - v != 0.0:
+                quality[pos] = self.fault
+                v = math.nan
+            values[pos] = v

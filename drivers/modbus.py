@@ -34,7 +34,7 @@ from typing import Callable
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
 from edge_agent.config import Device
-from edge_agent.drivers.codec import Codec
+from edge_agent.drivers.codec import BlockReader, Codec
 from edge_agent.drivers.link import Link, Unreachable, acquire, release
 from edge_agent.drivers.plan import Block, Plan
 from edge_agent.frame import Q_OK, Q_SENSOR_FAULT, Q_SUBSTATION_FAULT, Frame
@@ -72,6 +72,7 @@ class ModbusDriver:
         self.plan = Plan(self.codecs, device.max_gap)
         self._indices = array("i", [p.index for p in self.points])
         self._nan = array("d", [NAN]) * len(self.points)
+        self._readers: dict[Block, BlockReader] = {}   # per block, built on its first read
         self.online = False
         self._state: bool | None = None      # None until the first poll decided
         self._faults: frozenset = frozenset()
@@ -211,18 +212,13 @@ class ModbusDriver:
         if len(regs) != block.count:
             self._garbage(block, quality, faults, f"{len(regs)} registers for {block.count}")
             return
+        reader = self._readers.get(block)
+        if reader is None:
+            reader = self._readers[block] = BlockReader(block.start, block.count, block.members, Q_SENSOR_FAULT)
         try:
-            buf = struct.pack(f">{block.count}H", *regs)
+            reader.read(regs, values, quality)
         except struct.error:
             self._garbage(block, quality, faults, "register values out of range")
-            return
-        start = block.start
-        for pos, c in block.members:
-            v = c.decode(buf, (c.address - start) * 2)
-            if v - v != 0.0:            # NaN or +-Inf: a sensor fault, never a number
-                quality[pos] = Q_SENSOR_FAULT
-                v = NAN
-            values[pos] = v
 
     def _garbage(self, block: Block, quality: array, faults: dict, what: str) -> None:
         self.counters["garbage"] += 1
