@@ -93,6 +93,15 @@ def salvage(old: Path, db: sqlite3.Connection) -> tuple[int, int]:
     return copied, next_seq
 
 
+def sync_dir(folder: Path) -> None:
+    """fsync a folder, so a file created in it survives a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _open_checked(path: Path, durability: str) -> sqlite3.Connection:
     existed = path.exists() and path.stat().st_size > 0
     db = connect(path, durability)
@@ -100,6 +109,8 @@ def _open_checked(path: Path, durability: str) -> sqlite3.Connection:
         if existed:
             _check(db)
         migrate(db)
+        if not existed:
+            sync_dir(path.parent)       # SQLite does not sync the folder of a new database file
         return db
     except BaseException:
         db.close()

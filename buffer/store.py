@@ -41,7 +41,7 @@ import orjson
 from edge_agent.buffer import counts
 from edge_agent.buffer.bounds import enforce_age, enforce_size, row_cost, shed, used_bytes
 from edge_agent.buffer.drops import DropLog
-from edge_agent.buffer.opening import open_db
+from edge_agent.buffer.opening import open_db, sync_dir
 from edge_agent.buffer.schema import ADD_DROPS, ALL_SINKS, SINKS, disk_error, priority, transaction
 from edge_agent.buffer.tools import format_size, table_stats
 from edge_agent.errors import EdgeAgentError
@@ -282,11 +282,7 @@ class Buffer:
                 self._wal_fd = os.open(wal, os.O_RDONLY)
             os.fsync(self._wal_fd)
             if fresh:                   # a new WAL file: its directory entry must survive a power cut too
-                dir_fd = os.open(self.path.parent, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
+                sync_dir(self.path.parent)
         except FileNotFoundError:       # no WAL: a checkpoint syncs the database file
             self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self._synced_top = top
