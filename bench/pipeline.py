@@ -9,6 +9,7 @@ every point forwarded on every poll).  After a warm-up it measures for D
 seconds and prints one JSON line per run.
 
     python bench/pipeline.py --devices 50 --registers 200 --period 1 --duration 20 --repeat 3 --json
+    python bench/pipeline.py --type uint16 ...         # one register per point (2 requests per 200 points)
     python bench/pipeline.py --max --sims 2 --json     # raise the load until the agent falls behind
     python bench/pipeline.py --profile /tmp/agent.raw  # py-spy the agent during the window
 
@@ -95,15 +96,21 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
+# point type -> (registers per point, the rest of its CSV row after the address)
+POINT_TYPES = {"float32": (2, "float32,CDAB,1"), "uint16": (1, "uint16,ABCD,0.01")}
+
+
 def make_site(work: Path, devices: int, registers: int, period: float, sim_ports: list[int], broker: int,
-              metrics_port: int) -> Path:
-    """N devices x M float32 CH4 points, each device's points in a CSV point table (as sites do)."""
+              metrics_port: int, point_type: str = "float32") -> Path:
+    """N devices x M CH4 points (float32, or uint16 x 0.01: one register each), each device's points in a
+    CSV point table (as sites do)."""
+    width, rest = POINT_TYPES[point_type]
     devs = []
     for d in range(devices):
         table = work / f"points-dev{d}.csv"
-        rows = ["id,sensor,address,type,order,location"]
+        rows = ["id,sensor,address,type,order,scale,location"]
         # original numbers distinct across devices, so point codes stay unique
-        rows += [f"D{d}R{r},0001,hr:{2 * r},float32,CDAB,bench {d}/{r}" for r in range(registers)]
+        rows += [f"D{d}R{r},0001,hr:{width * r},{rest},bench {d}/{r}" for r in range(registers)]
         table.write_text("\n".join(rows) + "\n", encoding="utf-8")
         devs.append({"name": f"dev{d}", "driver": "modbus-tcp", "host": "127.0.0.1",
                      "port": sim_ports[d % len(sim_ports)], "unit": 1 + d // len(sim_ports),
@@ -180,7 +187,7 @@ for line in sys.stdin:
 
 
 def run_once(devices: int, registers: int, period: float, duration: float, warmup: float, sims: int,
-             work: Path, profile: str | None = None) -> dict:
+             work: Path, profile: str | None = None, point_type: str = "float32") -> dict:
     exe = [sys.executable, "-m", "edge_agent"]
     broker_port, metrics_port = free_port(), free_port()
     conf = work / "mosquitto.conf"
@@ -194,7 +201,7 @@ def run_once(devices: int, registers: int, period: float, duration: float, warmu
         procs.append(broker)
         wait_port(broker_port)
         sim_ports = [free_port() for _ in range(sims)]
-        site = make_site(work, devices, registers, period, sim_ports, broker_port, metrics_port)
+        site = make_site(work, devices, registers, period, sim_ports, broker_port, metrics_port, point_type)
         simulators = []
         for i, port in enumerate(sim_ports):
             sim_site = work / f"sim-{i}.yaml"
@@ -256,7 +263,7 @@ def run_once(devices: int, registers: int, period: float, duration: float, warmu
         acquired = delta.get("edge_agent_device_polls_total", 0.0) * registers / secs
         delivered = got["records"] / got["seconds"]
         return {
-            "devices": devices, "registers": registers, "period_s": period, "sims": sims,
+            "devices": devices, "registers": registers, "point_type": point_type, "period_s": period, "sims": sims,
             "duration_s": duration,
             "offered_points_per_s": offered,
             "acquired_points_per_s": round(acquired, 1),
@@ -311,7 +318,7 @@ def find_max(args, tmp: Path, emit) -> dict:
     period; then offer twice the best and report what is delivered there (overload)."""
     def run(period: float) -> dict:
         r = run_once(args.devices, args.registers, period, args.duration, args.warmup, args.sims,
-                     Path(tempfile.mkdtemp(dir=tmp)))
+                     Path(tempfile.mkdtemp(dir=tmp)), point_type=args.type)
         r["sustained"] = sustained(r)
         emit(r)
         return r
@@ -328,7 +335,8 @@ def find_max(args, tmp: Path, emit) -> dict:
         if r["sustained"]:
             best = r
     summary = {"max_sustained_points_per_s": best["delivered_points_per_s"] if best else 0,
-               "at": {k: best[k] for k in ("devices", "registers", "period_s", "sims", "agent_cpu_fraction_of_core",
+               "at": {k: best[k] for k in ("devices", "registers", "point_type", "period_s", "sims",
+                                           "agent_cpu_fraction_of_core",
                                            "sim_cpu_fraction_of_core", "machine_busy_fraction")} if best else None}
     if best is not None:
         over = run(round(best["period_s"] / 2, 4))
@@ -350,6 +358,8 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--sims", type=int, default=1, help="simulator processes")
+    ap.add_argument("--type", choices=sorted(POINT_TYPES), default="float32",
+                    help="point type: float32 (2 registers, 4 requests per 200 points) or uint16 (1 register)")
     ap.add_argument("--repeat", type=int, default=1, help="runs; each figure is the median")
     ap.add_argument("--max", action="store_true", help="raise the load until the agent falls behind")
     ap.add_argument("--profile", metavar="FILE", help="py-spy the agent during the window (raw format)")
@@ -366,7 +376,8 @@ def main() -> int:
         runs = []
         for i in range(args.repeat):
             runs.append(run_once(args.devices, args.registers, args.period, args.duration, args.warmup,
-                                 args.sims, Path(tempfile.mkdtemp(dir=tmp)), args.profile if i == 0 else None))
+                                 args.sims, Path(tempfile.mkdtemp(dir=tmp)), args.profile if i == 0 else None,
+                                 args.type))
             if args.repeat > 1:
                 print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
         emit(median_of(runs) if len(runs) > 1 else runs[0])

@@ -269,20 +269,24 @@ class Encoder:
     # ------------------------------------------------------------------ CDSS, the hot path
 
     def _build_cdss_templates(self) -> None:
+        # Per point, the record's constant text around its slots: ("{...key:", ",key:", ..., "}").
+        # The hot loop only joins the slots in between; no formatting per record.
         fields = self.profile.records["CDSS"]
         slots = [f for f in fields if f in _CDSS_SLOTS]
-        self._cdss_perm = None if tuple(slots) == _CDSS_SLOTS else tuple(_CDSS_SLOTS.index(f) for f in slots)
-        self._cdss_tmpl: list[bytes] = []
+        self._cdss_order = tuple(_CDSS_SLOTS.index(f) for f in slots)
+        self._cdss_parts: list[tuple[bytes, ...]] = []
         for rp in self.catalog.points:
             consts = self._point_fields(rp)
-            parts = []
-            for f in fields:
-                key = orjson.dumps(f)
+            parts, cur = [], b"{"
+            for k, f in enumerate(fields):
+                cur += (b"," if k else b"") + orjson.dumps(f) + b":"
                 if f in _CDSS_SLOTS:
-                    parts.append(key + b":%b")
+                    parts.append(cur)
+                    cur = b""
                 else:
-                    parts.append(key + b":" + orjson.dumps(consts[f]).replace(b"%", b"%%"))
-            self._cdss_tmpl.append(b"{" + b",".join(parts) + b"}")
+                    cur += orjson.dumps(consts[f])
+            parts.append(cur + b"}")
+            self._cdss_parts.append(tuple(parts))
         self._cdss_pow = [_POW[rp.decimals] if rp.decimals > 0 else 1.0 for rp in self.catalog.points]
         self._cdss_int = [rp.decimals <= 0 for rp in self.catalog.points]
         self._cdss_empty_when_down = self.profile.down_value == "empty"
@@ -295,17 +299,22 @@ class Encoder:
         (status bit 16) and the profile says `down_value: empty`.  A point never
         sampled (time NaN or 0) carries `now` as its time: receivers need one.
         """
-        tmpl, pows, ints = self._cdss_tmpl, self._cdss_pow, self._cdss_int
+        parts_of, pows, ints = self._cdss_parts, self._cdss_pow, self._cdss_int
         tjson = self.times.json
         tcache = self.times.json_cache
         dumps = orjson.dumps
-        isfinite = math.isfinite
         empty_down = self._cdss_empty_when_down
-        perm = self._cdss_perm
+        order = self._cdss_order
+        usual = order == (0, 1, 2)
         now_json = tjson(now)
+        status_text = _STATUS
         out = []
         append = out.append
-        # the same numbers as num(), inlined: this loop runs per point per report
+        join = b"".join
+        last_t, tb = None, now_json
+        # the same numbers as num(), inlined: this loop runs per point per report.  Each record is
+        # joined at once: keeping orjson's outputs alive until one big join costs 10x more
+        # (every dumps() then gets a fresh over-allocated buffer)
         for i in indices:
             v = float(values[i])
             st = int(statuses[i])
@@ -316,17 +325,19 @@ class Encoder:
                 x = v * p
                 if -_EXACT < x < _EXACT:
                     vb = b"%d" % round(x) if ints[i] else dumps(round(x) / p)
-                elif isfinite(v):
+                elif v - v == 0.0:       # finite, too large for the decimals: as it is
                     vb = dumps(v)
                 else:
                     vb = b"null"
             t = times[i]
-            if t > 0:
-                tb = tcache.get(int(t)) or tjson(t)
+            if t != last_t:              # the points of one frame share their time
+                last_t = t
+                tb = (tcache.get(int(t)) or tjson(t)) if t > 0 else now_json
+            sb = status_text[st] if 0 <= st < 256 else b"%d" % st
+            parts = parts_of[i]
+            if usual:
+                append(join((parts[0], vb, parts[1], sb, parts[2], tb, parts[3])))
             else:
-                tb = now_json
-            args = (vb, _STATUS[st] if 0 <= st < 256 else b"%d" % st, tb)
-            if perm is not None:
-                args = tuple(args[k] for k in perm)
-            append(tmpl[i] % args)
+                slot = (vb, sb, tb)
+                append(join([parts[0], *(b for k, j in enumerate(order) for b in (slot[j], parts[k + 1]))]))
         return b"[" + b",".join(out) + b"]"
