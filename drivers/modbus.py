@@ -108,7 +108,12 @@ class ModbusDriver:
         # every device at the same instant: servers and serial gateways see an even load
         deadline = loop.time() + (self.index * 0.6180339887 % 1.0) * min(period, 1.0)
         backoff = 0.0
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():
+                # Python 3.11's wait_for (inside pymodbus) can swallow a cancel that
+                # lands as a response completes; the request is still pending, so honour it
+                raise asyncio.CancelledError
             delay = deadline - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)

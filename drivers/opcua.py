@@ -137,7 +137,10 @@ class OpcUaDevice:
     async def run(self) -> None:
         """Connect, serve, and reconnect after every loss, until cancelled."""
         delays = backoff_delays(BACKOFF_START, self.backoff_max)
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError   # a cancel swallowed by Python 3.11's wait_for
             try:
                 self._lost = asyncio.Event()
                 self._client = await open_client(
@@ -294,7 +297,10 @@ class OpcUaDevice:
             self._emit(faults.frame())
         stale_after = max(2.0, 1.5 * res.RevisedPublishingInterval / 1000.0 * res.RevisedMaxKeepAliveCount)
         sub.last_publish_at = time.monotonic()
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
             await self._wait_lost(min(stale_after / 2, 1.0))
             silent = time.monotonic() - sub.last_publish_at
             if silent > stale_after:
@@ -339,7 +345,10 @@ class OpcUaDevice:
         missing = list(zip(faults.index, faults.quality))
         at = time.monotonic()
         first = True
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
             dvs: list[ua.DataValue] = []
             for i in range(0, len(ids), chunk):
                 dvs += await asyncio.wait_for(session.read_attributes(ids[i:i + chunk], ua.AttributeIds.Value),

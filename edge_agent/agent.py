@@ -234,16 +234,19 @@ class Agent:
     def _start_driver(self, i: int) -> None:
         self.driver_tasks[i] = asyncio.create_task(self.drivers[i].run(), name=f"device:{self.site.devices[i].name}")
 
-    async def _stop_driver(self, i: int) -> None:
-        task = self.driver_tasks[i]
-        if task is not None:
-            task.cancel()
-            await _settle([task], SHUTDOWN_GRACE)
-        self.driver_tasks[i] = None
-        try:
-            await self.drivers[i].__aexit__(None, None, None)
-        except Exception:
-            log.exception("error while closing device %s", self.site.devices[i].name)
+    async def _stop_drivers(self, which) -> None:
+        """Cancel the devices' tasks together, wait (bounded) for them, close their links."""
+        which = list(which)
+        tasks = [t for t in (self.driver_tasks[i] for i in which) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await _settle(tasks, SHUTDOWN_GRACE)
+        for i in which:
+            self.driver_tasks[i] = None
+            try:
+                await self.drivers[i].__aexit__(None, None, None)
+            except Exception:
+                log.exception("error while closing device %s", self.site.devices[i].name)
 
     async def run(self, stop: asyncio.Event, *, ready=None, reload_requests: asyncio.Queue | None = None) -> None:
         """Run until `stop` is set; then flush and close.
@@ -279,9 +282,8 @@ class Agent:
             for t in (reloader, dog):
                 if t is not None:
                     t.cancel()
-            # stop acquiring first, then commit what the last polls produced
-            for i in range(len(self.drivers)):
-                await self._stop_driver(i)
+            # stop acquiring first (all devices at once), then commit what the last polls produced
+            await self._stop_drivers(range(len(self.drivers)))
             await self.clock_task
             if self._commit_at is not None:
                 self._commit_at.cancel()
@@ -343,13 +345,16 @@ class Agent:
         self.drivers = [old_drivers[i] if i in keep else None for i in range(len(new.devices))]
         self.driver_tasks = [old_tasks[i] if i in keep else None for i in range(len(new.devices))]
         self.devices = [old_states[i] if i in keep else DeviceState() for i in range(len(new.devices))]
-        for i, drv in enumerate(old_drivers):
-            if keep.get(i) != i:
-                task = old_tasks[i]
-                if task is not None:
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
-                await drv.__aexit__(None, None, None)
+        gone = [i for i in range(len(old_drivers)) if keep.get(i) != i]
+        stopping = [old_tasks[i] for i in gone if old_tasks[i] is not None]
+        for t in stopping:
+            t.cancel()
+        await _settle(stopping, SHUTDOWN_GRACE)
+        for i in gone:
+            try:
+                await old_drivers[i].__aexit__(None, None, None)
+            except Exception:
+                log.exception("error while closing device %s", old_devices[i].name)
         for i in range(len(new.devices)):
             if self.drivers[i] is None:
                 self.drivers[i] = self._driver(i)

@@ -101,3 +101,14 @@ def env_pure():
     env = dict(os.environ)
     env["EDGE_AGENT_PURE_PYTHON"] = "1"
     return env
+
+
+@pytest.fixture
+def sim(tmp_path):
+    """The demo site's simulated mine (`edge-agent simulate`) on a free port; yields the port."""
+    from e2e import make_site, start_simulator   # e2e imports this module: import late
+
+    port = free_port()
+    proc = start_simulator(tmp_path, make_site(tmp_path, port, None, name="sim-site.yaml"), port)
+    yield port
+    proc.kill()

@@ -18,7 +18,6 @@ from conftest import free_port
 from e2e import Proc, Subscriber, last_seq, make_site, start_simulator, wait_for
 from edge_agent.buffer import tools
 from test_buffer_bounds import tmpfs
-from test_e2e import sim  # noqa: F401  (the simulator fixture; shared, not copied)
 
 
 def committed(path) -> int:

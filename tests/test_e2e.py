@@ -5,11 +5,9 @@ import csv
 import re
 from datetime import datetime
 
-import pytest
-
-from conftest import ROOT, free_port
+from conftest import ROOT
 from edge_agent.config import load_site
-from e2e import Proc, Subscriber, last_seq, make_site, start_simulator, wait_for
+from e2e import Proc, Subscriber, last_seq, make_site, wait_for
 
 NAME = re.compile(r"^(\d{12})_([A-Z]+)_(\d{14})\.txt$")
 SENSORS = {r["code"]: r for r in csv.DictReader((ROOT / "config" / "sensors.csv").read_text("utf-8").splitlines())}
@@ -20,15 +18,6 @@ def outbox_files(tmp_path, type_=None):
     if not d.exists():
         return []
     return sorted(p for p in d.glob("*.txt") if type_ is None or f"_{type_}_" in p.name)
-
-
-@pytest.fixture
-def sim(tmp_path):
-    port = free_port()
-    site = make_site(tmp_path, port, None, name="sim-site.yaml")
-    proc = start_simulator(tmp_path, site, port)
-    yield port
-    proc.kill()
 
 
 def assert_gapless(seqs: list[int], last: int) -> int:

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, free_port
-from e2e import Proc, make_site, start_simulator, wait_for
+from e2e import Proc, make_site, wait_for
 from edge_agent.sdnotify import WEDGE_ENV
 from test_sdnotify import NotifyListener
 
@@ -28,17 +28,9 @@ needs_metrics = pytest.mark.skipif("MetricsServer" not in _WIRING,
                                    reason="edge_agent.metrics.MetricsServer is not wired into agent.py/cli.py yet")
 
 
-@pytest.fixture
-def simulated(tmp_path):
-    port = free_port()
-    sim = start_simulator(tmp_path, make_site(tmp_path, port, None, name="sim.yaml"), port)
-    yield port
-    sim.kill()
-
-
 @needs_sdnotify
-def test_ready_watchdog_wedge_stopping(tmp_path, simulated):
-    site = make_site(tmp_path, simulated, None, metrics={"enabled": False})
+def test_ready_watchdog_wedge_stopping(tmp_path, sim):
+    site = make_site(tmp_path, sim, None, metrics={"enabled": False})
     lst = NotifyListener()
     env = dict(os.environ, NOTIFY_SOCKET=lst.name, WATCHDOG_USEC="1000000", **{WEDGE_ENV: "2.5"})
     env.pop("WATCHDOG_PID", None)
@@ -69,9 +61,9 @@ def _scrape(url: str) -> dict[tuple, float]:
 
 
 @needs_metrics
-def test_metrics_counters_move_as_the_simulator_runs(tmp_path, simulated):
+def test_metrics_counters_move_as_the_simulator_runs(tmp_path, sim):
     mport = free_port()
-    site = make_site(tmp_path, simulated, None, metrics={"listen": f"127.0.0.1:{mport}", "enabled": True})
+    site = make_site(tmp_path, sim, None, metrics={"listen": f"127.0.0.1:{mport}", "enabled": True})
     agent = Proc(["run", "-c", str(site)], tmp_path / "agent.log")
     url = f"http://127.0.0.1:{mport}"
     polls = ("edge_agent_device_polls_total", (("device", "gas-substation-1"),))
