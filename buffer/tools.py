@@ -20,7 +20,7 @@ import orjson
 from edge_agent.buffer import counts
 from edge_agent.buffer.schema import ADD_DROPS, SINKS, priority, transaction
 from edge_agent.errors import EdgeAgentError
-from edge_agent.units import parse_duration
+from edge_agent.units import format_age, parse_duration
 
 
 def table_stats(db: sqlite3.Connection, now: float | None = None) -> dict:
@@ -208,9 +208,9 @@ def format_stats(st: dict) -> str:
     w(f"buffer      {st['path']}\n")
     w(f"next seq    {st['next_seq']}\n")
     w(f"file        {format_size(st.get('file_bytes', 0))}\n")
-    w(f"rows        {st['rows']} ({format_size(st['bytes'])} of records), oldest {_age(st['oldest_age'])} ago\n")
+    w(f"rows        {st['rows']} ({format_size(st['bytes'])} of records), oldest {format_age(st['oldest_age'])} ago\n")
     for t, v in st["by_type"].items():
-        w(f"  {t:<6} {v['rows']:>9} rows {format_size(v['bytes']):>10}   oldest {_age(v['oldest_age'])} ago\n")
+        w(f"  {t:<6} {v['rows']:>9} rows {format_size(v['bytes']):>10}   oldest {format_age(v['oldest_age'])} ago\n")
     w("backlog     " + ", ".join(f"{s} {n}" for s, n in st["backlog"].items()) + "\n")
     drops = st.get("drops") or {}
     w("drops       " + (", ".join(f"{t} {n}" for t, n in drops.items()) if drops else "none") + "\n")
@@ -223,13 +223,3 @@ def format_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
-
-
-def _age(s: float) -> str:
-    if s < 120:
-        return f"{s:.0f}s"
-    if s < 7200:
-        return f"{s / 60:.0f}m"
-    if s < 172800:
-        return f"{s / 3600:.1f}h"
-    return f"{s / 86400:.1f}d"

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from edge_agent.buffer.tools import format_size
 from edge_agent.errors import EdgeAgentError
+from edge_agent.units import format_age
 
 UNIT_NAME = "edge-agent.service"
 DEFAULT_UNIT_DIR = "/etc/systemd/system"
@@ -182,17 +183,6 @@ def fetch_status(url: str = DEFAULT_URL, timeout: float = 3.0) -> dict:
     return out
 
 
-def _age(seconds: float) -> str:
-    s = max(0.0, seconds)
-    if s < 60:
-        return f"{s:.1f}s"
-    if s < 3600:
-        return f"{int(s // 60)}m{int(s % 60):02d}s"
-    if s < 86400:
-        return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
-    return f"{int(s // 86400)}d{int(s % 86400 // 3600)}h"
-
-
 def _by_label(metrics: dict, name: str, label: str) -> dict[str, float]:
     return {dict(k).get(label, ""): v for k, v in metrics.get(name, {}).items()}
 
@@ -219,7 +209,7 @@ def format_status(st: dict) -> list[str]:
     for name, d in devices.items():
         state = {True: "online", False: "OFFLINE"}.get(d.get("online"), "unknown")
         last = d.get("last_poll")
-        parts = [f"  {name:<{width}}  {state:<7}", f"last poll {_age(now - last)} ago" if last else "no poll yet"]
+        parts = [f"  {name:<{width}}  {state:<7}", f"last poll {format_age(now - last)} ago" if last else "no poll yet"]
         n_polls, n_err = polls.get(name, d.get("polls")), errors.get(name, d.get("errors"))
         if n_polls is not None:
             parts.append(f"polls {n_polls:.0f}")
@@ -238,7 +228,7 @@ def format_status(st: dict) -> list[str]:
         if size is not None:
             buf += f", {format_size(size)}"
         if oldest:
-            buf += f", oldest {_age(oldest)}"
+            buf += f", oldest {format_age(oldest)}"
         drops = {t: v for t, v in _by_label(m, "edge_agent_buffer_dropped_total", "type").items() if v}
         buf += "; dropped: " + (", ".join(f"{t} {v:.0f}" for t, v in sorted(drops.items())) if drops else "none")
         lines.append(buf)

@@ -53,3 +53,15 @@ def format_duration(seconds: float) -> str:
         if seconds >= f and seconds % f == 0:
             return f"{seconds / f:g}{unit}"
     return f"{seconds:g}s"
+
+
+def format_age(seconds: float) -> str:
+    """A human age for status lines: 42.0s, 3m05s, 2h07m, 3d4h."""
+    s = max(0.0, seconds)
+    if s < 60:
+        return f"{s:.1f}s"
+    if s < 3600:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    if s < 86400:
+        return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+    return f"{int(s // 86400)}d{int(s % 86400 // 3600)}h"
