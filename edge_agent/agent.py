@@ -55,6 +55,7 @@ class Agent:
         self.pending: list[tuple[str, int, float, bytes]] = []
         self._commit_at: asyncio.TimerHandle | None = None
         self.fzss_dirty = False
+        self.fzss_sent = False
         self.devices = [DeviceState() for _ in site.devices]
         self.drivers = [self._driver(i) for i in range(len(site.devices))]
         self.driver_tasks: list[asyncio.Task | None] = [None] * len(self.drivers)
@@ -148,6 +149,7 @@ class Agent:
         """Commit pending messages in one transaction and wake the sinks."""
         if self.fzss_dirty:
             self.fzss_dirty = False
+            self.fzss_sent = True
             now = time.time()
             self.pending.append(("FZSS", self.mask_all, now, self.encoder.fzss(self.fzss_states(), now)))
         if not self.pending:
@@ -164,9 +166,10 @@ class Agent:
         if st.online is online:
             return
         st.online, st.reason, st.since = online, reason, time.time()
-        # one FZSS per commit, however many devices changed (three devices coming
-        # up at start make one record, not three files)
-        self.fzss_dirty = True
+        # one FZSS per commit, however many devices changed; at start, one FZSS once
+        # every device has answered or failed (not one per device as each comes up)
+        if self.fzss_sent or all(d.online is not None for d in self.devices):
+            self.fzss_dirty = True
 
     def fzss_states(self) -> list[tuple[int, int]]:
         return [(RUN_OK if d.online else RUN_LOST if d.online is False else RUN_UNKNOWN, POWER_UNKNOWN)
@@ -183,6 +186,7 @@ class Agent:
             self.pending.append(("CDSS", self.mask_all, now,
                                  self.encoder.cdss(range(len(self.catalog)), k.value, k.status, k.time, now)))
         self.pending.append(("FZSS", self.mask_all, now, self.encoder.fzss(self.fzss_states(), now)))
+        self.fzss_sent = True
 
     def statistics(self, now: float) -> None:
         stats = self.kernel.take_stats(now)
@@ -210,6 +214,7 @@ class Agent:
         next_snapshot = math.floor(now / rep.realtime_every) * rep.realtime_every + rep.realtime_every
         next_defs = now + rep.definitions_every
         next_tick = now + 1.0
+        started = time.monotonic()
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), timeout=CLOCK_TICK)
@@ -222,6 +227,8 @@ class Agent:
                 self.snapshot(now)
                 behind = math.floor((now - next_snapshot) / rep.realtime_every) + 1
                 next_snapshot += rep.realtime_every * max(1, behind)
+            if not self.fzss_sent and time.monotonic() - started > self._first_poll_window():
+                self.fzss_dirty = True
             if now >= next_tick:
                 self.statistics(now)
                 self.buffer.tick(now)
@@ -230,6 +237,11 @@ class Agent:
                 self.definitions(now)
                 next_defs = now + rep.definitions_every
             self.commit()
+
+    def _first_poll_window(self) -> float:
+        """How long every device may take to answer or fail its first poll."""
+        devs = self.site.devices
+        return max((d.poll + d.timeout * (d.retries + 1) for d in devs), default=0.0) + 1.0
 
     def _start_driver(self, i: int) -> None:
         self.driver_tasks[i] = asyncio.create_task(self.drivers[i].run(), name=f"device:{self.site.devices[i].name}")
@@ -255,8 +267,7 @@ class Agent:
         started; each Site put on `reload_requests` is applied with `reload()`.
         """
         now = time.time()
-        self.definitions(now)
-        self.pending.append(("FZSS", self.mask_all, now, self.encoder.fzss(self.fzss_states(), now)))
+        self.definitions(now)      # the first FZSS waits for every device's first answer (or its timeout)
         self.commit()
         metrics = None
         if self.site.metrics.enabled:

@@ -86,7 +86,7 @@ def summary(agent, out=sys.stdout) -> None:
         state = "online" if st.online else ("offline: " + st.reason if st.online is False else "starting")
         lines.append(f"  {dev.name} [{state}]")
         for rp in agent.catalog.by_device[di]:
-            lines.append(f"    {pad(rp.id, 4)} {pad(rp.sensor_name, 10)} "
+            lines.append(f"    {pad(rp.id, 4)} {pad(rp.sensor_name, 14)} "
                          f"{format_value(k.value[rp.index], rp.decimals):>8} {pad(rp.unit, 7)} "
                          f"{status_text(int(k.status[rp.index]))}")
     print("\n".join(lines), file=out, flush=True)
