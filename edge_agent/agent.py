@@ -97,11 +97,12 @@ class Agent:
         base = Path(site.source).parent if site.source else None
         self.profile = load_profile(site.profile, base=base)
         self.catalog = Catalog(site, self.profile)
+        self.derived = Derived(site, self.catalog)
+        self.catalog.add_derived(self.derived.points)
         rep = site.report
         self.kernel = Kernel(len(self.catalog), self.catalog.thresholds(),
                              realtime_every=rep.realtime_every, stats_window=rep.stats_window)
         self.encoder = Encoder(site, self.catalog, self.profile)
-        self.derived = Derived(site, self.catalog)
 
     def _driver(self, i: int):
         base = Path(self.site.source).parent if self.site.source else None
@@ -131,6 +132,14 @@ class Agent:
             derived = self.derived.process(frame, k)
             if derived:
                 events = [*events, *derived]
+            status = self.derived.status_frame(frame)
+            if status is not None:
+                # the derived points' status, reported like any point (CDSS) when it changes
+                report = k.process(status)
+                k.take_changes()
+                if len(report) and self.mask_live:
+                    self.pending.append(("CDSS", self.mask_live, frame.wall,
+                                         self.encoder.cdss(report, k.value, k.status, k.time, frame.wall)))
         if events:
             self.pending.append(("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall)))
         if self.pending and self._commit_at is None:
@@ -334,8 +343,9 @@ class Agent:
         base = Path(new.source).parent if new.source else None
         self.profile = load_profile(new.profile, base=base)
         self.catalog = Catalog(new, self.profile)
-        self.encoder = Encoder(new, self.catalog, self.profile)
         self.derived = Derived(new, self.catalog)
+        self.catalog.add_derived(self.derived.points)
+        self.encoder = Encoder(new, self.catalog, self.profile)
         same_points = [(p.device, p.id) for p in old_catalog.points] == [(p.device, p.id) for p in self.catalog.points] \
             and [d.name for d in old.devices] == [d.name for d in new.devices]
         rep = new.report

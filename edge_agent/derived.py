@@ -38,11 +38,13 @@ from __future__ import annotations
 
 import logging
 import math
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
 from edge_agent.filtering.records import Event
+from edge_agent.frame import Frame
 
 log = logging.getLogger("edge_agent.derived")
 
@@ -66,6 +68,14 @@ class DerivedPoint:
     name: str
     point: int            # global index of the point its records are on
     status: int = ST_NORMAL
+    device: int = -1      # the equipment's device
+    slot: int = 0         # 1-based position among its template's rules: the derived point id is <ids>D<slot>
+    vpoint: int = -1      # global index of the derived point that carries the status (Catalog.add_derived)
+
+    @property
+    def value(self) -> float:
+        """The derived point's multistate value: 0 normal, 1 condition active, 2 cannot evaluate."""
+        return {ST_ACTIVE: 1.0, ST_CANNOT: 2.0}.get(self.status, 0.0)
 
 
 class Unavailable(Exception):
@@ -266,12 +276,11 @@ class _Unit:
         self.states: list[_State] = []
         keep: dict[str, float] = {}
         missing = []
-        for rule in RULES:
-            if rule.template != eq.template:
-                continue
+        for slot, rule in enumerate((r for r in RULES if r.template == eq.template), start=1):
             point = next((self.index[s] for s in rule.point if s in self.index), -1)
             entry = codes.get(rule.name) or {}
-            dp = DerivedPoint(eq.name, rule.name, str(entry.get("code", "")), str(entry.get("name", "")), point)
+            dp = DerivedPoint(eq.name, rule.name, str(entry.get("code", "")), str(entry.get("name", "")), point,
+                              device=device, slot=slot)
             absent = [s for s in rule.needs if s not in self.index]
             if not entry.get("code"):
                 absent.append("(no code in the profile's derived_anomalies)")
@@ -298,6 +307,17 @@ class Derived:
             di = names.index(eq.device)
             self.units.setdefault(di, []).append(_Unit(eq, di, by_id[di], codes))
         self.points = [s.dp for units in self.units.values() for u in units for s in u.states]
+
+    def status_frame(self, frame) -> Frame | None:
+        """The derived points of `frame`'s device as a Frame (after `process`), for the kernel and CDSS."""
+        units = self.units.get(frame.device)
+        if not units:
+            return None
+        dps = [s.dp for u in units for s in u.states if s.dp.vpoint >= 0 and s.dp.status != ST_NOT_CONFIGURED]
+        if not dps:
+            return None
+        return Frame(frame.device, frame.mono, frame.wall, array("i", [d.vpoint for d in dps]),
+                     array("d", [d.value for d in dps]), array("B", bytes(len(dps))))
 
     def process(self, frame, kernel) -> list[DerivedEvent]:
         """Evaluate the rules of the frame's device on the kernel's state; the events they raise."""

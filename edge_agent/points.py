@@ -16,6 +16,7 @@ from edge_agent.profile.tables import Profile
 NAN = math.nan
 
 KIND_CODE = {"analog": 0, "switch": 1, "cumulative": 2, "multistate": 3}
+DERIVED_SENSOR = "1990"    # project-local: the status of a derived condition (config/sensors.csv)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,30 @@ class Catalog:
                 self.points.append(rp)
                 mine.append(rp)
             self.by_device.append(mine)
+
+    def add_derived(self, derived_points) -> None:
+        """Append a point per derived condition (edge_agent.derived.DerivedPoint) to carry its status.
+
+        Derived points come after every device point (device indices do not move),
+        belong to their equipment's device for CDDY/CDSS, and are in no device's
+        `by_device` list: no driver polls them.  Id `<equipment ids>D<slot>`,
+        sensor 1990 (multistate: 0 normal, 1 condition active, 2 cannot evaluate).
+        """
+        sensor = self.profile.sensors.get(DERIVED_SENSOR)
+        if sensor is None:
+            return
+        eqs = {eq.name: eq for eq in self.site.equipment}
+        for dp in derived_points:
+            eq = eqs[dp.equipment]
+            cfg = Point(id=f"{eq.prefix}D{dp.slot}", sensor=DERIVED_SENSOR, kind="multistate",
+                        address="derived", location=eq.location or self.site.devices[dp.device].location)
+            rp = ResolvedPoint(
+                index=len(self.points), device=dp.device, cfg=cfg, code=point_code(self.site, cfg, self.profile),
+                kind="multistate", type="uint16", sensor_name=sensor.name, unit=sensor.unit,
+                range_low=sensor.range_low, range_high=sensor.range_high, decimals=0, deadband=0.0,
+                on_text="", off_text="")
+            dp.vpoint = rp.index
+            self.points.append(rp)
 
     def __len__(self) -> int:
         return len(self.points)

@@ -135,3 +135,16 @@ class Subscriber:
 
     def seqs(self) -> list[int]:
         return [p["seq"] for p in self.payloads() if "seq" in p]
+
+
+def catalog_size(site_path) -> int:
+    """Every point the agent reports for a site file: device points and derived-condition points."""
+    from edge_agent.config import load_site
+    from edge_agent.derived import Derived
+    from edge_agent.points import Catalog
+    from edge_agent.profile import load_profile
+
+    site = load_site(site_path)
+    catalog = Catalog(site, load_profile(site.profile))
+    catalog.add_derived(Derived(site, catalog).points)
+    return len(catalog)

@@ -192,6 +192,18 @@ def test_agent_sends_the_slip_record_from_the_simulated_belt(tmp_path):
             return out
         got = wait_for(slip_records, 60.0, "a YCBJ record with the slip code in the outbox")
         assert "0060B2" in got[0]
+
+        # the derived point of the slip rule (multistate 1990, id <ids>D1) reads 1 while it is active
+        def slip_point_values():
+            vals = []
+            for f in sorted((tmp_path / "outbox").glob("*_CDSS_*.txt")):
+                vals += [r.split(";")[3] for r in f.read_text(encoding="utf-8").split("~")
+                         if r.startswith("14021100123401DT1990BD1;")]
+            return "1" in vals and vals
+        vals = wait_for(slip_point_values, 20.0, "the slip point at 1 in a CDSS file")
+        assert set(vals) <= {"0", "1"}
+        cddy = next((tmp_path / "outbox").glob("*_CDDY_*.txt")).read_text(encoding="utf-8")
+        assert "14021100123401DT1990BD1;01;002;1990;DT;" in cddy
     finally:
         agent.stop()
         sim.kill()

@@ -6,8 +6,7 @@ import re
 from datetime import datetime
 
 from conftest import ROOT
-from edge_agent.config import load_site
-from e2e import Proc, Subscriber, last_seq, make_site, wait_for
+from e2e import Proc, Subscriber, catalog_size, last_seq, make_site, wait_for
 
 NAME = re.compile(r"^(\d{12})_([A-Z]+)_(\d{14})\.txt$")
 SENSORS = {r["code"]: r for r in csv.DictReader((ROOT / "config" / "sensors.csv").read_text("utf-8").splitlines())}
@@ -85,8 +84,7 @@ def test_end_to_end_records_reach_broker_and_spec_files(tmp_path, mosquitto, sim
         assert len(segments) >= 2
     cdss_file = outbox_files(tmp_path, "CDSS")[0].read_text("utf-8")
     records = [s.split(";") for s in cdss_file[:-2].split("~")[1:-1]]
-    n_points = sum(len(d.points) for d in load_site(site).devices)
-    assert len(records) == n_points and all(len(r) == 7 for r in records)
+    assert len(records) == catalog_size(site) and all(len(r) == 7 for r in records)
     sub.stop()
 
 

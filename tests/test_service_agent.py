@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, free_port
-from e2e import Proc, make_site, wait_for
+from e2e import Proc, catalog_size, make_site, wait_for
 from edge_agent.sdnotify import WEDGE_ENV
 from test_sdnotify import NotifyListener
 
@@ -72,7 +72,7 @@ def test_metrics_counters_move_as_the_simulator_runs(tmp_path, sim):
         wait_for(lambda: _scrape(url).get(polls, 0) >= first.get(polls, 0) + 3, 15, "3 more polls")
         second = _scrape(url)
         assert second[("edge_agent_device_online", (("device", "belt-1"),))] == 1
-        assert second[("edge_agent_points", ())] == n_points(site)
+        assert second[("edge_agent_points", ())] == catalog_size(site)
         assert second[("edge_agent_sink_acked_total", (("sink", "files"),))] >= 1
         health = json.loads(urllib.request.urlopen(url + "/health", timeout=5).read())
         assert health["state"] == "ok" and set(health["devices"]) == {"gas-substation-1", "belt-1", "bin-1"}
@@ -82,11 +82,6 @@ def test_metrics_counters_move_as_the_simulator_runs(tmp_path, sim):
         assert agent.stop() == 0, agent.text()
     finally:
         agent.kill()
-
-
-def n_points(site_path) -> int:
-    from edge_agent.config import load_site
-    return sum(len(d.points) for d in load_site(site_path).devices)
 
 
 def _try(f):
