@@ -13,13 +13,13 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
 from edge_agent.equipment import Equipment, expand_equipment
 from edge_agent.errors import ConfigError, Problem
 from edge_agent.units import parse_duration, parse_size
+from edge_agent.yamlsrc import line_for, pretty_loc, read_yaml_with_lines, reason_of, validation_problems
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -393,147 +393,6 @@ class Site(Model):
 
 # --------------------------------------------------------------------------- loading
 
-_FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when PyYAML has it
-
-
-class _StrictLoader(_FastLoader):  # type: ignore[misc, valid-type]
-    """Safe loading, but a key that appears twice in one mapping is an error (PyYAML keeps the last)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for k, _ in node.value:
-            key = self.construct_object(k, deep=True)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", k.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-_KEYS = yaml.SafeLoader("")   # constructs scalar keys while walking nodes for their lines
-
-
-class Lines:
-    """Line numbers by path (("devices", 0, "points", 3, "id") -> 42), composed only when asked.
-
-    A valid file never needs them, so a 10,000-point site does not pay for a
-    second, Python-level walk of its YAML; problems ask for their line.
-    """
-
-    def __init__(self, text: str):
-        self.text = text
-        self._lines: dict[tuple, int] | None = None
-        self._extra: dict[tuple, int] = {}
-
-    def _all(self) -> dict[tuple, int]:
-        if self._lines is None:
-            self._lines = {}
-            node = yaml.compose(self.text, Loader=_FastLoader)
-            if node is not None:
-                self._walk(node, ())
-        return self._lines
-
-    def _walk(self, node: yaml.Node, path: tuple) -> None:
-        assert self._lines is not None
-        self._lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = _KEYS.construct_object(k, deep=True)
-                self._walk(v, path + (key,))
-                self._lines[path + (key,)] = k.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                self._walk(v, path + (i,))
-
-    def __contains__(self, path: tuple) -> bool:
-        return path in self._extra or path in self._all()
-
-    def __getitem__(self, path: tuple) -> int:
-        return self._extra[path] if path in self._extra else self._all()[path]
-
-    def __setitem__(self, path: tuple, line: int) -> None:
-        self._extra[path] = line
-
-    def get(self, path: tuple, default: int | None = None) -> int | None:
-        return self[path] if path in self else default
-
-
-def read_yaml_with_lines(text: str, where: str) -> tuple[Any, Lines]:
-    """The YAML data, and its line numbers (lazily)."""
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        reason = getattr(exc, "problem", None) or str(exc)
-        if isinstance(exc, yaml.constructor.ConstructorError):
-            raise ConfigError([Problem(where, None if mark is None else mark.line + 1, "", str(reason))])
-        raise ConfigError([Problem(where, None if mark is None else mark.line + 1, "", f"not valid YAML: {reason}")])
-    if data is None:
-        raise ConfigError([Problem(where, None, "", "the file is empty")])
-    return data, Lines(text)
-
-
-def _loc_name(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _line_for(loc: tuple, lines: dict[tuple, int]) -> int | None:
-    for n in range(len(loc), -1, -1):
-        if loc[:n] in lines:
-            return lines[loc[:n]]
-    return None
-
-
-def _pretty_loc(loc: tuple, data: Any) -> str:
-    """devices[0].points[3].alarm -> devices[substation-1].points[T1].alarm: names beat numbers."""
-    out, node = "", data
-    for part in loc:
-        if isinstance(part, int) and isinstance(node, list) and part < len(node):
-            item = node[part]
-            label = item.get("name") or item.get("id") if isinstance(item, dict) else None
-            out += f"[{label}]" if label is not None else f"[{part}]"
-            node = item
-        elif isinstance(part, str):
-            out += ("." if out else "") + part
-            node = node.get(part) if isinstance(node, dict) else None
-        else:
-            out += f"[{part}]"
-            node = None
-    return out
-
-
-def _reason(err: dict) -> str:
-    typ = err.get("type", "")
-    msg = err.get("msg", "")
-    if typ == "extra_forbidden":
-        return "unknown key; check its spelling against the site-file reference in the README"
-    if typ == "missing":
-        return "missing; this key is required"
-    if typ == "literal_error":
-        return msg.replace("Input should be", "must be")
-    msg = msg.removeprefix("Value error, ")
-    if typ in ("float_parsing", "int_parsing", "float_type", "int_type", "string_type", "bool_parsing",
-               "bool_type", "tuple_type", "list_type", "model_type", "dict_type"):
-        msg = f"{msg} (got {err.get('input')!r})"
-    return msg
-
-
-def _validation_problems(exc: ValidationError, where: str, data: Any, lines: dict[tuple, int],
-                         prefix: tuple = ()) -> list[Problem]:
-    problems = []
-    for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
-        full = prefix + loc
-        problems.append(Problem(where, _line_for(full, lines), _pretty_loc(full, data) or "(top level)",
-                                _reason(err)))
-    return problems
-
-
 # CSV point tables: same columns as inline points; nested thresholds as dotted columns
 CSV_COLUMNS = ("id", "sensor", "kind", "address", "type", "order", "length", "scale", "offset", "unit",
                "range_low", "range_high", "location", "x", "y", "z", "relations",
@@ -602,7 +461,7 @@ def load_points_csv(path: Path, shown: str) -> tuple[list[Point], list[Problem]]
                     col = ".".join(loc) if loc else "(row)"
                     if col.startswith("range"):
                         col = "range_low/range_high"
-                    problems.append(Problem(shown, row_no, col, _reason(err)))
+                    problems.append(Problem(shown, row_no, col, reason_of(err)))
             else:
                 problems.append(Problem(shown, row_no, "(row)", str(exc)))
     return points, problems
@@ -641,7 +500,7 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True) -> "Site":
     try:
         site = Site.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_validation_problems(exc, where, data, lines))
+        problems.extend(validation_problems(exc, where, data, lines))
         raise ConfigError(problems)
     if csv_points:
         new_devices = []
@@ -668,7 +527,7 @@ def semantic_problems(site: Site, profile, where: str, data: Any, lines: dict[tu
     out: list[Problem] = []
 
     def add(loc: tuple, reason: str) -> None:
-        out.append(Problem(where, _line_for(loc, lines), _pretty_loc(loc, data), reason))
+        out.append(Problem(where, line_for(loc, lines), pretty_loc(loc, data), reason))
 
     if not profile.mine_code_ok(site.site.mine_code):
         add(("site", "mine_code"), f"{site.site.mine_code!r} does not match the profile's mine code pattern "
