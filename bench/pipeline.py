@@ -4,8 +4,8 @@
 Starts, each in its own process: the simulated Modbus TCP devices
 (`edge-agent simulate`, `--sims` processes), a mosquitto on a free loopback
 port, a subscriber that counts records and checks `seq`, and `edge-agent run`
-on a generated site file (N devices x M float32 registers in CSV point tables,
-every point forwarded on every poll).  After a warm-up it measures for D
+on a generated site file (N devices x M points, float32 or uint16, in CSV point
+tables, every point forwarded on every poll).  After a warm-up it measures for D
 seconds and prints one JSON line per run.
 
     python bench/pipeline.py --devices 50 --registers 200 --period 1 --duration 20 --repeat 3 --json
@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,25 +42,9 @@ from pathlib import Path
 
 import yaml
 
+from edge_agent.drivers.sim.harness import free_port, wait_port
+
 CLK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"bench: nothing listening on 127.0.0.1:{port} after {timeout}s")
-            time.sleep(0.05)
 
 
 def cpu_seconds(pid: int) -> float:
