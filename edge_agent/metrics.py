@@ -148,7 +148,7 @@ def health_document(snap: dict) -> dict:
     doc = health_of(snap)
     doc["time"] = round(time.time(), 3)
     doc["devices"] = {
-        str(name): {k: d.get(k) for k in ("online", "last_poll", "polls", "errors") if k in d}
+        str(name): {k: d.get(k) for k in ("online", "last_poll", "polls", "errors", "skipped", "reason") if k in d}
         for name, d in (snap.get("devices") or {}).items() if isinstance(d, dict)}
     return doc
 

@@ -47,6 +47,7 @@ from edge_agent.secrets import read_secret
 log = logging.getLogger("edge_agent.forward.mqtt")
 
 REPEAT_LOG_EVERY = 600.0     # an unchanged failure line is logged again after this long
+TLS_ALERT_GRACE = 0.5        # seconds a failed TLS connect waits for the alert that explains it
 
 
 class _PahoLog:
@@ -218,6 +219,13 @@ class MqttSink:
         if not enter.done() or enter.cancelled():
             raise _ConnectFailed(plog.last or "connect timed out", detail=plog.last)
         if enter.exception() is not None:
+            if broker.tls and plog.last is None:
+                # a socket closed mid-handshake: the TLS alert that names the reason (a refused
+                # client certificate) may reach paho's log a moment later; wait briefly for it
+                try:
+                    await asyncio.wait_for(plog.failed.wait(), TLS_ALERT_GRACE)
+                except asyncio.TimeoutError:
+                    pass
             raise _ConnectFailed(str(enter.exception()), detail=plog.last) from enter.exception()
         return client, plog
 
