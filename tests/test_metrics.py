@@ -141,7 +141,7 @@ def test_health_codes_follow_the_state():
     ok = json.loads(b1)
     assert ok["state"] == "ok" and ok["reasons"] == []
     assert ok["devices"]["gas-substation-1"] == {"online": True, "last_poll": 1_790_000_000.5, "polls": 100,
-                                                 "errors": 2}
+                                                 "errors": 2, "skipped": 0}
     assert ok["devices"]["belt-1"]["online"] is False
     assert json.loads(b2)["reasons"] == ["belt-1: no answer for 30s"]
     assert json.loads(b3)["state"] == "down"
