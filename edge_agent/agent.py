@@ -120,13 +120,7 @@ class Agent:
         st.frames += 1
         st.last_frame = frame.wall
         k = self.kernel
-        report = k.process(frame)
-        if len(report) and self.mask_live:
-            self.pending.append(("CDSS", self.mask_live, frame.wall,
-                                 self.encoder.cdss(report, k.value, k.status, k.time, frame.wall)))
-        # switch/multistate changes are already in this frame's report (their
-        # value moved); drain them so the kernel's change log stays bounded
-        k.take_changes()
+        self._filter(frame)
         events = k.take_events()
         if self.derived.units:
             derived = self.derived.process(frame, k)
@@ -134,17 +128,23 @@ class Agent:
                 events = [*events, *derived]
             status = self.derived.status_frame(frame)
             if status is not None:
-                # the derived points' status, reported like any point (CDSS) when it changes
-                report = k.process(status)
-                k.take_changes()
-                if len(report) and self.mask_live:
-                    self.pending.append(("CDSS", self.mask_live, frame.wall,
-                                         self.encoder.cdss(report, k.value, k.status, k.time, frame.wall)))
+                self._filter(status)     # the derived points' status, reported like any point
         if events:
             self.pending.append(("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall)))
         if self.pending and self._commit_at is None:
             # frames arriving within batch_every share one transaction; none waits longer
             self._commit_at = asyncio.get_running_loop().call_later(self.site.report.batch_every, self._commit_due)
+
+    def _filter(self, frame: Frame) -> None:
+        """Run `frame` through the kernel; queue a CDSS of the points it says to report."""
+        k = self.kernel
+        report = k.process(frame)
+        if len(report) and self.mask_live:
+            self.pending.append(("CDSS", self.mask_live, frame.wall,
+                                 self.encoder.cdss(report, k.value, k.status, k.time, frame.wall)))
+        # switch/multistate changes are already in this frame's report (their
+        # value moved); drain them so the kernel's change log stays bounded
+        k.take_changes()
 
     def _commit_due(self) -> None:
         self._commit_at = None
