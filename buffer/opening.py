@@ -17,6 +17,7 @@ from pathlib import Path
 
 from edge_agent.buffer import counts
 from edge_agent.buffer.schema import connect, migrate, priority, transaction
+from edge_agent.fsutil import sync_dir
 
 log = logging.getLogger("edge_agent.buffer")
 
@@ -91,15 +92,6 @@ def salvage(old: Path, db: sqlite3.Connection) -> tuple[int, int]:
     finally:
         src.close()
     return copied, next_seq
-
-
-def sync_dir(folder: Path) -> None:
-    """fsync a folder, so a file created in it survives a power cut."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _open_checked(path: Path, durability: str) -> sqlite3.Connection:

@@ -41,7 +41,8 @@ import orjson
 from edge_agent.buffer import counts
 from edge_agent.buffer.bounds import enforce_age, enforce_size, row_cost, shed, used_bytes
 from edge_agent.buffer.drops import DropLog
-from edge_agent.buffer.opening import open_db, sync_dir
+from edge_agent.buffer.opening import open_db
+from edge_agent.fsutil import sync_dir
 from edge_agent.buffer.schema import ADD_DROPS, ALL_SINKS, SINKS, disk_error, priority, transaction
 from edge_agent.buffer.tools import format_size, table_stats
 from edge_agent.errors import EdgeAgentError

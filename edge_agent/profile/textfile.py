@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable
 
 from edge_agent.profile.tables import FRAMING, Profile
 from edge_agent.profile.timefmt import zone_of
+from edge_agent.fsutil import sync_dir
 
 
 def _float_text(v: float) -> str:
@@ -93,14 +94,6 @@ def render(profile: Profile, site, type: str, when: dt.datetime, records: Iterab
     return "".join(parts).encode("utf-8")
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_text_file(profile: Profile, site, type: str, time: float, records: list[dict], directory: str | Path,
                     *, tz: dt.tzinfo | None = None, not_before: int | None = None, mtime_ns: int | None = None,
                     clock: Callable[[], float] = _time.time, sleep: Callable[[float], None] = _time.sleep) -> Path:
@@ -153,5 +146,5 @@ def write_file(profile: Profile, site, type: str, time: float, records: list[dic
     if mtime_ns is not None:
         os.utime(tmp, ns=(mtime_ns, mtime_ns))
     os.rename(tmp, target)
-    _fsync_dir(directory)
+    sync_dir(directory)
     return target, second, True
