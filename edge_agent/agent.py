@@ -13,7 +13,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from edge_agent import health, sdnotify
 from edge_agent.buffer import SINKS, Buffer
@@ -49,6 +48,7 @@ class Agent:
     def __init__(self, site: Site):
         self.site = site
         self._build(site)
+        self.kernel = self._new_kernel()
         b = site.buffer
         self.buffer = Buffer(site.path(b.path), durability=b.durability, max_size=b.max_size,
                              max_age=b.max_age, sync_every=b.sync_every, memory_limit=b.memory_limit)
@@ -93,20 +93,21 @@ class Agent:
         self.reloads = 0
 
     def _build(self, site: Site) -> None:
-        """Everything derived from the site file that a reload replaces."""
-        base = Path(site.source).parent if site.source else None
-        self.profile = load_profile(site.profile, base=base)
+        """Everything derived from the site file: at start, and again on every reload."""
+        self.profile = load_profile(site.profile, base=site.base_dir)
         self.catalog = Catalog(site, self.profile)
         self.derived = Derived(site, self.catalog)
         self.catalog.add_derived(self.derived.points)
-        rep = site.report
-        self.kernel = Kernel(len(self.catalog), self.catalog.thresholds(),
-                             realtime_every=rep.realtime_every, stats_window=rep.stats_window)
         self.encoder = Encoder(site, self.catalog, self.profile)
 
+    def _new_kernel(self) -> Kernel:
+        rep = self.site.report
+        return Kernel(len(self.catalog), self.catalog.thresholds(),
+                      realtime_every=rep.realtime_every, stats_window=rep.stats_window)
+
     def _driver(self, i: int):
-        base = Path(self.site.source).parent if self.site.source else None
-        drv = make_driver(i, self.site.devices[i], self.catalog.by_device[i], self.on_frame, base_dir=base)
+        drv = make_driver(i, self.site.devices[i], self.catalog.by_device[i], self.on_frame,
+                          base_dir=self.site.base_dir)
         drv.state_changed = self.on_device_state
         return drv
 
@@ -256,18 +257,11 @@ class Agent:
         self.driver_tasks[i] = asyncio.create_task(self.drivers[i].run(), name=f"device:{self.site.devices[i].name}")
 
     async def _stop_drivers(self, which) -> None:
-        """Cancel the devices' tasks together, wait (bounded) for them, close their links."""
+        """Stop these devices (indices into the current lists)."""
         which = list(which)
-        tasks = [t for t in (self.driver_tasks[i] for i in which) if t is not None]
-        for t in tasks:
-            t.cancel()
-        await _settle(tasks, SHUTDOWN_GRACE)
+        await _close_devices([(self.drivers[i], self.driver_tasks[i], self.site.devices[i].name) for i in which])
         for i in which:
             self.driver_tasks[i] = None
-            try:
-                await self.drivers[i].__aexit__(None, None, None)
-            except Exception:
-                log.exception("error while closing device %s", self.site.devices[i].name)
 
     async def run(self, stop: asyncio.Event, *, ready=None, reload_requests: asyncio.Queue | None = None) -> None:
         """Run until `stop` is set; then flush and close.
@@ -340,12 +334,7 @@ class Agent:
         new = new.model_copy(update={"buffer": old.buffer, "forward": old.forward, "metrics": old.metrics})
         old_catalog, old_cddy = self.catalog, self.encoder.cddy(0.0)
         self.site = new
-        base = Path(new.source).parent if new.source else None
-        self.profile = load_profile(new.profile, base=base)
-        self.catalog = Catalog(new, self.profile)
-        self.derived = Derived(new, self.catalog)
-        self.catalog.add_derived(self.derived.points)
-        self.encoder = Encoder(new, self.catalog, self.profile)
+        self._build(new)
         same_points = [(p.device, p.id) for p in old_catalog.points] == [(p.device, p.id) for p in self.catalog.points] \
             and [d.name for d in old.devices] == [d.name for d in new.devices]
         rep = new.report
@@ -353,8 +342,7 @@ class Agent:
                                                                       old.report.stats_window):
             self.kernel.set_thresholds(self.catalog.thresholds())
         else:
-            self.kernel = Kernel(len(self.catalog), self.catalog.thresholds(),
-                                 realtime_every=rep.realtime_every, stats_window=rep.stats_window)
+            self.kernel = self._new_kernel()
             log.warning("reload: points or report windows changed; kernel state restarted")
         # devices: keep the ones whose config, position and point indices are unchanged
         old_devices, old_drivers, old_tasks, old_states = old.devices, self.drivers, self.driver_tasks, self.devices
@@ -366,16 +354,8 @@ class Agent:
         self.drivers = [old_drivers[i] if i in keep else None for i in range(len(new.devices))]
         self.driver_tasks = [old_tasks[i] if i in keep else None for i in range(len(new.devices))]
         self.devices = [old_states[i] if i in keep else DeviceState() for i in range(len(new.devices))]
-        gone = [i for i in range(len(old_drivers)) if keep.get(i) != i]
-        stopping = [old_tasks[i] for i in gone if old_tasks[i] is not None]
-        for t in stopping:
-            t.cancel()
-        await _settle(stopping, SHUTDOWN_GRACE)
-        for i in gone:
-            try:
-                await old_drivers[i].__aexit__(None, None, None)
-            except Exception:
-                log.exception("error while closing device %s", old_devices[i].name)
+        await _close_devices([(old_drivers[i], old_tasks[i], old_devices[i].name)
+                              for i in range(len(old_drivers)) if keep.get(i) != i])
         for i in range(len(new.devices)):
             if self.drivers[i] is None:
                 self.drivers[i] = self._driver(i)
@@ -414,6 +394,19 @@ def _acquisition(dev) -> dict:
     """The part of a device's configuration its driver uses."""
     return dev.model_dump(exclude={"location": True, "x": True, "y": True, "z": True, "substation": True,
                                    "points": {"__all__": _NOT_ACQUISITION}})
+
+
+async def _close_devices(devices: list[tuple]) -> None:
+    """(driver, task, name) triples: cancel the tasks together, wait (bounded), close the links."""
+    tasks = [t for _, t, _ in devices if t is not None]
+    for t in tasks:
+        t.cancel()
+    await _settle(tasks, SHUTDOWN_GRACE)
+    for drv, _, name in devices:
+        try:
+            await drv.__aexit__(None, None, None)
+        except Exception:
+            log.exception("error while closing device %s", name)
 
 
 async def _settle(tasks: list[asyncio.Task], timeout: float) -> None:

@@ -1,7 +1,6 @@
 """What `edge-agent check` prints for a valid site file: a summary, warnings, the read plans."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from edge_agent.config import Site
 from edge_agent.points import Catalog
@@ -36,7 +35,7 @@ def warnings(site: Site) -> list[str]:
     if not ((mq is not None and mq.enabled) or (site.forward.files is not None and site.forward.files.enabled)):
         out.append(f"{where}: forward: no sink configured (mqtt or files); records will only be buffered")
     out += permission_warnings(site)
-    base = Path(site.source).parent if site.source else None
+    base = site.base_dir
     for dev in site.devices:
         if dev.driver == "opcua":
             from edge_agent.drivers.opcua_session import file_problems
@@ -50,7 +49,7 @@ def connect_report(site: Site) -> list[str]:
 
     from edge_agent.drivers.opcua import check_connect
 
-    base = Path(site.source).parent if site.source else None
+    base = site.base_dir
     catalog = Catalog(site, load_profile(site.profile, base=base))
 
     async def run() -> list[str]:
@@ -64,7 +63,7 @@ def connect_report(site: Site) -> list[str]:
 
 
 def check_report(site: Site, *, verbose: bool = False) -> list[str]:
-    base = Path(site.source).parent if site.source else None
+    base = site.base_dir
     profile = load_profile(site.profile, base=base)
     catalog = Catalog(site, profile)
     lines = [f"{site.source}: ok: {len(site.devices)} devices, {len(catalog)} points, profile {profile.name}"]

@@ -385,10 +385,15 @@ class Site(Model):
     # set by load_site: where the file was, for relative paths
     source: str = Field("", exclude=True)
 
+    @property
+    def base_dir(self) -> Path | None:
+        """The site file's folder (relative paths start there); None for a site not read from a file."""
+        return Path(self.source).parent if self.source else None
+
     def path(self, p: str) -> Path:
         """A path from the site file, relative to the site file's folder."""
         q = Path(os.path.expanduser(p))
-        return q if q.is_absolute() or not self.source else Path(self.source).parent / q
+        return q if q.is_absolute() or self.base_dir is None else self.base_dir / q
 
 
 # --------------------------------------------------------------------------- loading
