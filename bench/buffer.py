@@ -29,6 +29,7 @@ import aiomqtt
 import orjson
 
 from edge_agent.buffer import ALL_SINKS, Buffer
+from edge_agent.drivers.sim.harness import free_port
 
 POINTS = 500
 WINDOW = 32
@@ -61,12 +62,6 @@ def bench_append(workdir: Path, durability: str, per_txn: int, seconds: float) -
     dt = time.perf_counter() - t0
     buf.close()
     return n * POINTS / dt
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Broker:

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -33,14 +32,9 @@ from asyncua import Client
 
 from edge_agent.config import Site
 from edge_agent.drivers.opcua import OpcUaDevice
+from edge_agent.drivers.sim.harness import free_port
 from edge_agent.points import Catalog
 from edge_agent.profile.tables import load_profile
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_device(url: str, n: int, mode: str):

@@ -1,7 +1,6 @@
 """What `edge-agent check` prints for a valid site file: a summary, warnings, the read plans."""
 from __future__ import annotations
 
-
 from edge_agent.config import Site
 from edge_agent.points import Catalog
 from edge_agent.profile import load_profile

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from edge_agent.config import Site, load_site
+from edge_agent.drivers.sim.harness import free_port
 
 STATUS_NAMES = {1: "ALARM", 2: "CUT-OFF", 4: "calibrating", 8: "over-range", 16: "substation-fault",
                 32: "not-polled", 64: "paused", 128: "sensor-fault"}
@@ -28,12 +29,6 @@ def _port_free(port: int) -> bool:
             return True
         except OSError:
             return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def demo_site(workdir: Path, mqtt: str | None, port: int) -> Site:
@@ -98,7 +93,7 @@ async def run_demo(*, duration: float | None, mqtt: str | None, workdir: Path, s
     from edge_agent.drivers import sim
 
     workdir.mkdir(parents=True, exist_ok=True)
-    port = 15020 if _port_free(15020) else _free_port()
+    port = 15020 if _port_free(15020) else free_port()
     site = demo_site(workdir, mqtt, port)
     server = await sim.start(site, port=port, scenario=scenario)
     agent = Agent(site)

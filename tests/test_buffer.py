@@ -179,6 +179,19 @@ def test_corrupt_file_is_moved_aside_with_one_line(tmp_path, caplog):
     assert Buffer(path).next_seq == 2             # the new file is healthy: no second move
 
 
+def damage_root_page(path, name: str, length: int | None = None) -> None:
+    """Overwrite the first `length` bytes (default: all) of table/index `name`'s root page with junk."""
+    db = sqlite3.connect(path)
+    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name=?", (name,)).fetchone()[0]
+    page = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    data = bytearray(path.read_bytes())
+    start = (root - 1) * page
+    n = page if length is None else length
+    data[start:start + n] = b"\xa5" * n
+    path.write_bytes(bytes(data))
+
+
 def test_damaged_table_is_detected_at_open(tmp_path, caplog):
     """The messages table's root page is destroyed: nothing to salvage; seq still continues."""
     path = tmp_path / "b.sqlite"
@@ -186,13 +199,7 @@ def test_damaged_table_is_detected_at_open(tmp_path, caplog):
     for _ in range(20):
         buf.append(batch("CDSS " * 20, size=3000))
     buf.close()
-    db = sqlite3.connect(path)
-    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name='messages'").fetchone()[0]
-    page = db.execute("PRAGMA page_size").fetchone()[0]
-    db.close()
-    data = bytearray(path.read_bytes())
-    data[(root - 1) * page:root * page] = b"\xa5" * page
-    path.write_bytes(bytes(data))
+    damage_root_page(path, "messages")
     with caplog.at_level(logging.WARNING, logger="edge_agent.buffer"):
         buf = Buffer(path)
     assert len(list(tmp_path.glob("b.sqlite.corrupt-*"))) == 1
@@ -211,13 +218,7 @@ def test_readable_messages_of_a_damaged_file_are_salvaged(tmp_path, caplog):
     buf.ack("mqtt", seqs[:5])
     buf.ack("files", seqs[:3])
     buf.close()
-    db = sqlite3.connect(path)
-    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name='messages_prio'").fetchone()[0]
-    page = db.execute("PRAGMA page_size").fetchone()[0]
-    db.close()
-    data = bytearray(path.read_bytes())
-    data[(root - 1) * page:(root - 1) * page + 64] = b"\xa5" * 64
-    path.write_bytes(bytes(data))
+    damage_root_page(path, "messages_prio", 64)
     with caplog.at_level(logging.WARNING, logger="edge_agent.buffer"):
         buf = Buffer(path)
     [line] = [r.getMessage() for r in caplog.records]
