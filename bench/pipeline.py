@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """End-to-end pipeline benchmark: simulated devices -> `edge-agent run` -> mosquitto -> subscriber.
 
-Starts, each in its own process: the simulated Modbus TCP devices
-(`edge-agent simulate`, `--sims` processes), a mosquitto on a free loopback
-port, a subscriber that counts records and checks `seq`, and `edge-agent run`
-on a generated site file (N devices x M points, float32 or uint16, in CSV point
-tables, every point forwarded on every poll).  After a warm-up it measures for D
-seconds and prints one JSON line per run.
+Starts, each in its own process: the simulated Modbus TCP devices (`--sims`
+processes of the prepared-answer simulator, drivers/sim/prepared.py, or with
+`--sim pymodbus` the pymodbus one, `edge-agent simulate`), a mosquitto on a
+free loopback port, a subscriber that counts records and checks `seq`, and
+`edge-agent run` on a generated site file (N devices x M points, float32 or
+uint16, in CSV point tables or inline in the YAML, every point forwarded on
+every poll).  After a warm-up it measures for D seconds and prints one JSON
+line per run.
 
     python bench/pipeline.py --devices 50 --registers 200 --period 1 --duration 20 --repeat 3 --json
     python bench/pipeline.py --type uint16 ...         # one register per point (2 requests per 200 points)
+    python bench/pipeline.py --points inline ...       # points inline in the site file, not CSV tables
     python bench/pipeline.py --max --sims 2 --json     # raise the load until the agent falls behind
+    python bench/pipeline.py --pin ...                 # the agent alone on CPU 1, everything else on CPU 0
     python bench/pipeline.py --profile /tmp/agent.raw  # py-spy the agent during the window
 
 Figures: `acquired` is what the agent polled (its /metrics poll counter x
@@ -20,9 +24,10 @@ values that did not change are not sent again, by design), `skipped`
 the polls the agent skipped because the previous one overran.  CPU is
 user+sys from /proc as a fraction of one core, for the agent and, apart, for
 the simulators, the broker and the subscriber; `machine_busy` is the share of
-both cores in use, so a reader can tell when the machine, not the agent, is
-the limit.  `startup_s` is from launching `edge-agent run` to the first CDSS
-arriving at the subscriber.  With `--repeat` each field is the median.
+both cores in use and `sim_share_of_busy` / `agent_share_of_busy` what part of
+that busy time the simulators and the agent took, so a reader can tell who
+the limit is.  `startup_s` is from launching `edge-agent run` to the first
+CDSS arriving at the subscriber.  With `--repeat` each field is the median.
 """
 from __future__ import annotations
 
@@ -85,20 +90,28 @@ POINT_TYPES = {"float32": (2, "float32,CDAB,1"), "uint16": (1, "uint16,ABCD,0.01
 
 
 def make_site(work: Path, devices: int, registers: int, period: float, sim_ports: list[int], broker: int,
-              metrics_port: int, point_type: str = "float32") -> Path:
+              metrics_port: int, point_type: str = "float32", points: str = "csv") -> Path:
     """N devices x M CH4 points (float32, or uint16 x 0.01: one register each), each device's points in a
-    CSV point table (as sites do)."""
+    CSV point table (as sites do) or, with points="inline", in the site file itself."""
     width, rest = POINT_TYPES[point_type]
+    typ, order, scale = rest.split(",")
     devs = []
     for d in range(devices):
-        table = work / f"points-dev{d}.csv"
-        rows = ["id,sensor,address,type,order,scale,location"]
+        dev = {"name": f"dev{d}", "driver": "modbus-tcp", "host": "127.0.0.1",
+               "port": sim_ports[d % len(sim_ports)], "unit": 1 + d // len(sim_ports),
+               "poll": f"{period}s", "timeout": "1s"}
         # original numbers distinct across devices, so point codes stay unique
-        rows += [f"D{d}R{r},0001,hr:{width * r},{rest},bench {d}/{r}" for r in range(registers)]
-        table.write_text("\n".join(rows) + "\n", encoding="utf-8")
-        devs.append({"name": f"dev{d}", "driver": "modbus-tcp", "host": "127.0.0.1",
-                     "port": sim_ports[d % len(sim_ports)], "unit": 1 + d // len(sim_ports),
-                     "poll": f"{period}s", "timeout": "1s", "points_file": table.name})
+        if points == "inline":
+            dev["points"] = [{"id": f"D{d}R{r}", "sensor": "0001", "address": f"hr:{width * r}", "type": typ,
+                              "order": order, "scale": float(scale), "location": f"bench {d}/{r}"}
+                             for r in range(registers)]
+        else:
+            table = work / f"points-dev{d}.csv"
+            rows = ["id,sensor,address,type,order,scale,location"]
+            rows += [f"D{d}R{r},0001,hr:{width * r},{rest},bench {d}/{r}" for r in range(registers)]
+            table.write_text("\n".join(rows) + "\n", encoding="utf-8")
+            dev["points_file"] = table.name
+        devs.append(dev)
     site = {
         "site": {"mine_code": "140211001234", "mine_name": "bench", "gateway": "gw-bench"},
         "buffer": {"path": str(work / "buffer.sqlite"), "max_size": "2GiB"},
@@ -171,8 +184,15 @@ for line in sys.stdin:
 
 
 def run_once(devices: int, registers: int, period: float, duration: float, warmup: float, sims: int,
-             work: Path, profile: str | None = None, point_type: str = "float32") -> dict:
+             work: Path, profile: str | None = None, point_type: str = "float32", points: str = "csv",
+             sim: str = "prepared", pin: bool = False) -> dict:
     exe = [sys.executable, "-m", "edge_agent"]
+    sim_cmd = [sys.executable, "-m", "edge_agent.drivers.sim.prepared"] if sim == "prepared" else exe + ["simulate"]
+
+    def place(proc: subprocess.Popen, agent: bool = False) -> None:
+        # --pin: the agent alone on CPU 1, everything else on CPU 0 (other users of the machine still share both)
+        if pin:
+            os.sched_setaffinity(proc.pid, {1} if agent else {0})
     broker_port, metrics_port = free_port(), free_port()
     conf = work / "mosquitto.conf"
     conf.write_text(f"user root\nlistener {broker_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
@@ -183,9 +203,11 @@ def run_once(devices: int, registers: int, period: float, duration: float, warmu
         broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
                                   stdout=logs, stderr=subprocess.STDOUT)
         procs.append(broker)
+        place(broker)
         wait_port(broker_port)
         sim_ports = [free_port() for _ in range(sims)]
-        site = make_site(work, devices, registers, period, sim_ports, broker_port, metrics_port, point_type)
+        site = make_site(work, devices, registers, period, sim_ports, broker_port, metrics_port, point_type,
+                         points)
         simulators = []
         for i, port in enumerate(sim_ports):
             sim_site = work / f"sim-{i}.yaml"
@@ -193,8 +215,9 @@ def run_once(devices: int, registers: int, period: float, duration: float, warmu
             data["devices"] = [d for d in data["devices"] if d["port"] == port]
             data["metrics"] = {"enabled": False}
             sim_site.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
-            simulators.append(subprocess.Popen(exe + ["simulate", "-c", str(sim_site), "--log-level", "WARNING"],
+            simulators.append(subprocess.Popen(sim_cmd + ["-c", str(sim_site), "--scenario", "steady"],
                                                stdout=logs, stderr=subprocess.STDOUT))
+            place(simulators[-1])
         procs += simulators
         for port in sim_ports:
             wait_port(port, 60)
@@ -202,11 +225,13 @@ def run_once(devices: int, registers: int, period: float, duration: float, warmu
         sub = subprocess.Popen([sys.executable, "-c", SUBSCRIBER, str(broker_port), str(sub_out), str(registers)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append(sub)
+        place(sub)
         time.sleep(0.5)  # the subscriber connects; nothing is measured yet
         launched = time.time()
         agent = subprocess.Popen(exe + ["run", "-c", str(site), "--log-level", "WARNING"],
                                  stdout=logs, stderr=subprocess.STDOUT)
         procs.append(agent)
+        place(agent, agent=True)
         wait_port(metrics_port, 60)
         time.sleep(max(0.0, warmup - (time.time() - launched)))
         others = {"sim": simulators, "broker": [broker], "subscriber": [sub]}
@@ -242,13 +267,16 @@ def run_once(devices: int, registers: int, period: float, duration: float, warmu
         got = json.loads(sub_out.read_text())
         secs = t1 - t0
         cpu = {k: (cpu1[k] - cpu0[k]) / secs for k in cpu1}
+        cores = os.cpu_count() or 1
+        busy = cores * (mach1[0] - mach0[0]) / max(1, mach1[1] - mach0[1])   # busy cores, all processes
         delta = {k: m1.get(k, 0.0) - m0.get(k, 0.0) for k in m1}
         offered = devices * registers / period
         polls = delta.get("edge_agent_device_polls_total", 0.0) / secs
         acquired = polls * registers
         delivered = got["records"] / got["seconds"]
         return {
-            "devices": devices, "registers": registers, "point_type": point_type, "period_s": period, "sims": sims,
+            "devices": devices, "registers": registers, "point_type": point_type, "points": points, "sim": sim,
+            "pinned": pin, "period_s": period, "sims": sims,
             "duration_s": duration,
             "offered_points_per_s": offered,
             "acquired_points_per_s": round(acquired, 1),
@@ -263,7 +291,9 @@ def run_once(devices: int, registers: int, period: float, duration: float, warmu
             "sim_cpu_fraction_of_core": round(cpu["sim"], 3),
             "broker_cpu_fraction_of_core": round(cpu["broker"], 3),
             "subscriber_cpu_fraction_of_core": round(cpu["subscriber"], 3),
-            "machine_busy_fraction": round((mach1[0] - mach0[0]) / max(1, mach1[1] - mach0[1]), 3),
+            "machine_busy_fraction": round(busy / cores, 3),
+            "agent_share_of_busy": round(cpu["agent"] / busy, 3) if busy else None,
+            "sim_share_of_busy": round(cpu["sim"] / busy, 3) if busy else None,
             "agent_peak_rss_mb": round(peak, 1),
             "agent_rss_growth_mb": round(rss[-1] - rss[len(rss) // 2], 1) if len(rss) > 1 else None,
             "latency_p50_ms": None if got["p50"] is None else round(got["p50"] * 1000, 1),
@@ -325,7 +355,8 @@ def find_max(args, tmp: Path, emit) -> dict:
     def run(m: float) -> dict:
         devices, period, sims = load_shape(args, m)
         r = run_once(devices, args.registers, period, args.duration, args.warmup, sims,
-                     Path(tempfile.mkdtemp(dir=tmp)), point_type=args.type)
+                     Path(tempfile.mkdtemp(dir=tmp)), point_type=args.type, points=args.points, sim=args.sim,
+                     pin=args.pin)
         r["sustained"] = sustained(r)
         r["load_multiple"] = m
         emit(r)
@@ -346,7 +377,7 @@ def find_max(args, tmp: Path, emit) -> dict:
             worst = r
     keys = ("devices", "registers", "point_type", "period_s", "sims", "delivered_points_per_s",
             "agent_cpu_fraction_of_core", "agent_cpu_s_per_million_points", "sim_cpu_fraction_of_core",
-            "machine_busy_fraction", "latency_p99_ms")
+            "machine_busy_fraction", "sim_share_of_busy", "latency_p99_ms")
     summary = {"max_sustained_points_per_s": best["acquired_points_per_s"] if best else 0,
                "at": {k: best[k] for k in keys} if best else None,
                "first_failure": {k: worst[k] for k in keys + ("offered_points_per_s", "acquired_points_per_s",
@@ -375,6 +406,11 @@ def main() -> int:
     ap.add_argument("--sims", type=int, default=1, help="simulator processes")
     ap.add_argument("--type", choices=sorted(POINT_TYPES), default="float32",
                     help="point type: float32 (2 registers, 4 requests per 200 points) or uint16 (1 register)")
+    ap.add_argument("--points", choices=("csv", "inline"), default="csv",
+                    help="points in CSV point tables (default) or inline in the site file")
+    ap.add_argument("--sim", choices=("prepared", "pymodbus"), default="prepared",
+                    help="simulator: prepared answers on a bare asyncio protocol (default) or pymodbus's")
+    ap.add_argument("--pin", action="store_true", help="the agent alone on CPU 1, the rest on CPU 0")
     ap.add_argument("--repeat", type=int, default=1, help="runs; each figure is the median")
     ap.add_argument("--max", action="store_true", help="raise the load until the agent falls behind")
     ap.add_argument("--bisect", type=int, default=2, help="with --max: bisection steps after the first failure")
@@ -393,7 +429,7 @@ def main() -> int:
         for i in range(args.repeat):
             runs.append(run_once(args.devices, args.registers, args.period, args.duration, args.warmup,
                                  args.sims, Path(tempfile.mkdtemp(dir=tmp)), args.profile if i == 0 else None,
-                                 args.type))
+                                 args.type, args.points, args.sim, args.pin))
             if args.repeat > 1:
                 print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
         emit(median_of(runs) if len(runs) > 1 else runs[0])

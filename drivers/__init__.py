@@ -21,7 +21,7 @@ from edge_agent.frame import Frame
 # driver name in the site file -> "module:Class"; imported on first use, so a
 # Modbus-only gateway never pays for asyncua (~15 MB and a second of start-up)
 DRIVERS: dict[str, str] = {
-    "modbus-tcp": "edge_agent.drivers.modbus:ModbusDriver",
+    "modbus-tcp": "edge_agent.drivers.modbus_tcp:ModbusTcpDriver",
     "modbus-rtu": "edge_agent.drivers.modbus:ModbusDriver",
     "modbus-rtu-tcp": "edge_agent.drivers.modbus:ModbusDriver",
     "opcua": "edge_agent.drivers.opcua:OpcUaDevice",

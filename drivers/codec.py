@@ -155,7 +155,8 @@ class BlockReader:
     values, quality)` stores each member's engineering value at its position
     in `values`, exactly as `Codec.decode` would; a NaN or +-Inf value becomes
     NaN with quality `fault`.  Raises struct.error for a register value out of
-    0..65535 (a malformed answer).  Points that sit next to each other in the
+    0..65535 (a malformed answer).  `read_bytes` takes the answer's bytes as
+    they came off the wire instead of a list of registers.  Points that sit next to each other in the
     device's point list, share a byte layout and do not overlap are unpacked by
     one precompiled struct call and stored by one slice assignment: a
     200-point block costs a few C calls instead of 200 Python decodes.
@@ -164,7 +165,6 @@ class BlockReader:
     def __init__(self, start: int, count: int, members, fault: int):
         self.fault = fault
         self._be = struct.Struct(f">{count}H")
-        self._lew = struct.Struct(f"<{count}H")
         self.runs: list[tuple] = []      # (Struct, little-endian words?, first position, [(scale, offset)] or None)
         self.single: list[tuple[int, Codec, int]] = []   # (position, codec, byte offset): bits, bool, strings
         run: list[tuple[int, Codec, int]] = []
@@ -195,8 +195,15 @@ class BlockReader:
         self.runs.append((struct.Struct("".join(fmt)), lew, run[0][0], None if plain else affine))
 
     def read(self, regs, values: array, quality: array) -> None:
-        be = self._be.pack(*regs)
-        lew = self._lew.pack(*regs) if self.needs_lew else None
+        self.read_bytes(self._be.pack(*regs), values, quality)
+
+    def read_bytes(self, be: bytes, values: array, quality: array) -> None:
+        """`read` from the block's registers as big-endian bytes (a Modbus answer's data, 2 x count bytes)."""
+        lew = None
+        if self.needs_lew:
+            words = array("H", be)
+            words.byteswap()        # each register's two bytes swapped: little-endian words, on any host
+            lew = words.tobytes()
         for st, use_lew, first, affine in self.runs:
             raw = st.unpack_from(lew if use_lew else be)
             if affine is not None:

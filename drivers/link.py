@@ -1,11 +1,12 @@
-"""Modbus links: the pymodbus client behind one device, or shared by a bus.
+"""Modbus links: the pymodbus client behind an RTU device, or shared by a bus.
 
 A `Link` owns one pymodbus async client (one request in flight) and a lock a
 device holds for a whole poll, so the units of one RS-485 bus (modbus-rtu, or
 modbus-rtu-tcp through one serial server) are polled in turn and never
-interleave.  modbus-tcp devices get a link of their own; RTU devices that
-name the same serial port (or the same serial-server host:port) share one,
-reference-counted per event loop.
+interleave.  RTU devices that name the same serial port (or the same
+serial-server host:port) share one, reference-counted per event loop.
+(The modbus-tcp driver has its own link without pymodbus, modbus_tcp.py; a
+`ModbusDriver` built for a modbus-tcp device still gets a pymodbus one here.)
 
 pymodbus does its own automatic reconnects and retries; both are switched off
 here (reconnect_delay=0, retries=0) because the driver owns the backoff and
@@ -56,6 +57,28 @@ class Link:
             self.client = AsyncModbusTcpClient(device.host, port=device.port or 502, framer=framer, **common)
             self.hint = "check that the device is powered and on the network, and its host/port in the site file"
         self.timeout = device.timeout
+        self._guard_framer()
+
+    def _guard_framer(self) -> None:
+        """Bytes pymodbus's framer cannot decode count as garbage instead of escaping data_received.
+
+        pymodbus raises ModbusIOException out of `data_received` for a frame that
+        passes its framing checks but not PDU decoding (a byte count that lies
+        with a valid CRC, a socket frame of garbage); asyncio then logs "Fatal
+        error: protocol.data_received() call failed" with a traceback and drops
+        the connection.  Here the bytes are dropped, the request times out with
+        bytes received, and the driver reports it as a malformed answer.
+        """
+        ctx = self.client.ctx
+        decode = ctx.callback_data
+
+        def callback_data(data: bytes, addr=None) -> int:
+            try:
+                return decode(data, addr)
+            except Exception:
+                self.rx = True
+                return len(data)
+        ctx.callback_data = callback_data
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
         if sending:

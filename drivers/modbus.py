@@ -42,6 +42,8 @@ from edge_agent.frame import Q_OK, Q_SENSOR_FAULT, Q_SUBSTATION_FAULT, Frame
 log = logging.getLogger("edge_agent.drivers.modbus")
 
 NAN = math.nan
+READ_FC = {"co": 1, "di": 2, "hr": 3, "ir": 4}
+LOG_READS, LOG_POINTS = 3, 10    # a log line names at most this many failing reads and points
 _EXC_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
               4: "device failure", 5: "acknowledge", 6: "device busy", 8: "memory parity error",
               10: "gateway path unavailable", 11: "gateway target did not respond"}
@@ -141,12 +143,7 @@ class ModbusDriver:
         quality = array("B", bytes(len(self.points)))
         faults: dict[str, str] = {}
         try:
-            async with self.link.lock:
-                if self.link.shared:
-                    self.link.set_timeout(self.device.timeout)
-                await self._connect()
-                for block in list(self.plan.blocks):
-                    await self._read_block(block, values, quality, faults)
+            await self._read_all(values, quality, faults)
         except Exception as exc:
             if not isinstance(exc, (Unreachable, DeviceFailed)):
                 # a bug, not the device: keep polling, but show the traceback once per state change
@@ -162,6 +159,15 @@ class ModbusDriver:
         self._note_faults(faults)
         self._emit(Frame(self.index, mono, wall, array("i", self._indices), values, quality))
         return True
+
+    async def _read_all(self, values: array, quality: array, faults: dict) -> None:
+        """Every block of the plan into `values`/`quality`, one request at a time, holding the bus."""
+        async with self.link.lock:
+            if self.link.shared:
+                self.link.set_timeout(self.device.timeout)
+            await self._connect()
+            for block in list(self.plan.blocks):
+                await self._read_block(block, values, quality, faults)
 
     async def _connect(self) -> None:
         if await self.link.connect():
@@ -192,18 +198,15 @@ class ModbusDriver:
 
     async def _read_block(self, block: Block, values: array, quality: array, faults: dict) -> None:
         rr = await self._request(block)
+        if rr.function_code & 0x7F != READ_FC[block.area]:
+            # pymodbus decodes whatever function the answer names (an input-register answer
+            # to a holding-register read would pass as good values)
+            self._garbage(block, quality, faults, f"function code {rr.function_code} in the answer "
+                                                  f"to function {READ_FC[block.area]}")
+            return
         if rr.isError():
-            code = getattr(rr, "exception_code", 0)
-            self.counters["exceptions"] += 1
-            if code == 2 and not block.rejected:
-                halves = self.plan.split(block)
-                if len(halves) == 2:
-                    self.counters["splits"] += 1
-                    for half in halves:
-                        await self._read_block(half, values, quality, faults)
-                    return
-            faults[str(block)] = f"exception {code} ({_EXC_NAMES.get(code, 'unknown')})"
-            self._mark(block, quality)
+            for half in self._exception(block, getattr(rr, "exception_code", 0), quality, faults):
+                await self._read_block(half, values, quality, faults)
             return
         if block.is_bits:
             bits = rr.bits
@@ -217,13 +220,28 @@ class ModbusDriver:
         if len(regs) != block.count:
             self._garbage(block, quality, faults, f"{len(regs)} registers for {block.count}")
             return
+        try:
+            self._reader(block).read(regs, values, quality)
+        except struct.error:
+            self._garbage(block, quality, faults, "register values out of range")
+
+    def _exception(self, block: Block, code: int, quality: array, faults: dict) -> list[Block]:
+        """A Modbus exception answered `block`: the halves to read instead (exception 2), or none."""
+        self.counters["exceptions"] += 1
+        if code == 2 and not block.rejected:
+            halves = self.plan.split(block)
+            if len(halves) == 2:
+                self.counters["splits"] += 1
+                return halves
+        faults[str(block)] = f"exception {code} ({_EXC_NAMES.get(code, 'unknown')})"
+        self._mark(block, quality)
+        return []
+
+    def _reader(self, block: Block) -> BlockReader:
         reader = self._readers.get(block)
         if reader is None:
             reader = self._readers[block] = BlockReader(block.start, block.count, block.members, Q_SENSOR_FAULT)
-        try:
-            reader.read(regs, values, quality)
-        except struct.error:
-            self._garbage(block, quality, faults, "register values out of range")
+        return reader
 
     def _garbage(self, block: Block, quality: array, faults: dict, what: str) -> None:
         self.counters["garbage"] += 1
@@ -257,14 +275,21 @@ class ModbusDriver:
             self.state_changed(self.index, online, reason)
 
     def _note_faults(self, faults: dict[str, str]) -> None:
-        sig = frozenset(faults.items())
+        # the state is which reads fail, not why: a device answering different
+        # errors to the same reads is one state (one line), not one line per error
+        sig = frozenset(faults)
         if sig == self._faults:
             return
         self._faults = sig
-        if faults:
-            names = {str(b): " ".join(self.points[p].id for p, _ in b.members) for b in self.plan.blocks}
-            what = "; ".join(f"{blk} [{names.get(blk, '?')}]: {why}" for blk, why in sorted(faults.items()))
-            log.warning("%s answers with errors: %s; check these addresses and types against the "
-                        "device's register map", self.describe(), what)
-        else:
+        if not faults:
             log.info("%s answers all reads again", self.describe())
+            return
+        members = {str(b): b.members for b in self.plan.blocks}
+        ids = [self.points[p].id for blk in sorted(faults) for p, _ in members.get(blk, ())]
+        reads = sorted(faults.items())
+        what = "; ".join(f"{blk}: {why}" for blk, why in reads[:LOG_READS])
+        if len(reads) > LOG_READS:
+            what += f"; and {len(reads) - LOG_READS} more reads"
+        shown = " ".join(ids[:LOG_POINTS]) + (f" and {len(ids) - LOG_POINTS} more" if len(ids) > LOG_POINTS else "")
+        log.warning("%s answers with errors: %s; points %s read as faults (quality 128); check these addresses and "
+                    "types against the device's register map", self.describe(), what, shown or "-")

@@ -325,6 +325,7 @@ class Device(Model):
     port: int | None = Field(None, ge=1, le=65535)
     unit: int = Field(1, ge=0, le=247)
     max_gap: int = Field(10, ge=0, le=120)
+    inflight: int = Field(8, ge=1, le=16)   # modbus-tcp: requests in flight on one connection (1: one at a time)
     serial: str | None = None          # /dev/ttyUSB0 for modbus-rtu
     baudrate: int = 9600
     parity: Literal["N", "E", "O"] = "N"

@@ -13,7 +13,12 @@ Fault injection, per device, for tests (`Simulation.set_fault`):
   exception (code=n) answers Modbus exception n
   close              sends half of the answer, then closes the connection
   garbage            answers random bytes
-and `reject(device, "hr:7")` makes any read covering that address answer
+  one-at-a-time      answers only the first of several requests that arrive
+                     together and drops the rest (as the stock pymodbus server,
+                     many gateways and small PLCs do)
+Otherwise a connection's requests are answered in order, however many arrive
+at once (Modbus TCP allows several transactions in flight).
+And `reject(device, "hr:7")` makes any read covering that address answer
 exception 2, like a device whose map has a hole.
 """
 from __future__ import annotations
@@ -21,14 +26,17 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import deque
 from dataclasses import dataclass
 from functools import partial
 
 from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import ModbusIOException
 from pymodbus.pdu import ExceptionResponse
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
+from pymodbus.transaction import TransactionManager
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from edge_agent.config import Device, Site, parse_modbus_address
@@ -42,7 +50,7 @@ REFRESH = 0.1                             # s: values change at most this often 
 
 @dataclass
 class Fault:
-    kind: str                  # silent | slow | exception | close | garbage
+    kind: str                  # silent | slow | exception | close | garbage | one-at-a-time
     delay: float = 0.0
     code: int = 4
 
@@ -140,7 +148,47 @@ def _grow(img: list[int], n: int) -> None:
 
 
 class _FaultyHandler(ServerRequestHandler):
-    """The pymodbus request handler, plus the per-unit faults of the simulation."""
+    """The pymodbus request handler, plus the per-unit faults of the simulation.
+
+    pymodbus's handler takes one request per chunk of bytes received and leaves
+    the rest in its buffer; this one queues every complete request of a chunk
+    and answers each unit's requests in order (units are separate devices: a
+    slow one does not hold up the others on its bus or gateway).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._queues: dict[int, deque] = {}
+        self._workers: dict[int, asyncio.Task] = {}     # unit -> the task answering its queue (a strong ref)
+
+    def callback_data(self, data: bytes, addr: tuple | None = None) -> int:
+        used = 0
+        while used < len(data):
+            try:
+                n = TransactionManager.callback_data(self, data[used:], addr)
+            except ModbusIOException:
+                return len(data)            # undecodable: dropped, the client times out
+            used += n
+            if not n or not self.last_pdu:
+                break
+            unit = self.last_pdu.dev_id
+            self._queues.setdefault(unit, deque()).append((self.last_pdu, addr))
+            if unit not in self._workers:
+                self._workers[unit] = asyncio.ensure_future(self._answer_queued(unit))
+            dev = self.server.sim_units.get(unit)
+            if dev is not None and dev.fault is not None and dev.fault.kind == "one-at-a-time":
+                return len(data)            # the rest of the chunk is dropped
+        return used
+
+    async def _answer_queued(self, unit: int) -> None:
+        queue = self._queues[unit]
+        try:
+            while queue:
+                pdu, addr = queue.popleft()
+                self.last_pdu, self.last_addr = pdu, addr
+                await self.handle_request()
+        finally:
+            self._workers.pop(unit, None)
 
     async def handle_request(self):
         pdu, addr = self.last_pdu, self.last_addr
@@ -148,7 +196,7 @@ class _FaultyHandler(ServerRequestHandler):
             return
         dev = self.server.sim_units.get(pdu.dev_id)
         fault = dev.fault if dev is not None else None
-        if fault is None or fault.kind == "exception":
+        if fault is None or fault.kind in ("exception", "one-at-a-time"):
             return await super().handle_request()
         if fault.kind == "silent":
             dev.requests += 1
@@ -258,7 +306,7 @@ class Simulation:
     # ------------------------------------------------------------------ test hooks
     def set_fault(self, name: str, kind: str | None, *, delay: float = 0.0, code: int = 4) -> None:
         """Inject a fault into device `name` (kind None heals it); see the module docstring."""
-        if kind not in (None, "silent", "slow", "exception", "close", "garbage"):
+        if kind not in (None, "silent", "slow", "exception", "close", "garbage", "one-at-a-time"):
             raise ValueError(f"unknown fault {kind!r}")
         self.devices[name].fault = None if kind is None else Fault(kind, delay, code)
 
