@@ -2,6 +2,8 @@
 
     python bench/modbus_poll.py [--devices 50] [--registers 200] [--period 1] [--duration 20] [--json]
     python bench/modbus_poll.py --devices 5 --registers 200 --one-per-point     # the unplanned baseline
+    python bench/modbus_poll.py --driver pymodbus       # modbus-tcp through pymodbus (the first round's path)
+    python bench/modbus_poll.py --sim pymodbus          # against the pymodbus simulator
 
 The simulated devices run in a separate process (so their CPU is not counted);
 the agent side is the real driver (one task and one TCP connection per
@@ -24,8 +26,9 @@ from pathlib import Path
 from edge_agent.drivers.plan import MAX_REGISTERS
 from edge_agent.drivers.sim.harness import Harness, free_port, site_from_yaml, wait_port
 
-SIM = ("import sys; from edge_agent.config import load_site; from edge_agent.drivers.sim import main; "
-       "sys.exit(main(load_site(sys.argv[1]), scenario='steady'))")
+SIM = {"pymodbus": ("import sys; from edge_agent.config import load_site; from edge_agent.drivers.sim import main; "
+                    "sys.exit(main(load_site(sys.argv[1]), scenario='steady'))"),
+       "prepared": "import sys; from edge_agent.drivers.sim.prepared import main; sys.exit(main(['-c', sys.argv[1]]))"}
 
 
 def site_text(devices: int, registers: int, period: float, port: int, one_per_point: bool = False) -> str:
@@ -75,12 +78,18 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--one-per-point", action="store_true",
                     help="baseline: one request per point (keep devices x registers under ~2,000/s)")
+    ap.add_argument("--driver", choices=("tcp", "pymodbus"), default="tcp",
+                    help="modbus-tcp driver: the bare-protocol one (default) or the pymodbus one")
+    ap.add_argument("--sim", choices=("prepared", "pymodbus"), default="prepared", help="simulator")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.driver == "pymodbus":
+        from edge_agent import drivers
+        drivers.DRIVERS["modbus-tcp"] = "edge_agent.drivers.modbus:ModbusDriver"
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         site = site_from_yaml(site_text(args.devices, args.registers, args.period, port, args.one_per_point), Path(tmp))
-        sim = subprocess.Popen([sys.executable, "-c", SIM, site.source], stdout=subprocess.DEVNULL)
+        sim = subprocess.Popen([sys.executable, "-c", SIM[args.sim], site.source], stdout=subprocess.DEVNULL)
         try:
             wait_port(port)
             res = asyncio.run(measure(site, args.warmup, args.duration))
@@ -88,7 +97,7 @@ def main() -> int:
             sim.terminate()
             sim.wait(10)
     res = {"devices": args.devices, "registers": args.registers, "period_s": args.period,
-           "mode": "one-per-point" if args.one_per_point else "planned",
+           "mode": "one-per-point" if args.one_per_point else "planned", "driver": args.driver, "sim": args.sim,
            # the fewest requests that can cover M contiguous registers (planned mode's layout)
            "requests_per_cycle_minimum": args.devices * math.ceil(args.registers / MAX_REGISTERS),
            "requests_per_cycle_one_per_point": args.devices * args.registers, **res}

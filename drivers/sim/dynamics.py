@@ -29,12 +29,15 @@ class Scenario:
     belt_stop_every: float = 600.0  # mean seconds between belt stops
     belt_stop_for: float = 30.0
     equipment: str = ""            # a scripted belt/bin fault (equipment_scenarios.FAULTS)
+    answer_delay: float = 0.0      # s every device waits before each answer (server.py's "slow" fault)
 
 
 SCENARIOS: dict[str, Scenario] = {
     "normal": Scenario(),
     "gas-alarm": Scenario(gas_every=25.0, gas_first=3.0),   # frequent excursions, for tests and demos
     "steady": Scenario(gas_every=math.inf, gas_first=math.inf, belt_stop_every=math.inf),
+    # steady values, each answer 100 ms late: polls slower than a short period, on any machine
+    "slow-answers": Scenario(gas_every=math.inf, gas_first=math.inf, belt_stop_every=math.inf, answer_delay=0.1),
 }
 SCENARIOS.update({name: Scenario(equipment=name) for name in EQUIPMENT_FAULTS})
 

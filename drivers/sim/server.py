@@ -247,6 +247,8 @@ class Simulation:
             if not dev.is_modbus:
                 continue
             sd = SimulatedDevice(dev, random.Random(rng.random()), scenario)
+            if SCENARIOS[scenario].answer_delay:
+                sd.fault = Fault("slow", SCENARIOS[scenario].answer_delay)
             self.devices[dev.name] = sd
             if dev.driver == "modbus-rtu":
                 key = ("rtu", serial or dev.serial, dev.baudrate, dev.bytesize, dev.parity, dev.stopbits)
