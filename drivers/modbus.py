@@ -210,7 +210,7 @@ class ModbusDriver:
             return
         if block.is_bits:
             bits = rr.bits
-            if len(bits) < block.count:
+            if len(bits) != 8 * ((block.count + 7) // 8):   # the byte count must be exactly the one asked
                 self._garbage(block, quality, faults, f"{len(bits)} bits for {block.count}")
                 return
             for pos, c in block.members:
