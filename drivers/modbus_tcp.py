@@ -230,6 +230,8 @@ class ModbusTcpDriver(ModbusDriver):
 
     async def _read_all(self, values: array, quality: array, faults: dict) -> None:
         dev, link = self.device, self.link
+        if self._probing:       # the last poll ended (unreachable) before the check could decide
+            self._restore()
         todo: deque[Block] = deque(self.plan.blocks)
         failed: dict[Block, list[Exception]] = {}
         while todo:
@@ -245,10 +247,10 @@ class ModbusTcpDriver(ModbusDriver):
                         inflight.extend(zip(batch, conn.request(dev.unit, [_read(b) for b in batch], dev.timeout)))
                     block, fut = inflight[0]
                     answer = await fut
+                    if answer == BUSY and type(answer) is int and self.window > 1 and (answered or len(inflight) > 1):
+                        raise Lost("exception 6 (device busy) with several requests in flight")
                     inflight.popleft()
                     if type(answer) is int:
-                        if answer == BUSY and self.window > 1 and (answered or inflight):
-                            raise Lost("exception 6 (device busy) with several requests in flight")
                         todo.extendleft(reversed(self._exception(block, answer, quality, faults)))
                     else:
                         self._decode(block, answer, values, quality)
@@ -278,15 +280,17 @@ class ModbusTcpDriver(ModbusDriver):
     def _suspect_overlap(self, exc: Exception, answered: int, outstanding: int) -> bool:
         """With several requests in flight, one answered and then silence, busy or a drop: try one at a time."""
         if self._probing:
-            # one at a time failed too: the overlap was not the problem; keep the window
-            self._probing, self.window = False, self.device.inflight
-            self.counters["inflight"] = self.window
+            self._restore()         # one at a time failed too: the overlap was not the problem
             return False
         if self.window > 1 and answered and not isinstance(exc, Malformed) and outstanding:
             self._probing, self.window = True, 1
             self.counters["inflight"] = 1
             return True
         return False
+
+    def _restore(self) -> None:
+        self._probing, self.window = False, self.device.inflight
+        self.counters["inflight"] = self.window
 
     def _count(self, exc: Exception) -> None:
         if isinstance(exc, Malformed):

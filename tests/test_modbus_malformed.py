@@ -374,3 +374,11 @@ def test_an_rtu_answer_with_more_coil_bytes_than_asked_is_not_taken(kinds):
     # found by the slow test: pymodbus decodes every bit of a coil answer whose byte count lies,
     # and the driver took the first of them as good values
     asyncio.run(_exercise(kinds, "rtu", _FOLDER))
+
+
+@settings(max_examples=1, **_SETTINGS)
+@given(st.just([("ok",), ("exception", 6)]))
+def test_a_tcp_device_busy_with_several_reads_in_flight_loses_no_read(kinds):
+    # a read answered "busy" (exception 6) while others were in flight was dropped from the poll:
+    # its points kept NaN with a good status
+    asyncio.run(_exercise(kinds, "tcp", _FOLDER))
