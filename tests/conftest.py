@@ -1,6 +1,8 @@
 """Shared test fixtures: real parts only (mosquitto, sockets, files)."""
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import shutil
 import signal
@@ -13,6 +15,14 @@ import pytest
 from edge_agent.drivers.sim.harness import free_port, wait_port  # noqa: F401 (re-exported to tests)
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def aio(fn):
+    """Run an async test in a fresh event loop (pytest fixtures still apply)."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+    return run
 
 
 def stop_process(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import logging
 import math
@@ -13,7 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from pymodbus.client import AsyncModbusTcpClient
 
-from conftest import ROOT, free_port
+from conftest import ROOT, aio, free_port
 from edge_agent.config import Point, load_site
 from edge_agent.drivers import describe, driver_class, make_driver
 from edge_agent.drivers.codec import BlockReader, Codec
@@ -24,12 +23,6 @@ from edge_agent.frame import Q_OK, Q_SENSOR_FAULT, Q_SUBSTATION_FAULT
 pytestmark = pytest.mark.timeout(60)
 
 
-def aio(fn):
-    """Run an async test in a fresh event loop (pytest fixtures still apply)."""
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-    return run
 
 HEAD = """\
 site: {{mine_code: "140211001234", gateway: gw-t}}

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 
 import pytest
 
-from conftest import free_port
+from conftest import aio, free_port
 from edge_agent.drivers.sim import serve
 from edge_agent.drivers.sim.harness import Harness, site_from_yaml
 from edge_agent.frame import Q_OK, Q_SENSOR_FAULT, Q_SUBSTATION_FAULT
@@ -18,11 +17,6 @@ pytestmark = pytest.mark.timeout(60)
 FAULTS = {"silent": {}, "slow": {"delay": 0.4}, "exception": {"code": 4}, "close": {}, "garbage": {}}
 
 
-def aio(fn):
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-    return run
 
 
 def site_text(port: int, names: list[str], poll: str = "200ms") -> str:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import shutil
 import signal
@@ -11,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import free_port
+from conftest import aio, free_port
 from edge_agent.drivers.sim import serve
 from edge_agent.drivers.sim.harness import Harness, site_from_yaml
 from edge_agent.frame import Q_OK, Q_SUBSTATION_FAULT
@@ -20,11 +19,6 @@ pytestmark = [pytest.mark.timeout(60),
               pytest.mark.skipif(shutil.which("socat") is None, reason="socat makes the pty pair")]
 
 
-def aio(fn):
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-    return run
 
 
 @pytest.fixture

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import struct
 
 import pytest
 
-from conftest import free_port
+from conftest import aio, free_port
 from edge_agent.drivers.modbus_tcp import ModbusTcpDriver
 from edge_agent.drivers.sim import serve
 from edge_agent.drivers.sim.harness import Harness, site_from_yaml
@@ -17,11 +16,6 @@ from edge_agent.frame import Q_OK, Q_SUBSTATION_FAULT
 pytestmark = pytest.mark.timeout(60)
 
 
-def aio(fn):
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-    return run
 
 
 def reg(a: int) -> int:
