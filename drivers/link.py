@@ -17,9 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from pymodbus import FramerType
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-
 from edge_agent.config import Device
 
 # pymodbus logs every failed connect and every missing answer at WARNING/ERROR;
@@ -38,6 +35,9 @@ class Link:
     """One client plus the lock a device holds while it polls."""
 
     def __init__(self, device: Device, key: tuple):
+        # imported here: a gateway with only modbus-tcp devices never loads pymodbus (~5 MB)
+        from pymodbus import FramerType
+        from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
         self.key = key
         self.lock = asyncio.Lock()
         self.refs = 0

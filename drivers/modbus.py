@@ -31,8 +31,6 @@ import time
 from array import array
 from typing import Callable
 
-from pymodbus.exceptions import ConnectionException, ModbusIOException
-
 from edge_agent.config import Device
 from edge_agent.drivers.codec import BlockReader, Codec
 from edge_agent.drivers.link import Link, Unreachable, acquire, release
@@ -175,6 +173,7 @@ class ModbusDriver:
 
     async def _request(self, block: Block):
         """The response to `block`'s read, retried on timeout; raises DeviceFailed."""
+        from pymodbus.exceptions import ConnectionException, ModbusIOException
         link, dev = self.link, self.device
         garbled = False
         for _ in range(dev.retries + 1):
