@@ -9,7 +9,9 @@ Callers may rely on:
   point of the device (global indices in `points` order);
 - the schedule does not drift: next deadline = previous deadline + poll;
   ticks missed because a poll overran are counted in `counters["skipped"]`,
-  never polled late in a burst;
+  never polled late in a burst; while the whole agent is behind (its event
+  loop lags, see pace.py) a share of ticks is skipped too, counted in
+  `skipped` and `shed`;
 - an unreachable device (no connection, or no answer after `retries` + 1
   tries) yields a frame of NaN with quality 16 on the transition and at each
   failed attempt; attempts back off from 1 s doubling to 60 s with jitter;
@@ -34,6 +36,7 @@ from typing import Callable
 from edge_agent.config import Device
 from edge_agent.drivers.codec import BlockReader, Codec
 from edge_agent.drivers.link import Link, Unreachable, acquire, release
+from edge_agent.drivers.pace import Pace
 from edge_agent.drivers.plan import Block, Plan
 from edge_agent.frame import Q_OK, Q_SENSOR_FAULT, Q_SUBSTATION_FAULT, Frame
 
@@ -79,7 +82,7 @@ class ModbusDriver:
         self._since = time.monotonic()
         self.link: Link | None = None
         self.counters = {"polls": 0, "frames": 0, "errors": 0, "timeouts": 0, "exceptions": 0,
-                         "garbage": 0, "skipped": 0, "requests": 0, "splits": 0, "connects": 0,
+                         "garbage": 0, "skipped": 0, "shed": 0, "requests": 0, "splits": 0, "connects": 0,
                          "backoff": 0.0}
 
     # ------------------------------------------------------------------ lifecycle
@@ -109,27 +112,42 @@ class ModbusDriver:
         deadline = loop.time() + (self.index * 0.6180339887 % 1.0) * min(period, 1.0)
         backoff = 0.0
         me = asyncio.current_task()
-        while True:
-            if me is not None and me.cancelling():
-                # Python 3.11's wait_for (inside pymodbus) can swallow a cancel that
-                # lands as a response completes; the request is still pending, so honour it
-                raise asyncio.CancelledError
-            delay = deadline - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if await self.poll_once():
-                backoff = 0.0
-                deadline += period
-                late = loop.time() - deadline
-                if late >= period:          # overran whole periods: skip them, do not stack
-                    missed = int(late // period)
-                    self.counters["skipped"] += missed
-                    deadline += missed * period
-            else:
-                backoff = min(self.BACKOFF_CAP, max(self.BACKOFF_START, backoff * 2))
-                wait = max(period, backoff * random.uniform(0.8, 1.2))
-                self.counters["backoff"] = round(wait, 3)
-                deadline = loop.time() + wait
+        pace, debt = Pace.of_loop(), [0.0]
+        pace.join()
+        try:
+            while True:
+                if me is not None and me.cancelling():
+                    # Python 3.11's wait_for (inside pymodbus) can swallow a cancel that
+                    # lands as a response completes; the request is still pending, so honour it
+                    raise asyncio.CancelledError
+                delay = deadline - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if self._state and pace.skip(debt):     # the agent is behind: this tick is shed
+                    self.counters["skipped"] += 1
+                    self.counters["shed"] += 1
+                    deadline += period
+                    continue
+                backoff, deadline = await self._tick(loop, period, backoff, deadline)
+        finally:
+            pace.leave()
+
+    async def _tick(self, loop, period: float, backoff: float, deadline: float) -> tuple[float, float]:
+        """One poll on schedule; the next (backoff, deadline)."""
+        if await self.poll_once():
+            backoff = 0.0
+            deadline += period
+            late = loop.time() - deadline
+            if late >= period:          # overran whole periods: skip them, do not stack
+                missed = int(late // period)
+                self.counters["skipped"] += missed
+                deadline += missed * period
+        else:
+            backoff = min(self.BACKOFF_CAP, max(self.BACKOFF_START, backoff * 2))
+            wait = max(period, backoff * random.uniform(0.8, 1.2))
+            self.counters["backoff"] = round(wait, 3)
+            deadline = loop.time() + wait
+        return backoff, deadline
 
     # ------------------------------------------------------------------ one poll
     async def poll_once(self) -> bool:

@@ -75,7 +75,7 @@ class MbapConnection(asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
         self.transport: asyncio.Transport | None = None
-        self.pending: dict[int, tuple] = {}     # tid -> (future, unit, function, data bytes, timer)
+        self.pending: dict[int, tuple] = {}     # tid -> (future, unit, function, data bytes)
         self.buf = b""
         self.tid = 0
         self.open = False
@@ -106,7 +106,7 @@ class MbapConnection(asyncio.Protocol):
             entry = pending.get(tid)
             if entry is None:
                 return self._abort(Malformed(f"an answer with transaction id {tid}, which was not asked"))
-            fut, want_unit, fc, nbytes, timer = entry
+            fut, want_unit, fc, nbytes = entry
             got = buf[pos + 7]
             if unit != want_unit:
                 return self._abort(Malformed(f"an answer from unit {unit} to a request for unit {want_unit}"))
@@ -122,7 +122,6 @@ class MbapConnection(asyncio.Protocol):
                 return self._abort(Malformed(f"function code {got} ({length - 1} bytes) in the answer to "
                                              f"function {fc}"))
             del pending[tid]
-            timer.cancel()
             if not fut.done():
                 fut.set_result(answer)
             pos = end
@@ -131,32 +130,34 @@ class MbapConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ requests
     def request(self, unit: int, reads: list[tuple[int, int, int, int]], timeout: float) -> list[asyncio.Future]:
         """Send `reads` ((function, start, count, data bytes expected), ...) in one write; their futures."""
-        futs, out = [], []
-        deadline = self.loop.time() + timeout
+        futs, out, tids = [], [], []
         for fc, start, count, nbytes in reads:
             self.tid = tid = (self.tid + 1) & 0xFFFF
             fut = self.loop.create_future()
-            timer = self.loop.call_at(deadline, self._expire, tid)
-            self.pending[tid] = (fut, unit, fc, nbytes, timer)
+            self.pending[tid] = (fut, unit, fc, nbytes)
             out.append(_REQUEST.pack(tid, 0, 6, unit, fc, start, count))
             futs.append(fut)
+            tids.append(tid)
+        # one timer for the batch, left to fire (cheaper than cancelling one per answer)
+        self.loop.call_later(timeout, self._expire, tids)
         self.transport.write(b"".join(out))
         return futs
 
-    def _expire(self, tid: int) -> None:
-        if tid not in self.pending:
+    def _expire(self, tids: list[int]) -> None:
+        late = [tid for tid in tids if tid in self.pending]
+        if not late:
             return
         if self.buf:       # bytes came, but never a whole answer
             self._abort(Malformed("a partial answer, then nothing within the timeout"))
-        else:
+            return
+        for tid in late:
             fut = self.pending.pop(tid)[0]
             if not fut.done():
                 fut.set_exception(Timeout())
 
     def _fail(self, exc: Exception) -> None:
         pending, self.pending = self.pending, {}
-        for fut, _, _, _, timer in pending.values():
-            timer.cancel()
+        for fut, _, _, _ in pending.values():
             if not fut.done():
                 fut.set_exception(exc)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 
 import pytest
 
@@ -124,3 +125,38 @@ async def test_overrunning_poll_skips_ticks_instead_of_stacking(tmp_path):
     assert drv.online and drv.counters["skipped"] >= 4
     gaps = [b - a for a, b in zip(h.arrivals[0], h.arrivals[0][1:])]
     assert all(g > 0.25 for g in gaps), gaps    # two 150 ms reads per poll: no burst of stacked polls
+
+
+@aio
+async def test_an_agent_that_cannot_keep_up_sheds_a_share_of_polls_and_logs_it_once(tmp_path, caplog, monkeypatch):
+    from edge_agent.drivers import pace
+    from edge_agent.drivers.sim.prepared import PreparedSimulation
+    monkeypatch.setattr(pace, "CALM", 0.5)
+    caplog.set_level(logging.INFO, logger="edge_agent.drivers")
+    port = free_port()
+    site = site_from_yaml(site_text(port, ["a", "b"], poll="50ms"), tmp_path)
+    sim = await PreparedSimulation(site).start()
+    try:
+        async with Harness(site) as h:
+            await h.wait(lambda: all(d.online for d in h.drivers), 5, "both online")
+            assert all(d.counters["shed"] == 0 for d in h.drivers)
+
+            async def hog():            # a loop that runs 80 ms late: the agent is behind
+                while True:
+                    time.sleep(0.08)
+                    await asyncio.sleep(0)
+            hogging = asyncio.ensure_future(hog())
+            await h.wait(lambda: all(d.counters["shed"] >= 3 for d in h.drivers), 10, "shed polls")
+            hogging.cancel()
+            await h.wait(lambda: any("keeps up again" in r.getMessage() for r in caplog.records), 10, "recovery")
+            shed = [d.counters["shed"] for d in h.drivers]
+            n = [h.count(i) for i in range(2)]
+            await h.wait(lambda: all(h.count(i) >= n[i] + 5 for i in range(2)), 5, "polls after recovery")
+            assert [d.counters["shed"] for d in h.drivers] == shed, "nothing is shed once the loop keeps up"
+    finally:
+        await sim.stop()
+    for d in h.drivers:
+        assert d.counters["skipped"] >= d.counters["shed"] and d.online
+    lines = [r.getMessage() for r in caplog.records if r.name == "edge_agent.drivers"]
+    assert len([m for m in lines if "cannot keep up" in m]) == 1, lines
+    assert len([m for m in lines if "keeps up again" in m]) == 1, lines

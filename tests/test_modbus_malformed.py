@@ -301,7 +301,7 @@ async def _exercise(kinds: list[tuple], framing: str, folder: Path) -> None:
         async with h:
             await h.wait(lambda: h.count(0) >= 6 and h.count(1) >= 3, 20.0, "frames from both devices")
             try:
-                await h.wait(lambda: script.requests >= 2 * len(kinds) + 2, 4.0, "the script played twice")
+                await h.wait(lambda: script.requests >= 2 * len(kinds) + 2, 2.0, "the script played twice")
             except TimeoutError:
                 pass            # a device that trickles or stalls takes fewer requests: check what happened
             alive = [not t.done() for t in h.tasks]

@@ -1,0 +1,109 @@
+"""Polls the agent itself cannot keep up with are skipped: the drivers' share of an overloaded loop.
+
+    pace = Pace.of_loop()          # one per event loop, shared by every driver in it
+    if pace.skip(driver):          # at each tick, before polling
+        ...count it as skipped...
+
+Everything in the agent (polling, filtering, encoding, the buffer, the sinks)
+shares one event loop.  When more is offered than the process can do, every
+callback runs late, and the loop turns too slowly for the sinks, whose
+throughput is a window of messages per round trip: acquisition would crowd out
+delivery and the buffer would grow while less and less leaves it.  A monitor
+task wakes every `TICK` and measures how late it woke (the loop's lag,
+smoothed); while the lag stays above `HIGH` the share of ticks the drivers
+skip grows, and while it stays under `LOW` it shrinks back to none.  Each
+driver skips its share evenly (a running debt, not chance), and counts the
+ticks in `counters["skipped"]` and `counters["shed"]`.  One log line when an
+episode starts and one when it has been over for `CALM` seconds.
+
+Callers may rely on: no tick is skipped while the loop keeps up (the lag is
+far under HIGH on any sustainable load, and a single slow callback, such as a
+checkpoint, moves the smoothed lag by a fraction of its length); the monitor
+runs only while some driver uses it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+
+log = logging.getLogger("edge_agent.drivers")
+
+TICK = 0.05         # s between lag samples
+HIGH = 0.06         # s of smoothed lag: the loop is behind, skip more
+LOW = 0.02          # s of smoothed lag: the loop keeps up, skip less
+ALPHA = 0.2         # smoothing per sample (about TICK / ALPHA = 0.25 s of memory)
+STEP_UP, STEP_DOWN = 0.05, 0.02
+MAX_SHARE = 0.9     # never skip every tick: each device keeps answering now and then
+CALM = 10.0         # s without skipping before an episode counts as over (and is logged)
+
+
+class Pace:
+    """The lag of one event loop and the share of ticks its drivers skip."""
+
+    _loops: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pace]" = weakref.WeakKeyDictionary()
+
+    def __init__(self) -> None:
+        self.lag = 0.0
+        self.share = 0.0
+        self.users = 0
+        self.episode = False
+        self._task: asyncio.Task | None = None
+
+    @classmethod
+    def of_loop(cls) -> "Pace":
+        loop = asyncio.get_running_loop()
+        pace = cls._loops.get(loop)
+        if pace is None:
+            pace = cls._loops[loop] = cls()
+        return pace
+
+    def join(self) -> None:
+        """A driver starts using the pace (starts the monitor if needed)."""
+        self.users += 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._monitor(), name="drivers:pace")
+
+    def leave(self) -> None:
+        self.users -= 1
+        if self.users <= 0 and self._task is not None:
+            self._task.cancel()
+            self._task = None
+            self.lag = self.share = 0.0
+            self.episode = False
+
+    def skip(self, debt: list[float]) -> bool:
+        """Whether this tick is one of the share to skip; `debt` is the caller's own one-float list."""
+        if not self.share:
+            debt[0] = 0.0
+            return False
+        debt[0] += self.share
+        if debt[0] >= 1.0:
+            debt[0] -= 1.0
+            return True
+        return False
+
+    async def _monitor(self) -> None:
+        loop = asyncio.get_running_loop()
+        calm_since = None       # while an episode lasts: since when nothing was skipped
+        while True:
+            due = loop.time() + TICK
+            await asyncio.sleep(TICK)
+            now = loop.time()
+            self.lag += ALPHA * (max(0.0, now - due) - self.lag)
+            if self.lag > HIGH:
+                if not self.episode:
+                    self.episode = True
+                    log.warning("the agent cannot keep up (its event loop runs %.0f ms late): skipping a share of "
+                                "every device's polls until it can (counted in edge_agent_device_skipped_total); "
+                                "poll less often, or move devices to another gateway", 1000 * self.lag)
+                self.share = min(MAX_SHARE, self.share + STEP_UP)
+            elif self.lag < LOW and self.share:
+                self.share = max(0.0, self.share - STEP_DOWN)
+            if self.share:
+                calm_since = None
+            elif self.episode:
+                calm_since = calm_since or now
+                if now - calm_since >= CALM:      # one line per episode, not one per wobble
+                    self.episode = False
+                    log.info("the agent keeps up again: every poll is made")
