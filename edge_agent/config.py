@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
+from edge_agent.alarms.config import AlarmsCfg, ConsoleCfg
 from edge_agent.equipment import Equipment, expand_equipment
 from edge_agent.errors import ConfigError, Problem
 from edge_agent.units import parse_duration, parse_size
@@ -382,6 +383,8 @@ class Site(Model):
     metrics: MetricsCfg = MetricsCfg()
     devices: tuple[Device, ...] = ()
     equipment: tuple[Equipment, ...] = ()   # belts and bins; their points are already in `devices`
+    alarms: AlarmsCfg = AlarmsCfg()         # graded warning: deadlines, the local API's token
+    console: ConsoleCfg = ConsoleCfg()      # the agent's web server (local API, console pages)
     # set by load_site: where the file was, for relative paths
     source: str = Field("", exclude=True)
 
@@ -522,6 +525,11 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True) -> "Site":
         problems.extend(exc.problems)
         raise ConfigError(problems)
     problems.extend(semantic_problems(site, profile, where, data, lines))
+    from edge_agent.alarms.spec import alarm_spec
+    try:
+        alarm_spec(profile)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
     return site

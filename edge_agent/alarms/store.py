@@ -1,0 +1,101 @@
+"""The alarm book's file: alarms and an outbox of records, in one small SQLite file.
+
+One row per alarm (its state as a JSON document), and an outbox of the
+records (type, time, body) the book has decided to send but the buffer has
+not committed yet.  A state change and the records it makes are written in
+one transaction; the book hands the records to the buffer and then removes
+them from the outbox.  At start, whatever is still in the outbox goes to the
+buffer again: a crash can repeat a record, never lose one.
+
+WAL, `synchronous=FULL`: a commit survives a power cut.  Alarm changes are
+rare (a level change, an operator's action), so the fsync per change is cheap.
+Alarm ids are never reused (AUTOINCREMENT).
+"""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Iterable
+
+import orjson
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alarms(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    subject TEXT NOT NULL,          -- point:<device>/<point id> or item:<name>
+    ended INTEGER NOT NULL DEFAULT 0,
+    done INTEGER NOT NULL DEFAULT 0,  -- ended and acknowledged or disposed of: nothing left to watch
+    doc BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS alarms_live ON alarms(done) WHERE done = 0;
+CREATE TABLE IF NOT EXISTS outbox(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    type TEXT NOT NULL,
+    time REAL NOT NULL,
+    body BLOB NOT NULL);
+"""
+
+
+class BookFile:
+    """The alarm book's SQLite file.  Raises sqlite3.Error / OSError; the book turns them into lines."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def live(self) -> list[tuple[int, dict]]:
+        """(id, doc) of every alarm that is not done, oldest first."""
+        rows = self.db.execute("SELECT id, doc FROM alarms WHERE done = 0 ORDER BY id").fetchall()
+        return [(i, orjson.loads(d)) for i, d in rows]
+
+    def find(self, alarm_id: int) -> dict | None:
+        row = self.db.execute("SELECT doc FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
+        return None if row is None else orjson.loads(row[0])
+
+    def recent(self, *, ended: bool | None, limit: int) -> list[tuple[int, dict]]:
+        """The newest alarms (ended ones, open ones, or all), newest first."""
+        where = "" if ended is None else f"WHERE ended = {int(ended)}"
+        rows = self.db.execute(f"SELECT id, doc FROM alarms {where} ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [(i, orjson.loads(d)) for i, d in rows]
+
+    def write(self, alarms: Iterable[tuple[int | None, str, bool, bool, dict]],
+              records: Iterable[tuple[str, float, bytes]] = ()) -> tuple[list[int], list[int]]:
+        """In one transaction: (id or None for a new alarm, subject, ended, done, doc) rows, and records
+        for the outbox.  Returns the alarms' ids (new ones assigned) and the outbox ids."""
+        ids, boxed = [], []
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for alarm_id, subject, ended, done, doc in alarms:
+                body = orjson.dumps(doc)
+                if alarm_id is None:
+                    cur = db.execute("INSERT INTO alarms(subject, ended, done, doc) VALUES (?,?,?,?)",
+                                     (subject, int(ended), int(done), body))
+                    alarm_id = cur.lastrowid
+                else:
+                    db.execute("UPDATE alarms SET ended = ?, done = ?, doc = ? WHERE id = ?",
+                               (int(ended), int(done), body, alarm_id))
+                ids.append(alarm_id)
+            for typ, t, body in records:
+                boxed.append(db.execute("INSERT INTO outbox(type, time, body) VALUES (?,?,?)",
+                                        (typ, t, body)).lastrowid)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return ids, boxed
+
+    def outbox(self) -> list[tuple[int, str, float, bytes]]:
+        return self.db.execute("SELECT id, type, time, body FROM outbox ORDER BY id").fetchall()
+
+    def sent(self, outbox_ids: list[int]) -> None:
+        """The buffer committed these records: forget them."""
+        if outbox_ids:
+            self.db.execute("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))",
+                            (orjson.dumps(outbox_ids),))
+
+    def close(self) -> None:
+        self.db.close()
