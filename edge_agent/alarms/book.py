@@ -57,8 +57,8 @@ LOG = {
     "overdue": "alarm %d overdue: %s %s %s not acknowledged within %s (since %s); escalated",
     "ack": "alarm %d acknowledged by %s",
     "dispose": "alarm %d disposed of by %s",
-    "cannot_write": "alarm book: cannot write %s (%s); alarms are kept in memory and their records still sent",
-    "written": "alarm book: %s is writable again",
+    "cannot_write": "alarm book: %s refused a write (%s); alarms are kept in memory and their records still sent",
+    "written": "alarm book: %s takes writes again",
 }
 
 
@@ -123,8 +123,7 @@ class AlarmBook:
             self.alarms[a.id] = a
             if a.end is None:
                 self.open[a.subject] = a
-        row = self.file.db.execute("SELECT coalesce(max(id), 0) FROM alarms").fetchone()
-        self._next_id = row[0] + 1
+        self._next_id = self.file.last_id() + 1
 
     # ------------------------------------------------------------------ wiring
 
@@ -289,7 +288,7 @@ class AlarmBook:
         rows = [(a.id, a.subject, a.end is not None, a.done, a.doc()) for a in alarms]
         boxed: list[int] = []
         try:
-            _, boxed = self.file.write(rows, records)
+            boxed = self.file.write(rows, records)
         except (sqlite3.Error, OSError) as exc:
             if strict:
                 raise AlarmError(503, say("storage", reason=exc)) from None

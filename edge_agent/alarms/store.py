@@ -61,24 +61,19 @@ class BookFile:
         rows = self.db.execute(f"SELECT id, doc FROM alarms {where} ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [(i, orjson.loads(d)) for i, d in rows]
 
-    def write(self, alarms: Iterable[tuple[int | None, str, bool, bool, dict]],
-              records: Iterable[tuple[str, float, bytes]] = ()) -> tuple[list[int], list[int]]:
-        """In one transaction: (id or None for a new alarm, subject, ended, done, doc) rows, and records
-        for the outbox.  Returns the alarms' ids (new ones assigned) and the outbox ids."""
-        ids, boxed = [], []
+    def write(self, alarms: Iterable[tuple[int, str, bool, bool, dict]],
+              records: Iterable[tuple[str, float, bytes]] = ()) -> list[int]:
+        """In one transaction: (id, subject, ended, done, doc) rows (inserted or replaced), and records
+        for the outbox.  Returns the outbox ids of the records."""
+        boxed = []
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            for alarm_id, subject, ended, done, doc in alarms:
-                body = orjson.dumps(doc)
-                if alarm_id is None:
-                    cur = db.execute("INSERT INTO alarms(subject, ended, done, doc) VALUES (?,?,?,?)",
-                                     (subject, int(ended), int(done), body))
-                    alarm_id = cur.lastrowid
-                else:
-                    db.execute("UPDATE alarms SET ended = ?, done = ?, doc = ? WHERE id = ?",
-                               (int(ended), int(done), body, alarm_id))
-                ids.append(alarm_id)
+            db.executemany("INSERT INTO alarms(id, subject, ended, done, doc) VALUES (?,?,?,?,?) "
+                           "ON CONFLICT(id) DO UPDATE SET ended = excluded.ended, done = excluded.done, "
+                           "doc = excluded.doc",
+                           [(i, subject, int(ended), int(done), orjson.dumps(doc))
+                            for i, subject, ended, done, doc in alarms])
             for typ, t, body in records:
                 boxed.append(db.execute("INSERT INTO outbox(type, time, body) VALUES (?,?,?)",
                                         (typ, t, body)).lastrowid)
@@ -86,7 +81,11 @@ class BookFile:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return ids, boxed
+        return boxed
+
+    def last_id(self) -> int:
+        """The highest alarm id ever given (ids are never reused)."""
+        return self.db.execute("SELECT coalesce(max(id), 0) FROM alarms").fetchone()[0]
 
     def outbox(self) -> list[tuple[int, str, float, bytes]]:
         return self.db.execute("SELECT id, type, time, body FROM outbox ORDER BY id").fetchall()
