@@ -34,6 +34,8 @@ def warnings(site: Site) -> list[str]:
     if not ((mq is not None and mq.enabled) or (site.forward.files is not None and site.forward.files.enabled)):
         out.append(f"{where}: forward: no sink configured (mqtt or files); records will only be buffered")
     out += permission_warnings(site)
+    from edge_agent.alarms.config import warnings as alarm_warnings
+    out += alarm_warnings(site)
     base = site.base_dir
     for dev in site.devices:
         if dev.driver == "opcua":

@@ -117,8 +117,8 @@ def secret_files(site: "Site") -> Iterator[tuple[str, str]]:
     if files is not None and files.password_file:
         yield "forward.files.password_file", files.password_file
     alarms = getattr(site, "alarms", None)
-    if alarms is not None and alarms.enabled:
-        yield "alarms.token_file", alarms.token_file
+    if alarms is not None and alarms.enabled and resolve(alarms.token_file, site).exists():
+        yield "alarms.token_file", alarms.token_file     # missing: edge_agent.alarms.config.warnings says so
     for i, dev in enumerate(site.devices):
         for name in ("password_file", "key_file"):
             v = getattr(dev, name, None)

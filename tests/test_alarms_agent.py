@@ -287,3 +287,16 @@ def test_check_names_file_line_field_and_reason(tmp_path, snippet, field, reason
     assert r.returncode == 1, r
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{site}:{line}: {field}: ") and reason in lines[0], lines
+
+
+def test_check_warns_of_a_missing_token_file(tmp_path):
+    site, _, _ = make_site(tmp_path)
+    ok = subprocess.run(edge_agent_cmd("check", "-c", str(site)), capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "alarms.token_file" not in ok.stdout, ok.stdout
+    (tmp_path / "alarms.token").chmod(0o644)
+    loose = subprocess.run(edge_agent_cmd("check", "-c", str(site)), capture_output=True, text=True, timeout=60)
+    assert "alarms.token_file" in loose.stdout and "chmod 600" in loose.stdout
+    (tmp_path / "alarms.token").unlink()
+    r = subprocess.run(edge_agent_cmd("check", "-c", str(site)), capture_output=True, text=True, timeout=60)
+    lines = [x for x in r.stdout.splitlines() if "alarms.token_file" in x]
+    assert r.returncode == 0 and len(lines) == 1 and "not found" in lines[0] and "chmod 600" in lines[0], r.stdout

@@ -58,3 +58,28 @@ class ConsoleCfg(_Model):
         except EdgeAgentError as exc:
             raise ValueError(str(exc).removeprefix("console.listen: ")) from None
         return v
+
+
+TEXT = {
+    "no_token": "alarms.token_file: {path} not found: `edge-agent alarms` and the local API refuse every "
+                "request until it exists; create it: head -c 24 /dev/urandom | base64 > {path} && chmod 600 {path}",
+    "exposed": "console.listen: {listen} is reachable from the network; the local API is meant for this "
+               "machine (127.0.0.1)",
+}
+
+
+def warnings(site) -> list[str]:
+    """`edge-agent check` lines for the alarm book and the web server (missing token, exposed listen)."""
+    from edge_agent.metrics import exposure_warning, parse_listen
+    from edge_agent.secrets import resolve
+    where = site.source or "site file"
+    out = []
+    if site.alarms.enabled and site.console.enabled:
+        path = resolve(site.alarms.token_file, site)
+        if not path.exists():
+            out.append(f"{where}: " + TEXT["no_token"].format(path=path))
+    if site.console.enabled:
+        host, _ = parse_listen(site.console.listen, field="console.listen")
+        if exposure_warning(host):
+            out.append(f"{where}: " + TEXT["exposed"].format(listen=site.console.listen))
+    return out

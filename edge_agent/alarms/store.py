@@ -44,6 +44,9 @@ class BookFile:
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
+        # a small file beside the buffer, on the same disk: keep its WAL small too
+        self.db.execute("PRAGMA wal_autocheckpoint=32")
+        self.db.execute("PRAGMA journal_size_limit=131072")
         self.db.executescript(SCHEMA)
 
     def live(self) -> list[tuple[int, dict]]:
