@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from edge_agent.alarms.alarm import Alarm, finite
+from edge_agent.alarms.deadlines import Changed, escalate, run_deadlines
 from edge_agent.alarms.inputs import AlarmError, free_text, handled_time, say
 from edge_agent.alarms.records import Records
 from edge_agent.alarms.spec import LEVEL_NAMES_ZH, LEVELS, AlarmSpec
@@ -46,7 +47,6 @@ from edge_agent.alarms.store import BookFile
 log = logging.getLogger("edge_agent.alarms")
 
 STATES = ("open", "overdue", "closed", "all")
-FLUSH_EVERY = 1.0               # seconds between saves of the samples of open alarms
 BAD_SAMPLE = 16 | 128           # substation fault, sensor fault: no valid value
 LIST_LIMIT = 500
 
@@ -54,7 +54,6 @@ LOG = {
     "open": "alarm %d open: %s %s %s, %s rule, value %s (threshold %s)",
     "update": "alarm %d %s: now %s %s, %s rule, value %s (threshold %s)",
     "close": "alarm %d closed: %s, highest %s %s, %s rule",
-    "overdue": "alarm %d overdue: %s %s %s not acknowledged within %s (since %s); escalated",
     "ack": "alarm %d acknowledged by %s",
     "dispose": "alarm %d disposed of by %s",
     "cannot_write": "alarm book: %s refused a write (%s); alarms are kept in memory and their records still sent",
@@ -62,38 +61,9 @@ LOG = {
 }
 
 
-class Changed:
-    """An asyncio.Event-like signal: `await wait()` returns at the next `set()` after the call."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-        self.version = 0
-
-    def set(self) -> None:
-        self.version += 1
-        event, self._event = self._event, asyncio.Event()
-        event.set()
-
-    def is_set(self) -> bool:
-        return False
-
-    def clear(self) -> None:
-        pass
-
-    async def wait(self) -> bool:
-        return await self._event.wait()
-
-
 def _side(ch) -> str:
     t, v = finite(ch.threshold), finite(ch.value)
     return "low" if t is not None and v is not None and v < t else "high"
-
-
-def _span(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
 
 
 class AlarmBook:
@@ -109,7 +79,7 @@ class AlarmBook:
         self.changed = Changed()
         self.escalations = 0
         self.failing: str | None = None
-        self._kick = asyncio.Event()
+        self.kick = asyncio.Event()
         self.catalog = self.site = None
         self._points: dict[tuple[str, str], object] = {}
         self.file = BookFile(self.path)
@@ -189,7 +159,7 @@ class AlarmBook:
                 continue
             touched[a.id] = a
         if touched:
-            self._commit(list(touched.values()), records)
+            self.commit(list(touched.values()), records)
             self._reindex()
 
     def _open(self, ch, subject: str, rp, records: list, values) -> Alarm:
@@ -214,7 +184,7 @@ class AlarmBook:
                 a.segment = [code, t]
                 records += self.records.ycbj_begin(a, code, t, self.clock())
             records.append(self.records.json("alarm", "open", a, self.clock(), False))
-        log.info(LOG["open"], a.id, LEVELS[level], LEVEL_NAMES_ZH[level], self._name(a), a.rule, a.value,
+        log.info(LOG["open"], a.id, LEVELS[level], LEVEL_NAMES_ZH[level], self.describe(a), a.rule, a.value,
                  a.threshold)
         return a
 
@@ -229,7 +199,7 @@ class AlarmBook:
             a.max_level, a.rule, a.threshold = level, ch.rule, finite(ch.threshold)
             a.deadline = min(a.deadline, t + self.deadlines[LEVELS[level]])
             a.due = min(a.due, self._due(a.deadline))
-            self._kick.set()
+            self.kick.set()
         if not a.legacy:
             now = self.clock()
             if a.segment is not None:
@@ -251,7 +221,7 @@ class AlarmBook:
                 records += self.records.ycbj_end(a, a.segment[0], a.segment[1], a.end, was, now)
                 a.segment = None
             records.append(self.records.json("alarm", "close", a, now, self.overdue(a)))
-        log.info(LOG["close"], a.id, self._name(a), LEVELS[a.max_level], LEVEL_NAMES_ZH[a.max_level], a.rule)
+        log.info(LOG["close"], a.id, self.describe(a), LEVELS[a.max_level], LEVEL_NAMES_ZH[a.max_level], a.rule)
 
     def observe(self, frame, values, status, times, level_of: Callable[[int], int]) -> None:
         """After a frame: count the valid samples of its points that have an open alarm, and settle
@@ -277,12 +247,12 @@ class AlarmBook:
             records: list = []
             for a in closing:
                 self._close(a, wall, records)
-            self._commit(closing, records)
+            self.commit(closing, records)
             self._reindex()
 
     # ------------------------------------------------------------------ persistence
 
-    def _commit(self, alarms: list[Alarm], records: list, *, strict: bool = False) -> None:
+    def commit(self, alarms: list[Alarm], records: list, *, strict: bool = False) -> None:
         """Write these alarms and their records in one transaction, then hand the records to `emit`.
         strict: raise AlarmError(503) when the file refuses (operator actions); otherwise log once and go on."""
         rows = [(a.id, a.subject, a.end is not None, a.done, a.doc()) for a in alarms]
@@ -315,50 +285,21 @@ class AlarmBook:
         """Save the samples counted since the last save (statistics of open alarms)."""
         dirty = [a for a in self.alarms.values() if a.dirty]
         if dirty:
-            self._commit(dirty, [])
+            self.commit(dirty, [])
 
     def close(self) -> None:
         self.flush()
         self.file.close()
 
-    # ------------------------------------------------------------------ deadlines
+    # ------------------------------------------------------------------ deadlines (deadlines.py)
 
     def check_deadlines(self) -> int:
         """Escalate every alarm past its deadline and not yet escalated at its highest level."""
-        now_m, now = self.mono(), self.clock()
-        late = [a for a in self.alarms.values()
-                if not a.acknowledged and now_m >= a.due and a.max_level > a.escalated]
-        records = []
-        for a in late:
-            a.escalated = a.max_level
-            self.escalations += 1
-            colour = LEVELS[a.max_level]
-            records.append(self.records.json("escalation", "overdue", a, now, True,
-                                             overdue_by=round(now_m - a.due, 3)))
-            log.warning(LOG["overdue"], a.id, colour, LEVEL_NAMES_ZH[a.max_level], self._name(a),
-                        _span(self.deadlines[colour]), self._time(a.start))
-        if late:
-            self._commit(late, records)
-        return len(late)
-
-    def _next_due(self) -> float | None:
-        dues = [a.due for a in self.alarms.values() if not a.acknowledged and a.max_level > a.escalated]
-        return min(dues) if dues else None
+        return escalate(self)
 
     async def run(self) -> None:
         """Escalate on time and save samples every second; until cancelled."""
-        while True:
-            wait = FLUSH_EVERY
-            due = self._next_due()
-            if due is not None:
-                wait = max(0.0, min(wait, due - self.mono()))
-            try:
-                await asyncio.wait_for(self._kick.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
-            self._kick.clear()
-            self.check_deadlines()
-            self.flush()
+        await run_deadlines(self)
 
     # ------------------------------------------------------------------ reading
 
@@ -398,7 +339,7 @@ class AlarmBook:
     def _refuse_if_disposed(self, a: Alarm) -> None:
         if a.disposal is not None:
             raise AlarmError(409, say("disposed", id=a.id, by=a.disposal["handler"],
-                                      at=self._time(a.disposal["entered_at"])))
+                                      at=self.time_text(a.disposal["entered_at"])))
 
     def ack(self, alarm_id: int, *, by: str) -> dict:
         """Acknowledge: stops the deadline.  Durable (and its `alarm` record committed) before it returns."""
@@ -406,9 +347,9 @@ class AlarmBook:
         a = self._find(alarm_id)
         self._refuse_if_disposed(a)
         if a.acked_at is not None:
-            raise AlarmError(409, say("acked", id=a.id, by=a.acked_by, at=self._time(a.acked_at)))
+            raise AlarmError(409, say("acked", id=a.id, by=a.acked_by, at=self.time_text(a.acked_at)))
         b = dataclasses.replace(a, acked_at=self.clock(), acked_by=by)
-        self._commit([b], [self.records.json("alarm", "ack", b, b.acked_at, False)], strict=True)
+        self.commit([b], [self.records.json("alarm", "ack", b, b.acked_at, False)], strict=True)
         self._adopt(b)
         log.info(LOG["ack"], b.id, by)
         return b.view(False)
@@ -423,11 +364,11 @@ class AlarmBook:
         a = self._find(alarm_id)
         self._refuse_if_disposed(a)
         now = self.clock()
-        at = handled_time(handled_at, now=now, start=a.start, show=self._time)
+        at = handled_time(handled_at, now=now, start=a.start, show=self.time_text)
         b = dataclasses.replace(a, disposal={"handler": handler, "cause": cause, "action": action,
                                              "handled_at": at, "entered_at": now})
         records = self.records.ycbj_disposal(b, now) + [self.records.json("disposal", "dispose", b, now, False)]
-        self._commit([b], records, strict=True)
+        self.commit([b], records, strict=True)
         self._adopt(b)
         log.info(LOG["dispose"], b.id, handler)
         return b.view(False)
@@ -450,13 +391,13 @@ class AlarmBook:
                 "unacknowledged": sum(1 for a in self.alarms.values() if not a.acknowledged),
                 "escalations": self.escalations}
 
-    def _name(self, a: Alarm) -> str:
+    def describe(self, a: Alarm) -> str:
         if a.item is not None:
             return a.item
         where = f" ({a.location})" if a.location else ""
         return f"{a.device}/{a.point}{where}"
 
-    def _time(self, t: float | None) -> str:
+    def time_text(self, t: float | None) -> str:
         if t is None or not math.isfinite(t):
             return "-"
         enc = self.records.encoder
