@@ -268,7 +268,7 @@ def test_cli_without_a_running_agent_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("snippet,field,reason", [
-    ("alarms: {deadlines: {red: 0s}}", "alarms.deadlines", "longer than 0s"),
+    ("alarms: {deadlines: {red: 0s}}", "alarms.deadlines.red", "longer than 0s"),
     ("alarms: {deadlines: {purple: 5m}}", "alarms.deadlines.purple", "must be"),
     ("alarms: {deadlines: {red: soon}}", "alarms.deadlines.red", "not a duration"),
     ("alarms: {token: x}", "alarms.token", "unknown key"),

@@ -13,38 +13,25 @@ Frozen models, validated once when the site file is read; errors read
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
+from pydantic import field_validator
 
 from edge_agent.errors import EdgeAgentError
-from edge_agent.units import parse_duration
+from edge_agent.model import Model, Period
 
 Colour = Literal["blue", "yellow", "orange", "red"]
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class AlarmsCfg(_Model):
-    deadlines: dict[Colour, Duration] = {}
+class AlarmsCfg(Model):
+    deadlines: dict[Colour, Period] = {}
     token_file: str = "alarms.token"
     path: str | None = None
     enabled: bool = True
 
-    @field_validator("deadlines")
-    @classmethod
-    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
-        for colour, seconds in v.items():
-            if seconds <= 0:
-                raise ValueError(f"{colour}: a time to acknowledge must be longer than 0s")
-        return v
 
-
-class ConsoleCfg(_Model):
+class ConsoleCfg(Model):
     listen: str = DEFAULT_LISTEN
     enabled: bool = True
     password_file: str | None = None      # the console's login (edge_agent/console)
