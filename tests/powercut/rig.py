@@ -42,6 +42,7 @@ class Rig:
     broker_url: str
     durability: str
     realtime_every: str = "1s"
+    poll: str | None = None         # every device's poll period (load), or the demo's
     runs: int = 0
     agent: Proc | None = None
     files_seen: dict[str, bytes] = field(default_factory=dict)
@@ -55,16 +56,21 @@ class Rig:
         data = yaml.safe_load(site.read_text(encoding="utf-8"))
         data["buffer"].update(path=str(self.buffer), durability=self.durability)
         data["forward"]["files"]["dir"] = str(self.outbox)
+        for dev in data["devices"] if self.poll else ():
+            dev["poll"] = self.poll
         site.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
         self.site = site
         self.profile = load_profile(load_site(site).profile)
 
     # ------------------------------------------------------------ the agent
 
-    def start(self) -> Proc:
+    def start(self, wait: bool = True) -> Proc:
+        """Start the agent; with `wait`, until it says it runs (else a cut may find it opening the buffer)."""
         self.runs += 1
         agent = Proc(["run", "-c", str(self.site)], self.tmp / f"agent{self.runs}.log")
         self.agent = agent
+        if not wait:
+            return agent
         wait_for(lambda: "running:" in agent.text() or agent.proc.poll() is not None, 60, "the agent to run")
         assert agent.proc.poll() is None, agent.text()[-3000:]
         return agent
@@ -137,8 +143,8 @@ class Rig:
 
     def cut(self) -> Cut:
         """kill -9 the agent, cut the power, boot; check the buffer and the outbox as the cut left them."""
-        rows = self.committed()
         self.observe()
+        rows = self.committed()                 # as late as possible: what the kill may take
         agent, self.agent = self.agent, None
         agent.proc.send_signal(signal.SIGKILL)
         killed = time.time()
