@@ -36,6 +36,24 @@ def files_back(rig: Rig):
     return set(rig.files_seen) <= set(rig.spec_files())
 
 
+def final_run(rig: Rig, sub: Subscriber, timeout: float = 30) -> tuple[int, int]:
+    """Run once more until everything is out, stop cleanly, and check the whole history;
+    return (last seq, redeliveries)."""
+    rig.start()
+    wait_for(lambda: files_back(rig), timeout, "every spec file seen before a cut")
+    last = last_seq(rig.stop())
+    wait_for(lambda: set(range(1, last + 1)) <= set(sub.seqs()), timeout, f"every seq up to {last}")
+    sub.stop()
+    repeats = assert_gapless(sub.seqs(), last)
+    assert_no_seq_reused(sub)
+    rig.observe()
+    rig.assert_files_whole_and_kept()
+    for run in range(1, rig.runs + 1):
+        text = (rig.tmp / f"agent{run}.log").read_text(errors="replace")
+        assert "is corrupt" not in text and "Traceback" not in text, text[-3000:]
+    return last, repeats
+
+
 @pytest.mark.parametrize("durability", ["normal", "full"])
 def test_cuts_with_the_broker_up_down_and_flapping(tmp_path, cutfs, sim, mosquitto_factory, durability):
     broker = mosquitto_factory(persistent=True)
@@ -71,18 +89,6 @@ def test_cuts_with_the_broker_up_down_and_flapping(tmp_path, cutfs, sim, mosquit
     check_cut(rig, sub)
 
     # 4. a last run with the broker up drains everything; a clean stop
-    rig.start()
-    wait_for(lambda: files_back(rig), 20, "every spec file seen before a cut")
-    log = rig.stop()
-    last = last_seq(log)
-    wait_for(lambda: set(range(1, last + 1)) <= set(sub.seqs()), 30, f"every seq up to {last}")
-    sub.stop()
-    assert_gapless(sub.seqs(), last)
-    assert_no_seq_reused(sub)
-    rig.observe()
-    rig.assert_files_whole_and_kept()
-    for run in range(1, rig.runs + 1):
-        text = (tmp_path / f"agent{run}.log").read_text(errors="replace")
-        assert "is corrupt" not in text and "Traceback" not in text, text[-3000:]
+    last, _ = final_run(rig, sub)
     print(f"{durability}: {len(rig.cuts)} cuts, seq 1..{last}, {len(rig.files_seen)} spec files, "
           f"lost per cut {[c.lost for c in rig.cuts]}, span {[round(c.lost_span, 2) for c in rig.cuts]}")

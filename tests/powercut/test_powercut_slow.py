@@ -13,11 +13,10 @@ import time
 
 import pytest
 from cutmount import cutfs  # noqa: F401 (fixture)
-from rig import Rig, assert_no_seq_reused
-from test_powercut import check_cut, files_back
+from rig import Rig
+from test_powercut import check_cut, final_run
 
-from e2e import Subscriber, last_seq, wait_for
-from test_e2e import assert_gapless
+from e2e import Subscriber
 
 CUTS = 30
 
@@ -55,19 +54,7 @@ def test_many_cuts_at_random_points_under_load(tmp_path, cutfs, sim, mosquitto_f
         check_cut(rig, sub)
     if broker.proc is None:
         broker.start()
-    rig.start()
-    wait_for(lambda: files_back(rig), 60, "every spec file seen before a cut")
-    log = rig.stop()
-    last = last_seq(log)
-    wait_for(lambda: set(range(1, last + 1)) <= set(sub.seqs()), 60, f"every seq up to {last}")
-    sub.stop()
-    repeats = assert_gapless(sub.seqs(), last)
-    assert_no_seq_reused(sub)
-    rig.observe()
-    rig.assert_files_whole_and_kept()
-    for run in range(1, rig.runs + 1):
-        text = (tmp_path / f"agent{run}.log").read_text(errors="replace")
-        assert "is corrupt" not in text and "Traceback" not in text, text[-3000:]
+    last, repeats = final_run(rig, sub, timeout=60)
     lost = [c.lost for c in rig.cuts]
     spans = [c.lost_span for c in rig.cuts if c.lost]
     print(f"\n{durability}: {len(rig.cuts)} cuts ({states.count('up')} broker up, {states.count('down')} down, "
