@@ -91,7 +91,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "hypothesis>=6", "pyftpdlib>=1.5.9", "pyOpenSSL", "psutil>=5.9",
-                 "paho-mqtt>=2", "Cython>=3.0,<4"],
+                 "paho-mqtt>=2", "Cython>=3.0,<4", "mfusepy>=3.1"],
     },
     entry_points={"console_scripts": ["edge-agent = edge_agent.cli:main"]},
     zip_safe=False,
