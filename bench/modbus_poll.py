@@ -84,8 +84,9 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.driver == "pymodbus":
-        from edge_agent import drivers
-        drivers.DRIVERS["modbus-tcp"] = "edge_agent.drivers.modbus:ModbusDriver"
+        from edge_agent.drivers import modbus_spec
+        from edge_agent.drivers.modbus import ModbusDriver
+        modbus_spec.make = ModbusDriver          # the registry's factory for every Modbus framing
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         site = site_from_yaml(site_text(args.devices, args.registers, args.period, port, args.one_per_point), Path(tmp))

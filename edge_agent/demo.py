@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edge_agent.config import Site, load_site
 from edge_agent.drivers.sim.harness import free_port
+from edge_agent.fsutil import make_dirs
 
 STATUS_NAMES = {1: "ALARM", 2: "CUT-OFF", 4: "calibrating", 8: "over-range", 16: "substation-fault",
                 32: "not-polled", 64: "paused", 128: "sensor-fault"}
@@ -92,7 +93,7 @@ async def run_demo(*, duration: float | None, mqtt: str | None, workdir: Path, s
     from edge_agent.agent import Agent
     from edge_agent.drivers import sim
 
-    workdir.mkdir(parents=True, exist_ok=True)
+    make_dirs(workdir)              # durably: the buffer and outbox live in it
     port = 15020 if _port_free(15020) else free_port()
     site = demo_site(workdir, mqtt, port)
     server = await sim.start(site, port=port, scenario=scenario)

@@ -13,9 +13,11 @@ from hypothesis import given, settings, strategies as st
 from pymodbus.client import AsyncModbusTcpClient
 
 from conftest import ROOT, aio, free_port
-from edge_agent.config import Point, load_site
-from edge_agent.drivers import describe, driver_class, make_driver
+from edge_agent.config import load_site
+from edge_agent.drivers import make_driver
+from edge_agent.drivers.modbus_spec import ModbusPoint as Point, describe
 from edge_agent.drivers.codec import BlockReader, Codec
+from edge_agent.drivers.modbus_tcp import ModbusTcpDriver
 from edge_agent.drivers.sim import serve
 from edge_agent.drivers.sim.harness import Harness, site_from_yaml
 from edge_agent.frame import Q_OK, Q_SENSOR_FAULT, Q_SUBSTATION_FAULT
@@ -166,7 +168,7 @@ async def test_demo_site_frames_every_poll_with_plausible_values():
     async with await serve(site, seed=3) as sim:
         async with Harness(site) as h:
             await h.wait(lambda: min(h.count(i) for i in range(3)) >= 4, 15, "4 frames per device")
-    assert driver_class("modbus-tcp") is type(h.drivers[0])
+    assert isinstance(h.drivers[0], ModbusTcpDriver)
     for i, dev in enumerate(site.devices):
         pts = h.catalog.by_device[i]
         for f in h.frames[i]:

@@ -34,7 +34,8 @@ import struct
 import sys
 import time
 
-from edge_agent.config import Device, Site
+from edge_agent.config import Site
+from edge_agent.drivers.modbus_spec import ModbusConfig
 from edge_agent.drivers.sim.dynamics import SCENARIOS
 from edge_agent.drivers.sim.server import REFRESH, SimulatedDevice
 
@@ -47,7 +48,7 @@ _AREA = {1: "co", 2: "di", 3: "hr", 4: "ir"}
 class PreparedDevice:
     """The answers of one device layout: VARIANTS images, answers built on first use and kept."""
 
-    def __init__(self, device: Device, rng: random.Random, scenario: str):
+    def __init__(self, device: ModbusConfig, rng: random.Random, scenario: str):
         sim = SimulatedDevice(device, rng, scenario)
         self.images: list[dict[str, bytes]] = []
         self.bits: list[dict[str, list[int]]] = []
