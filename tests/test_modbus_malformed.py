@@ -1,7 +1,7 @@
 """Malformed frames: a device that answers wrongly never crashes the driver, never passes for good data.
 
-Property-based (hypothesis): a raw-socket Modbus TCP device and a pty Modbus
-RTU device answer each request as a drawn list of misbehaviours says, in turn
+Property-based (hypothesis): a raw-socket Modbus TCP device, a pty Modbus
+RTU device and an RTU unit behind a raw-socket serial server answer each request as a drawn list of misbehaviours says, in turn
 (short frames, wrong transaction ids, wrong unit or function code, byte counts
 that lie, exception codes, garbage, a reset mid-frame, a trickle of one byte
 per second, silence, correct answers now and then).  Beside it a healthy
@@ -107,6 +107,8 @@ TCP_KINDS = st.lists(st.one_of(*COMMON, st.tuples(st.just("tid"), st.integers(1,
                                st.tuples(st.just("reset"), st.integers(1, 30)),
                                st.tuples(st.just("mbap-length"), st.integers(0, 65535))), min_size=1, max_size=6)
 RTU_KINDS = st.lists(st.one_of(*COMMON, st.tuples(st.just("crc"))), min_size=1, max_size=6)
+RTU_TCP_KINDS = st.lists(st.one_of(*COMMON, st.tuples(st.just("crc")), st.tuples(st.just("reset"), st.integers(1, 30))),
+                         min_size=1, max_size=6)
 
 
 class _Script:
@@ -181,50 +183,25 @@ class RawTcpDevice(asyncio.Protocol):
             if kind[0] == "short":
                 self.stalled = True
             elif kind[0] == "reset":
-                sock = self.transport.get_extra_info("socket")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                self.transport.abort()       # RST after a partial frame
+                _rst(self.transport)         # after a partial frame
                 return
 
 
-class PtyRtuDevice:
-    """A Modbus RTU unit behind the master end of a pty; the driver opens the slave end as its serial port.
+class RtuUnit:
+    """A Modbus RTU unit answering the requests fed to it as the script says, through `write`.
 
     While it trickles an answer it is busy and hears no request (RS-485 is half duplex).
     """
 
-    def __init__(self, script: _Script, unit: int, tasks: set):
-        self.script, self.unit, self.tasks = script, unit, tasks
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        tty.setraw(self.master)
-        os.set_blocking(self.master, False)
-        self.path = os.ttyname(self.slave)
+    def __init__(self, script: _Script, unit: int, tasks: set, write, reset=None):
+        self.script, self.unit, self.tasks, self.write, self.reset = script, unit, tasks, write, reset
         self.buf, self.busy = b"", False
-
-    def start(self) -> None:
-        asyncio.get_running_loop().add_reader(self.master, self._readable)
-
-    def close(self) -> None:
-        asyncio.get_running_loop().remove_reader(self.master)
-        os.close(self.master)
-        os.close(self.slave)
-
-    def _write(self, data: bytes) -> bool:
-        try:
-            os.write(self.master, data)
-            return True
-        except OSError:
-            return False
 
     def _trickled(self, _task) -> None:
         self.busy = False
 
-    def _readable(self) -> None:
-        try:
-            self.buf += os.read(self.master, 4096)
-        except (BlockingIOError, OSError):
-            return
+    def feed(self, data: bytes) -> None:
+        self.buf += data
         while len(self.buf) >= 8:
             req = self.buf[:8]
             if not FramerRTU.check_CRC(req[:6], int.from_bytes(req[6:8], "big")):
@@ -247,9 +224,75 @@ class PtyRtuDevice:
                 out = misanswer(kind, unit, fc, pdu, frame)
             if kind[0] == "trickle":
                 self.busy = True
-                start_trickle(self.tasks, self._write, out).add_done_callback(self._trickled)
-            else:
-                self._write(out)
+                start_trickle(self.tasks, self.write, out).add_done_callback(self._trickled)
+                continue
+            self.write(out)
+            if kind[0] == "reset":
+                self.buf = b""
+                self.reset()
+                return
+
+
+class PtyRtuDevice:
+    """An RTU unit behind the master end of a pty; the driver opens the slave end as its serial port."""
+
+    def __init__(self, script: _Script, unit: int, tasks: set):
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        tty.setraw(self.master)
+        os.set_blocking(self.master, False)
+        self.path = os.ttyname(self.slave)
+        self.unit = RtuUnit(script, unit, tasks, self._write)
+
+    def start(self) -> None:
+        asyncio.get_running_loop().add_reader(self.master, self._readable)
+
+    def close(self) -> None:
+        asyncio.get_running_loop().remove_reader(self.master)
+        os.close(self.master)
+        os.close(self.slave)
+
+    def _write(self, data: bytes) -> bool:
+        try:
+            os.write(self.master, data)
+            return True
+        except OSError:
+            return False
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.master, 4096)
+        except (BlockingIOError, OSError):
+            return
+        self.unit.feed(data)
+
+
+class RtuOverTcpDevice(asyncio.Protocol):
+    """An RTU unit behind a serial server: RTU frames in a TCP stream (driver modbus-rtu-tcp)."""
+
+    def __init__(self, script: _Script, unit: int, tasks: set):
+        self.unit = RtuUnit(script, unit, tasks, self._write, self._reset)
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def _write(self, data: bytes) -> bool:
+        if self.transport.is_closing():
+            return False
+        self.transport.write(data)
+        return True
+
+    def _reset(self) -> None:
+        _rst(self.transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.unit.feed(data)
+
+
+def _rst(transport) -> None:
+    """Close with a TCP reset (SO_LINGER 0), as a device that reboots mid-frame."""
+    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 class _Records(logging.Handler):
@@ -278,9 +321,11 @@ async def _exercise(kinds: list[tuple], framing: str, folder: Path) -> None:
     script, tasks = _Script(kinds), set()
     good_port = free_port()
     loop = asyncio.get_running_loop()
-    if framing == "tcp":
-        server = await loop.create_server(lambda: RawTcpDevice(script, tasks), "127.0.0.1", 0)
-        bad = f"driver: modbus-tcp, host: 127.0.0.1, port: {server.sockets[0].getsockname()[1]}"
+    if framing in ("tcp", "rtu-tcp"):
+        make = (lambda: RawTcpDevice(script, tasks)) if framing == "tcp" else \
+            (lambda: RtuOverTcpDevice(script, 2, tasks))
+        server = await loop.create_server(make, "127.0.0.1", 0)
+        bad = f"driver: modbus-{framing}, host: 127.0.0.1, port: {server.sockets[0].getsockname()[1]}"
         device = None
     else:
         device = PtyRtuDevice(script, 2, tasks)
@@ -311,7 +356,7 @@ async def _exercise(kinds: list[tuple], framing: str, folder: Path) -> None:
         await sim.stop()
         for t in list(tasks):
             t.cancel()
-        if framing == "tcp":
+        if device is None:
             server.close()
         else:
             device.close()
@@ -361,9 +406,16 @@ def test_an_rtu_device_answering_malformed_frames(kinds):
     asyncio.run(_exercise(kinds, "rtu", _FOLDER))
 
 
+@settings(max_examples=8, **_SETTINGS)
+@given(RTU_TCP_KINDS)
+def test_an_rtu_over_tcp_device_answering_malformed_frames(kinds):
+    asyncio.run(_exercise(kinds, "rtu-tcp", _FOLDER))
+
+
 @pytest.mark.slow
 @settings(max_examples=300, **_SETTINGS)
-@given(st.one_of(st.tuples(st.just("tcp"), TCP_KINDS), st.tuples(st.just("rtu"), RTU_KINDS)))
+@given(st.one_of(st.tuples(st.just("tcp"), TCP_KINDS), st.tuples(st.just("rtu"), RTU_KINDS),
+                 st.tuples(st.just("rtu-tcp"), RTU_TCP_KINDS)))
 def test_many_malformed_devices(case):
     asyncio.run(_exercise(case[1], case[0], _FOLDER))
 
