@@ -138,15 +138,8 @@ def start_trickle(tasks: set, write, data: bytes) -> asyncio.Task:
     return task
 
 
-class RawTcpDevice(asyncio.Protocol):
-    """One connection of the raw Modbus TCP device: answers each request as the script says.
-
-    After a short frame or during a trickle the device stalls: it answers
-    nothing more on this connection (a device that crashed mid-send).
-    """
-
-    def __init__(self, script: _Script, tasks: set):
-        self.script, self.tasks, self.buf, self.stalled = script, tasks, b"", False
+class _Stream(asyncio.Protocol):
+    """A device's end of one TCP connection."""
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -156,6 +149,17 @@ class RawTcpDevice(asyncio.Protocol):
             return False
         self.transport.write(data)
         return True
+
+
+class RawTcpDevice(_Stream):
+    """One connection of the raw Modbus TCP device: answers each request as the script says.
+
+    After a short frame or during a trickle the device stalls: it answers
+    nothing more on this connection (a device that crashed mid-send).
+    """
+
+    def __init__(self, script: _Script, tasks: set):
+        self.script, self.tasks, self.buf, self.stalled = script, tasks, b"", False
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -267,20 +271,11 @@ class PtyRtuDevice:
         self.unit.feed(data)
 
 
-class RtuOverTcpDevice(asyncio.Protocol):
+class RtuOverTcpDevice(_Stream):
     """An RTU unit behind a serial server: RTU frames in a TCP stream (driver modbus-rtu-tcp)."""
 
     def __init__(self, script: _Script, unit: int, tasks: set):
         self.unit = RtuUnit(script, unit, tasks, self._write, self._reset)
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def _write(self, data: bytes) -> bool:
-        if self.transport.is_closing():
-            return False
-        self.transport.write(data)
-        return True
 
     def _reset(self) -> None:
         _rst(self.transport)
