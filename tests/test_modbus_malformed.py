@@ -429,3 +429,11 @@ def test_a_tcp_device_busy_with_several_reads_in_flight_loses_no_read(kinds):
     # a read answered "busy" (exception 6) while others were in flight was dropped from the poll:
     # its points kept NaN with a good status
     asyncio.run(_exercise(kinds, "tcp", _FOLDER))
+
+
+@pytest.mark.parametrize("framing", ["rtu", "rtu-tcp"])
+def test_an_answer_pymodbus_cannot_decode_puts_no_asyncio_traceback_in_the_log(framing):
+    # function 12 with a register answer's body passes the RTU framing and CRC checks, then
+    # pymodbus's decoder raises out of data_received (asyncio: "Fatal error: protocol.data_received()
+    # call failed" and a traceback, as the issue saw with modbus-tcp)
+    asyncio.run(_exercise([("fc", 12), ("ok",)], framing, _FOLDER))
