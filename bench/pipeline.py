@@ -350,9 +350,9 @@ def load_shape(args, m: float) -> tuple[int, float, int]:
 
 
 def find_max(args, tmp: Path, emit) -> dict:
-    """Double the offered load until the agent falls behind; then bisect `--bisect` times; then offer
-    twice the best and report what is delivered there (overload)."""
-    def run(m: float) -> dict:
+    """Double the offered load until the agent falls behind (twice in a row at that load); then bisect
+    `--bisect` times; then offer twice the best and report what is delivered there (overload)."""
+    def run(m: float, again: bool = True) -> dict:
         devices, period, sims = load_shape(args, m)
         r = run_once(devices, args.registers, period, args.duration, args.warmup, sims,
                      Path(tempfile.mkdtemp(dir=tmp)), point_type=args.type, points=args.points, sim=args.sim,
@@ -360,6 +360,9 @@ def find_max(args, tmp: Path, emit) -> dict:
         r["sustained"] = sustained(r)
         r["load_multiple"] = m
         emit(r)
+        if again and not r["sustained"]:
+            # on a shared machine one window can fail for others' load: a load fails only twice in a row
+            return run(m, again=False)
         return r
 
     m, best, worst = 1.0, None, None
@@ -383,7 +386,7 @@ def find_max(args, tmp: Path, emit) -> dict:
                "first_failure": {k: worst[k] for k in keys + ("offered_points_per_s", "acquired_points_per_s",
                                                               "skipped_polls")} if worst else None}
     if best is not None:
-        over = run(best["load_multiple"] * 2)
+        over = run(best["load_multiple"] * 2, again=False)
         summary["overload"] = {
             "offered_points_per_s": over["offered_points_per_s"],
             "acquired_points_per_s": over["acquired_points_per_s"],

@@ -125,7 +125,8 @@ def describe(device: ModbusConfig, points: list) -> list[str]:
     from edge_agent.drivers.codec import Codec
     from edge_agent.drivers.plan import Plan
     plan = Plan([Codec(p.cfg) for p in points], device.max_gap)
-    return [f"{len(plan)} requests per poll (unit {device.unit}, max_gap {device.max_gap})"] + \
+    at_once = f", up to {device.inflight} at once" if device.driver == "modbus-tcp" else ""
+    return [f"{len(plan)} requests per poll (unit {device.unit}, max_gap {device.max_gap}{at_once})"] + \
         plan.describe([p.id for p in points])
 
 
