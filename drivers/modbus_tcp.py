@@ -217,6 +217,7 @@ class ModbusTcpDriver(ModbusDriver):
         super().__init__(*args, **kwargs)
         self.window = self.device.inflight      # drops to 1 for a device that cannot take more
         self._probing = False
+        self._wire: dict[Block, tuple] = {}     # per block, its read on the wire (built once)
         self.counters["inflight"] = self.window
 
     async def __aenter__(self) -> "ModbusTcpDriver":
@@ -245,7 +246,8 @@ class ModbusTcpDriver(ModbusDriver):
                     if todo and len(inflight) < self.window:
                         batch = [todo.popleft() for _ in range(min(len(todo), self.window - len(inflight)))]
                         self.counters["requests"] += len(batch)
-                        inflight.extend(zip(batch, conn.request(dev.unit, [_read(b) for b in batch], dev.timeout)))
+                        reads = [self._wire.get(b) or self._wire.setdefault(b, _read(b)) for b in batch]
+                        inflight.extend(zip(batch, conn.request(dev.unit, reads, dev.timeout)))
                     block, fut = inflight[0]
                     answer = await fut
                     if answer == BUSY and type(answer) is int and self.window > 1 and (answered or len(inflight) > 1):
@@ -312,7 +314,7 @@ class ModbusTcpDriver(ModbusDriver):
         return DeviceFailed(f"no answer within {dev.timeout:g}s after {n} tries")
 
     def _decode(self, block: Block, data: bytes, values: array, quality: array) -> None:
-        if block.is_bits:
+        if self._wire[block][0] <= 2:       # coils, discrete inputs
             start = block.start
             for pos, c in block.members:
                 j = c.address - start
