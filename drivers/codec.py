@@ -165,7 +165,8 @@ class BlockReader:
     def __init__(self, start: int, count: int, members, fault: int):
         self.fault = fault
         self._be = struct.Struct(f">{count}H")
-        self.runs: list[tuple] = []      # (Struct, little-endian words?, first position, [(scale, offset)] or None)
+        # (Struct, little-endian words?, first position, None | (scale, offset) | [(scale, offset)] per point)
+        self.runs: list[tuple] = []
         self.single: list[tuple[int, Codec, int]] = []   # (position, codec, byte offset): bits, bool, strings
         run: list[tuple[int, Codec, int]] = []
         for pos, c in members:
@@ -191,8 +192,11 @@ class BlockReader:
             fmt.append("x" * (off - at) + c.layout[2])
             at = off + 2 * c.count
         affine = [(c.scale, c.offset) for _, c, _ in run]
-        plain = all(a == (1.0, 0.0) for a in affine)
-        self.runs.append((struct.Struct("".join(fmt)), lew, run[0][0], None if plain else affine))
+        if all(a == (1.0, 0.0) for a in affine):
+            affine = None
+        elif all(a == affine[0] for a in affine):
+            affine = affine[0]            # one scale and offset for the whole run (the usual case)
+        self.runs.append((struct.Struct("".join(fmt)), lew, run[0][0], affine))
 
     def read(self, regs, values: array, quality: array) -> None:
         self.read_bytes(self._be.pack(*regs), values, quality)
@@ -206,7 +210,10 @@ class BlockReader:
             lew = words.tobytes()
         for st, use_lew, first, affine in self.runs:
             raw = st.unpack_from(lew if use_lew else be)
-            if affine is not None:
+            if type(affine) is tuple:
+                s, o = affine
+                raw = [r * s + o for r in raw]
+            elif affine is not None:
                 raw = [r * s + o for r, (s, o) in zip(raw, affine)]
             values[first:first + len(raw)] = array("d", raw)
             total = sum(raw)
