@@ -16,8 +16,11 @@ from typing import Annotated, Any, Literal
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
+from edge_agent import levels as warning
 from edge_agent.equipment import Equipment, expand_equipment
 from edge_agent.errors import ConfigError, Problem
+from edge_agent.rollup import Item
+from edge_agent.rollup import problems as rollup_problems
 from edge_agent.units import parse_duration, parse_size
 from edge_agent.yamlsrc import line_for, pretty_loc, read_yaml_with_lines, reason_of, validation_problems
 
@@ -231,6 +234,8 @@ class Point(Model):
     alarm: Alarm = Alarm()
     cutoff: Cutoff = Cutoff()
     warn: Warn = Warn()
+    levels: warning.Levels | None = None        # graded warning: blue < yellow < orange < red (levels.py)
+    rules: tuple[warning.Rule, ...] = ()        # rate, baseline and ratio rules, each giving a level
     delay: Duration = 0.0
     deadband: float | str = 0.0
     writable: bool = False
@@ -382,6 +387,7 @@ class Site(Model):
     metrics: MetricsCfg = MetricsCfg()
     devices: tuple[Device, ...] = ()
     equipment: tuple[Equipment, ...] = ()   # belts and bins; their points are already in `devices`
+    items: tuple[Item, ...] = ()            # graded warning: points roll up to items, items to the facility
     # set by load_site: where the file was, for relative paths
     source: str = Field("", exclude=True)
 
@@ -403,7 +409,9 @@ CSV_COLUMNS = ("id", "sensor", "kind", "address", "type", "order", "length", "sc
                "range_low", "range_high", "location", "x", "y", "z", "relations",
                "alarm.high", "alarm.high_clear", "alarm.low", "alarm.low_clear",
                "cutoff.high", "cutoff.restore", "cutoff.low", "cutoff.low_restore",
-               "warn.high", "warn.low", "delay", "deadband", "writable", "decimals")
+               "warn.high", "warn.low", "delay", "deadband", "writable", "decimals") + tuple(
+    f"levels.{colour}.{key}" for colour in ("blue", "yellow", "orange", "red")
+    for key in ("high", "high_clear", "low", "low_clear", "delay"))
 
 
 def _csv_row_to_point(row: dict[str, str]) -> dict[str, Any]:
@@ -418,8 +426,11 @@ def _csv_row_to_point(row: dict[str, str]) -> dict[str, Any]:
         if key in ("range_low", "range_high"):
             continue
         if "." in key:
-            group, sub = key.split(".", 1)
-            out.setdefault(group, {})[sub] = value
+            *groups, sub = key.split(".")
+            node = out
+            for group in groups:
+                node = node.setdefault(group, {})
+            node[sub] = value
         else:
             out[key] = value
     lo, hi = (row.get("range_low") or "").strip(), (row.get("range_high") or "").strip()
@@ -574,6 +585,10 @@ def semantic_problems(site: Site, profile, where: str, data: Any, lines: dict[tu
                 add(loc + ("id",), f"point code {code} is also built by {codes[code]}; original numbers must "
                                    "differ for points of the same kind and sensor type")
             codes[code] = f"{dev.name}/{pt.id}"
+            for tail, reason in warning.point_problems(dev, pt, site.buffer):
+                add(loc + tail, reason)
+    for loc, reason in rollup_problems(site):
+        add(loc, reason)
     return out
 
 

@@ -11,11 +11,11 @@ import unicodedata
 from importlib import resources
 from pathlib import Path
 
+from edge_agent.codes import STATUS_BITS
 from edge_agent.config import Site, load_site
 from edge_agent.drivers.sim.harness import free_port
 
-STATUS_NAMES = {1: "ALARM", 2: "CUT-OFF", 4: "calibrating", 8: "over-range", 16: "substation-fault",
-                32: "not-polled", 64: "paused", 128: "sensor-fault"}
+STATUS_NAMES = {s.bit: s.label for s in STATUS_BITS}
 
 
 def demo_site_path() -> Path:
