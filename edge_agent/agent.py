@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sqlite3
 import time
 from dataclasses import dataclass, field
 
 from edge_agent import health, sdnotify
+from edge_agent.baseline import BaselineStore, store_path
 from edge_agent.buffer import SINKS, Buffer
 from edge_agent.config import Site
 from edge_agent.derived import Derived
 from edge_agent.drivers import make_driver
 from edge_agent.filtering import Kernel
+from edge_agent.filtering.rules import V_RULES
 from edge_agent.frame import Frame
 from edge_agent.points import Catalog
 from edge_agent.profile import load_profile
@@ -52,6 +55,8 @@ class Agent:
         b = site.buffer
         self.buffer = Buffer(site.path(b.path), durability=b.durability, max_size=b.max_size,
                              max_age=b.max_age, sync_every=b.sync_every, memory_limit=b.memory_limit)
+        self.baselines = self._open_baselines()
+        self.on_level_changes = None      # graded warning: called with each frame's LevelChanges (the alarm book)
         self.pending: list[tuple[str, int, float, bytes]] = []
         self._commit_at: asyncio.TimerHandle | None = None
         self.fzss_dirty = False
@@ -105,6 +110,19 @@ class Agent:
         return Kernel(len(self.catalog), self.catalog.thresholds(),
                       realtime_every=rep.realtime_every, stats_window=rep.stats_window)
 
+    def _open_baselines(self) -> BaselineStore | None:
+        """The graded-warning file beside the buffer, when a point has `levels:` or `rules:` (a site with
+        only the old thresholds gets no new file)."""
+        if not any(f & V_RULES for f in self.kernel.ladder.lvf):
+            return None
+        path = store_path(self.site.path(self.site.buffer.path))
+        try:
+            return BaselineStore.open(path, self.catalog, self.kernel, time.time())
+        except (OSError, sqlite3.Error) as exc:
+            log.error("baseline file %s: cannot open it (%s); levels run without baselines or restored state",
+                      path, exc)
+            return None
+
     def _driver(self, i: int):
         drv = make_driver(i, self.site.devices[i], self.catalog.by_device[i], self.on_frame,
                           base_dir=self.site.base_dir)
@@ -132,6 +150,9 @@ class Agent:
                 self._filter(status)     # the derived points' status, reported like any point
         if events:
             self.pending.append(("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall)))
+        levels = k.take_level_changes()
+        if levels and self.on_level_changes is not None:
+            self.on_level_changes(levels)
         if self.pending and self._commit_at is None:
             # frames arriving within batch_every share one transaction; none waits longer
             self._commit_at = asyncio.get_running_loop().call_later(self.site.report.batch_every, self._commit_due)
@@ -242,6 +263,8 @@ class Agent:
             if now >= next_tick:
                 self.statistics(now)
                 self.buffer.tick(now)
+                if self.baselines is not None:
+                    self.baselines.tick(now)
                 next_tick = now + 1.0
             if now >= next_defs:
                 self.definitions(now)
@@ -307,6 +330,8 @@ class Agent:
             for t in self.sink_tasks:
                 t.cancel()
             await _settle(self.sink_tasks, SHUTDOWN_GRACE)
+        if self.baselines is not None:
+            self.baselines.close(time.time())
         self.buffer.close()
         log.info("stopped; buffer closed at seq %d", self.buffer.next_seq - 1)
 
@@ -344,6 +369,10 @@ class Agent:
         else:
             self.kernel = self._new_kernel()
             log.warning("reload: points or report windows changed; kernel state restarted")
+        if self.baselines is not None:
+            self.baselines.attach(self.kernel, self.catalog, time.time())
+        else:
+            self.baselines = self._open_baselines()
         # devices: keep the ones whose config, position and point indices are unchanged
         old_devices, old_drivers, old_tasks, old_states = old.devices, self.drivers, self.driver_tasks, self.devices
         keep = {}
@@ -387,7 +416,7 @@ class Agent:
 
 # what a driver does not read: changing these keeps the device polling through a reload
 _NOT_ACQUISITION = {"alarm", "cutoff", "warn", "deadband", "delay", "location", "relations", "x", "y", "z",
-                    "decimals", "unit", "range", "kind"}
+                    "decimals", "unit", "range", "kind", "levels", "rules"}
 
 
 def _acquisition(dev) -> dict:

@@ -305,3 +305,17 @@ def test_the_config_models_compile_to_specs():
     b = BaselineRule.model_validate({"kind": "baseline", "window": "24h", "factor": [1.3, 1.5, 1.8, 2.0]}).spec()
     assert [(s.level, s.enter) for s in b.steps] == [(1, 30.0), (2, 50.0), (3, 80.0), (4, 100.0)]
     assert b.against == 7 * 86400.0
+
+
+def test_a_seeded_level_ends_when_the_condition_went_away_and_holds_when_it_did_not(K):
+    """What the alarm book does after a restart for an alarm still open: seed the point's level."""
+    k = kernel(K, [], n=3, **LEGACY, delay=2.0)
+    for i in range(3):
+        k.ladder.seed_level(i, 3)                      # orange (alarm) before the restart
+    # point 0 went back to normal; point 1 is still in alarm (its machine waits out the 2 s delay
+    # again); point 2 is only at the pre-warning now
+    k.process(frame(T0, [0.5, 1.2, 0.85]))
+    k.process(frame(T0 + 2, [0.5, 1.2, 0.85]))
+    got = [(c.point, c.previous, c.level, c.rule) for c in k.take_level_changes()]
+    assert got == [(0, 3, 0, "legacy"), (2, 3, 2, "legacy")]
+    assert list(k.level) == [0, 3, 2]

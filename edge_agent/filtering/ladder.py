@@ -368,7 +368,12 @@ class Ladder:
                     lc[b] = i
                     lc[b + 1] = lev
                     lc[b + 2] = prev
-                    lc[b + 3] = rkind[cause] if cause >= 0 else (K_LEGACY if cause != NO_SRC else 0)
+                    if cause >= 0:
+                        lc[b + 3] = rkind[cause]
+                    elif cause != NO_SRC or rs[i] == rs[i + 1]:   # a seeded level without rules: the old ladder
+                        lc[b + 3] = K_LEGACY
+                    else:
+                        lc[b + 3] = rkind[rs[i]]
                     lc[b + 4] = thr
                     lc[b + 5] = val
                     lc[b + 6] = t
@@ -496,6 +501,15 @@ class Ladder:
             for x in range(3):
                 self._hacc[3 * self._hp[i] + x] = state[p + x]
         return True
+
+    def seed_level(self, i, level):
+        """Start point i at `level` (an alarm still open from before a restart): its first valid sample
+        re-evaluates it, so a condition that went away meanwhile ends with a change to the level found,
+        while a condition that holds (or waits out an old-ladder delay) makes no new change."""
+        self._level[i] = int(level)
+        self._src[i] = NO_SRC
+        if level > 0:
+            self._lvf[i] |= V_FRESH
 
     def carry_over(self, old, old_index_of_new):
         """Continue every point from `old` (a Ladder): point i from old point old_index_of_new[i]
