@@ -67,8 +67,9 @@ def baseline_span(spec, hour: int) -> tuple[int, int, int, int]:
 class BaselineStore:
     """The graded-warning file of one agent; one caller (the agent's event loop)."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path, catalog, kernel, flush_every: float):
-        self.db, self.path, self.flush_every = db, path, flush_every
+    def __init__(self, path: Path, catalog, kernel, flush_every: float):
+        self.db: sqlite3.Connection | None = None
+        self.path, self.flush_every = path, flush_every
         self.catalog, self.kernel = catalog, kernel
         self.ids: dict[str, int] = {}
         self.hour: int | None = None        # the hour the baselines were computed for
@@ -80,19 +81,34 @@ class BaselineStore:
 
     @classmethod
     def open(cls, path: Path, catalog, kernel, now: float, flush_every: float = 300.0) -> "BaselineStore":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
-        store = cls(db, path, catalog, kernel, flush_every)
-        store.ids = dict(db.execute("SELECT code, id FROM points"))
-        restored = store.restore()
+        store = cls(path, catalog, kernel, flush_every)
+        restored = 0
+        if path.exists():        # else the file is made when there is something to keep in it
+            store._conn()
+            restored = store.restore()
         store.refresh(now)
         store.next_flush = now + flush_every
-        log.info("graded warning: %s opened, %d points restored, %d baselines", path, restored,
+        log.info("graded warning: %s, %d points restored, %d baselines", path, restored,
                  len(kernel.ladder.baseline_rules()))
         return store
+
+    def _conn(self) -> sqlite3.Connection:
+        if self.db is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise sqlite3.OperationalError(f"cannot make {self.path.parent}: {exc.strerror}") from exc
+            db = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(SCHEMA)
+            except sqlite3.Error:
+                db.close()
+                raise
+            self.db = db
+            self.ids = dict(db.execute("SELECT code, id FROM points"))
+        return self.db
 
     # ------------------------------------------------------------------ the kernel's state
 
@@ -117,16 +133,17 @@ class BaselineStore:
             if rp.index < ladder.n_points and ladder.lvf[rp.index] & 3:
                 sig, state = ladder.point_state(rp.index)
                 rows.append((rp.code, sig, state.tobytes()))
-        with self.db:
-            self.db.execute("BEGIN")
-            self.db.executemany("INSERT OR REPLACE INTO state (code, signature, state) VALUES (?, ?, ?)", rows)
+        db = self._conn()
+        with db:
+            db.execute("BEGIN")
+            db.executemany("INSERT OR REPLACE INTO state (code, signature, state) VALUES (?, ?, ?)", rows)
 
     # ------------------------------------------------------------------ hourly sums and baselines
 
     def _id(self, code: str) -> int:
         pid = self.ids.get(code)
         if pid is None:
-            pid = self.ids[code] = self.db.execute("INSERT INTO points (code) VALUES (?)", (code,)).lastrowid
+            pid = self.ids[code] = self._conn().execute("INSERT INTO points (code) VALUES (?)", (code,)).lastrowid
         return pid
 
     def write_hours(self, now: float, partial: bool = True) -> None:
@@ -138,9 +155,10 @@ class BaselineStore:
             del self.pending[:len(self.pending) - MAX_PENDING]
         if not self.pending:
             return
-        with self.db:
-            self.db.execute("BEGIN")
-            self.db.executemany(ADD_HOUR, [(self._id(code), hour, total, count)
+        db = self._conn()
+        with db:
+            db.execute("BEGIN")
+            db.executemany(ADD_HOUR, [(self._id(code), hour, total, count)
                                            for code, hour, total, count in self.pending])
         self.rows_written += len(self.pending)
         self.pending = []
@@ -151,7 +169,8 @@ class BaselineStore:
             try:
                 step()
             except sqlite3.Error as exc:
-                self.ids = dict(self.db.execute("SELECT code, id FROM points"))   # ids of a rolled-back insert
+                if self.db is not None:     # ids of a rolled-back insert
+                    self.ids = dict(self.db.execute("SELECT code, id FROM points"))
                 if not self.failing:
                     log.error("baseline file %s: writing failed (%s); hourly sums wait in memory until it "
                               "works again", self.path, exc)
@@ -165,7 +184,7 @@ class BaselineStore:
     def baseline(self, code: str, spec, hour: int) -> float:
         """The baseline of `spec` for point `code` while `hour` (epoch hour number) runs; NaN if none."""
         pid = self.ids.get(code)
-        if pid is None:
+        if pid is None or self.db is None:
             return math.nan
         first, last, per_day, _ = baseline_span(spec, hour)
         sql = "SELECT sum(sum), sum(count) FROM hours WHERE point = ? AND hour BETWEEN ? AND ?"
@@ -187,7 +206,8 @@ class BaselineStore:
             oldest = min(oldest, baseline_span(spec, hour)[0])
         self.hour = hour
         try:
-            self.db.execute("DELETE FROM hours WHERE hour < ?", (oldest - 24,))
+            if self.db is not None:
+                self.db.execute("DELETE FROM hours WHERE hour < ?", (oldest - 24,))
         except sqlite3.Error:      # a full disk: pruning waits for the next hour (the writes log it)
             pass
 
@@ -224,4 +244,5 @@ class BaselineStore:
         try:
             self.flush(now)
         finally:
-            self.db.close()
+            if self.db is not None:
+                self.db.close()

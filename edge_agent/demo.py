@@ -11,7 +11,7 @@ import unicodedata
 from importlib import resources
 from pathlib import Path
 
-from edge_agent.codes import STATUS_BITS
+from edge_agent.codes import LEVEL_NAMES_ZH, LEVELS, STATUS_BITS
 from edge_agent.config import Site, load_site
 from edge_agent.drivers.sim.harness import free_port
 
@@ -81,9 +81,11 @@ def summary(agent, out=sys.stdout) -> None:
         state = "online" if st.online else ("offline: " + st.reason if st.online is False else "starting")
         lines.append(f"  {dev.name} [{state}]")
         for rp in agent.catalog.by_device[di]:
+            level = k.level[rp.index]
             lines.append(f"    {pad(rp.id, 4)} {pad(rp.sensor_name, 14)} "
                          f"{format_value(k.value[rp.index], rp.decimals):>8} {pad(rp.unit, 7)} "
-                         f"{status_text(int(k.status[rp.index]))}")
+                         f"{status_text(int(k.status[rp.index]))}"
+                         + (f"  {LEVEL_NAMES_ZH[level]} {LEVELS[level]}" if level else ""))
     print("\n".join(lines), file=out, flush=True)
 
 
