@@ -54,6 +54,7 @@ ST_OVER_RANGE = cython.declare(cython.const[cython.int], 8)
 ST_SUBSTATION = cython.declare(cython.const[cython.int], 16)
 ST_SENSOR = cython.declare(cython.const[cython.int], 128)
 V_EVERY = cython.declare(cython.const[cython.int], 6)     # ladder flags: every sample goes to the pass (rules.py)
+S_LEGACY = cython.declare(cython.const[cython.int], 1 << 30)   # ... and its old-ladder machines changed
 
 Q_SUBSTATION = cython.declare(cython.const[cython.int], 16)  # Frame.quality bits
 Q_SENSOR = cython.declare(cython.const[cython.int], 128)
@@ -64,7 +65,7 @@ _MINE = {"NM": NM, "NS": NS, "B_RANGE": B_RANGE, "B_FAULT": B_FAULT, "B_SUB": B_
          "ST_SUBSTATION": ST_SUBSTATION, "ST_SENSOR": ST_SENSOR, "Q_SUBSTATION": Q_SUBSTATION,
          "Q_SENSOR": Q_SENSOR}
 if _MINE != codes.kernel_constants() or SLOT_BITS != (1 << NS) - 1 or PEND != 1 << NS or \
-        V_EVERY != _ladder.spec.V_RULES | _ladder.spec.V_FRESH:
+        V_EVERY != _ladder.spec.V_RULES | _ladder.spec.V_FRESH or S_LEGACY != _ladder.spec.S_LEGACY:
     raise ImportError("edge_agent.filtering: kernel.py's constants disagree with edge_agent/codes.py: "
                       f"{_MINE} vs {codes.kernel_constants()}")
 
@@ -411,7 +412,12 @@ class Kernel:
                 # graded levels: every sample of a point with rules (or a restored level), and a point
                 # whose old thresholds map onto levels when one of its machines changed
                 if lvf[i] and ((lvf[i] & V_EVERY) or (valid and (old ^ new) & 63)):
-                    sel[ns] = j if valid else -1 - j
+                    if not valid:
+                        sel[ns] = -1 - j
+                    elif (old ^ new) & 63:
+                        sel[ns] = j | S_LEGACY
+                    else:
+                        sel[ns] = j
                     ns += 1
                 st = 0
                 if new & L_ALARM:

@@ -26,8 +26,10 @@ from edge_agent.filtering.records import LevelChange
 COMPILED = cython.compiled
 
 NAN = cython.declare(cython.double, math.nan)
+INF = cython.declare(cython.double, math.inf)
 NB = cython.declare(cython.const[cython.int], 4)          # buckets per window (rules.py)
-RING = cython.declare(cython.const[cython.int], 17)       # doubles per windowed rule (rules.py)
+RING = cython.declare(cython.const[cython.int], 23)       # doubles per windowed rule (rules.py)
+HEAD = cython.declare(cython.const[cython.int], 11)       # ... of which the header (rules.py)
 TH = cython.declare(cython.const[cython.int], 12)         # the kernel's th row (layout.py)
 LCW = cython.declare(cython.const[cython.int], 7)         # level log row: point level previous rule thr value time
 HRW = cython.declare(cython.const[cython.int], 4)         # hour log row: point hour sum count
@@ -38,11 +40,14 @@ NO_SRC = cython.declare(cython.const[cython.int], -100)
 K_RATE = cython.declare(cython.const[cython.int], 1)
 K_BASELINE = cython.declare(cython.const[cython.int], 2)
 K_LEGACY = cython.declare(cython.const[cython.int], 4)
+R_ABS = cython.declare(cython.const[cython.int], 8)
+R_BUSY = cython.declare(cython.const[cython.int], 8)
+S_LEGACY = cython.declare(cython.const[cython.int], 1 << 30)   # sel: the old ladder's machines changed
 V_FRESH = cython.declare(cython.const[cython.int], 4)
 HOUR = cython.declare(cython.double, 3600.0)
-if (NB, RING, F_ON, F_PEND, F_HIGH, NO_SRC, K_RATE, K_BASELINE, K_LEGACY, V_FRESH) != (
-        spec.NB, spec.RING, spec.F_ON, spec.F_PEND, spec.F_HIGH, spec.NO_SRC, spec.K_RATE, spec.K_BASELINE,
-        spec.K_LEGACY, spec.V_FRESH):
+if (NB, RING, HEAD, F_ON, F_PEND, F_HIGH, NO_SRC, K_RATE, K_BASELINE, K_LEGACY, V_FRESH, R_ABS, R_BUSY, S_LEGACY) != (
+        spec.NB, spec.RING, spec.HEAD, spec.F_ON, spec.F_PEND, spec.F_HIGH, spec.NO_SRC, spec.K_RATE, spec.K_BASELINE,
+        spec.K_LEGACY, spec.V_FRESH, spec.R_ABS, spec.R_BUSY, spec.S_LEGACY):
     raise ImportError("edge_agent.filtering: ladder.py and rules.py disagree on the layout")
 
 
@@ -80,7 +85,51 @@ def _emit_hour(log: cython.double[::1], pos: cython.Py_ssize_t, hacc: cython.dou
 @cython.nogil
 def _slot(o: cython.Py_ssize_t, bucket: cython.double) -> cython.Py_ssize_t:
     """Where bucket `bucket` of the ring at `o` lives: (id, a, b) at the returned offset."""
-    return o + 5 + 3 * cython.cast(cython.Py_ssize_t, bucket - _floor(bucket / NB) * NB)
+    return o + HEAD + 3 * (cython.cast(cython.longlong, bucket) & (NB - 1))     # NB is a power of two
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+@cython.nogil
+def _rate_band(ring: cython.double[::1], o: cython.Py_ssize_t, t: cython.double, lo: cython.double,
+               hi: cython.double, absolute: cython.int) -> cython.int:
+    """The values that keep a quiet rate rule quiet for the rest of the bucket that starts at t.
+
+    The rate is (v - vref) * per / dt and dt only grows within a bucket (up to the
+    window), so the band of v from the smallest (or largest) dt holds for every
+    later sample; a little narrower for rounding.  NaN (no band) when the rate is
+    not yet defined at t or the ladder is not one the band can describe.
+    """
+    vref: cython.double = ring[o + 2]
+    per: cython.double = ring[o + 8]
+    dt: cython.double = t - ring[o + 1]
+    window: cython.double = NB * ring[o + 7]
+    slack: cython.double = 1e-12 * (1.0 + abs(vref))
+    ring[o + 9] = NAN
+    ring[o + 10] = NAN
+    if not (dt >= 0.5 * window):
+        return 0
+    if absolute:
+        if hi > 0 and lo == -INF:
+            ring[o + 9] = vref - hi * dt / per * (1.0 - 1e-9) + slack
+            ring[o + 10] = vref + hi * dt / per * (1.0 - 1e-9) - slack
+        return 0
+    ring[o + 9] = vref + lo * (dt if lo < 0 else window) / per * (1.0 - 1e-9 if lo < 0 else 1.0 + 1e-9) + slack
+    ring[o + 10] = vref + hi * (dt if hi > 0 else window) / per * (1.0 - 1e-9 if hi > 0 else 1.0 + 1e-9) - slack
+    return 0
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+@cython.nogil
+def _new_bucket(ring: cython.double[::1], o: cython.Py_ssize_t, t: cython.double) -> cython.int:
+    """Start the bucket of time t in the ring at `o`: the header's bucket and its end, the slot's id."""
+    w: cython.double = ring[o + 7]
+    bucket: cython.double = _floor(t / w)
+    ring[o] = (bucket + 1.0) * w
+    ring[o + 4] = bucket
+    ring[_slot(o, bucket)] = bucket
+    return 0
 
 
 @cython.cclass
@@ -99,12 +148,9 @@ class Ladder:
     lvf = cython.declare(object, visibility="readonly")
     _rs: cython.int[::1]
     _hp: cython.int[::1]
-    _rkind: cython.schar[::1]
-    _rabs: cython.uchar[::1]
+    _rkind: cython.schar[::1]        # per rule: its kind (rules.KINDS) | R_ABS
     _ms: cython.int[::1]
     _ro: cython.int[::1]
-    _rw: cython.double[::1]
-    _rper: cython.double[::1]
     _rband: cython.double[::1]
     _mth: cython.double[::1]
     _mdly: cython.double[::1]
@@ -113,10 +159,8 @@ class Ladder:
     _level: cython.uchar[::1]
     _src: cython.int[::1]
     _lvf: cython.uchar[::1]          # per point: V_LEGACY | V_RULES | V_FRESH (rules.py)
-    _rlev: cython.uchar[::1]
-    _rbusy: cython.uchar[::1]
+    _rf: cython.uchar[::1]           # per rule: its level | R_BUSY (a machine waits out its delay)
     _rq: cython.double[::1]
-    _binv: cython.double[::1]
     _mflag: cython.uchar[::1]
     _mpend: cython.double[::1]
     _ring: cython.double[::1]
@@ -135,22 +179,20 @@ class Ladder:
         n = int(n_points)
         a = spec.prepare(n, thresholds.get("rules"), tuple(thresholds.get("legacy_levels") or legacy_levels()), cfg)
         self.n_points, self.n_rules, self.specs, self.lvf = n, len(a["rkind"]), a["specs"], a["lvf"]
-        self._rs, self._hp, self._rkind, self._rabs = a["rs"], a["hp"], a["rkind"], a["rabs"]
-        self._ms, self._ro, self._rw, self._rper, self._rband = a["ms"], a["ro"], a["rw"], a["rper"], a["rband"]
+        self._rs, self._hp, self._rkind = a["rs"], a["hp"], a["rkind"]
+        self._ms, self._ro, self._rband = a["ms"], a["ro"], a["rband"]
         self._mth, self._mdly, self._lg_lev, self._lg_mach = a["mth"], a["mdly"], a["lg_lev"], a["lg_mach"]
         r, k = self.n_rules, len(a["mdly"])
         self.level = array("B", [0]) * n
         self._level = self.level
         self._src = array("i", [NO_SRC]) * max(n, 1)
         self._lvf = self.lvf
-        self._rlev = array("B", [0]) * max(r, 1)
-        self._rbusy = array("B", [0]) * max(r, 1)
+        self._rf = array("B", [0]) * max(r, 1)
         self._rq = zeros(max(r, 1), math.nan)
         self.baseline = zeros(r, math.nan)
-        self._binv = zeros(max(r, 1), math.nan)
         self._mflag = array("B", a["mflag"]) if k else array("B", [0])
         self._mpend = zeros(max(k, 1), math.nan)
-        self._ring = zeros(max(a["ring_n"], 1), math.nan)
+        self._ring = a["ring"] if len(a["ring"]) else zeros(1, math.nan)
         self._hacc = zeros(max(3 * a["hours"], 1), math.nan)
         self._lc_arr, self._hr_arr = zeros(0), zeros(0)
         self._lc, self._hr = self._lc_arr, self._hr_arr
@@ -174,11 +216,8 @@ class Ladder:
         rs: cython.int[::1] = self._rs
         hp: cython.int[::1] = self._hp
         rkind: cython.schar[::1] = self._rkind
-        rabs: cython.uchar[::1] = self._rabs
         ms: cython.int[::1] = self._ms
         ro: cython.int[::1] = self._ro
-        rw: cython.double[::1] = self._rw
-        rper: cython.double[::1] = self._rper
         rband: cython.double[::1] = self._rband
         mth: cython.double[::1] = self._mth
         mdly: cython.double[::1] = self._mdly
@@ -187,10 +226,8 @@ class Ladder:
         level: cython.uchar[::1] = self._level
         src: cython.int[::1] = self._src
         lvf: cython.uchar[::1] = self._lvf
-        rlev: cython.uchar[::1] = self._rlev
-        rbusy: cython.uchar[::1] = self._rbusy
+        rf: cython.uchar[::1] = self._rf
         rq: cython.double[::1] = self._rq
-        binv: cython.double[::1] = self._binv
         mflag: cython.uchar[::1] = self._mflag
         mpend: cython.double[::1] = self._mpend
         ring: cython.double[::1] = self._ring
@@ -203,13 +240,18 @@ class Ladder:
         hr_n: cython.Py_ssize_t = self._hr_n
         t: cython.double = wall
         hour: cython.double = _floor(t / HOUR)
-        last_w: cython.double = NAN            # bucket ids of this frame, for the last width seen
-        bid: cython.double = NAN
+        lo: cython.double
+        hi: cython.double
+        dt: cython.double
+        cnt: cython.double
+        quiet: cython.bint
+        changed: cython.bint
         s: cython.Py_ssize_t
         j: cython.Py_ssize_t
-        i: cython.int
-        r: cython.int
-        k: cython.int
+        i: cython.Py_ssize_t
+        r: cython.Py_ssize_t
+        k: cython.Py_ssize_t
+        kind: cython.int
         f: cython.int
         on: cython.int
         tgt: cython.int
@@ -225,7 +267,6 @@ class Ladder:
         back: cython.int
         v: cython.double
         q: cython.double
-        w: cython.double
         want: cython.double
         thr: cython.double
         val: cython.double
@@ -235,11 +276,13 @@ class Ladder:
                 if j < 0:          # a fault sample: rules hold their levels, a pending delay restarts
                     i = idx[-1 - j]
                     for r in range(rs[i], rs[i + 1]):
-                        if rbusy[r]:
+                        if rf[r] & R_BUSY:
                             for k in range(ms[r], ms[r + 1]):
                                 mflag[k] &= ~F_PEND
-                            rbusy[r] = 0
+                            rf[r] &= ~R_BUSY
                     continue
+                changed = (j & S_LEGACY) != 0
+                j &= ~S_LEGACY
                 i = idx[j]
                 v = vals[j]
                 if hp[i] >= 0:     # the running hour's sum and count, for the baselines
@@ -253,63 +296,72 @@ class Ladder:
                     hacc[a + 1] += v
                     hacc[a + 2] += 1.0
                 for r in range(rs[i], rs[i + 1]):
-                    q = v
-                    if rkind[r] == K_RATE or rkind[r] == K_BASELINE:
-                        w = rw[r]
-                        if w != last_w:
-                            last_w = w
-                            bid = _floor(t / w)
+                    kind = rkind[r] & 7
+                    quiet = rf[r] == 0
+                    lo = rband[2 * r]
+                    hi = rband[2 * r + 1]
+                    if kind == K_RATE:
                         o = ro[r]
-                        if ring[o] != bid:          # a new bucket: start it, cache what the window needs
-                            a = _slot(o, bid)
-                            ring[a] = bid
-                            ring[o] = bid
-                            ring[o + 4] = a
-                            if rkind[r] == K_RATE:  # first sample of the oldest bucket still in the window
-                                ring[a + 1] = t
-                                ring[a + 2] = v
-                                for back in range(NB - 1, -1, -1):
-                                    want = bid - back
-                                    b = _slot(o, want)
-                                    if ring[b] == want:
-                                        ring[o + 1] = ring[b + 1]
-                                        ring[o + 2] = ring[b + 2]
-                                        break
-                            else:                   # sums of the earlier buckets still in the window
-                                ring[a + 1] = 0.0
-                                ring[a + 2] = 0.0
-                                ring[o + 1] = 0.0
-                                ring[o + 2] = 0.0
-                                ring[o + 3] = bid
-                                for back in range(1, NB):
-                                    want = bid - back
-                                    b = _slot(o, want)
-                                    if ring[b] == want:
-                                        ring[o + 1] += ring[b + 1]
-                                        ring[o + 2] += ring[b + 2]
-                                        ring[o + 3] = want
-                        if rkind[r] == K_RATE:
-                            # defined once the reference is at least half a window old
-                            if t - ring[o + 1] >= 0.5 * NB * rw[r]:
-                                q = (v - ring[o + 2]) / (t - ring[o + 1]) * rper[r]
-                                if rabs[r] and q < 0:
-                                    q = -q
-                            else:
-                                q = NAN
-                        else:
-                            a = cython.cast(cython.Py_ssize_t, ring[o + 4])
-                            ring[a + 1] += v
-                            ring[a + 2] += 1.0
-                            # defined once the buckets span half the window, and with a baseline > 0
-                            if bid - ring[o + 3] >= NB // 2:
-                                q = (ring[o + 1] + ring[a + 1]) / (ring[o + 2] + ring[a + 2]) * binv[r] - 100.0
-                            else:
-                                q = NAN
+                        if t >= ring[o]:        # a new bucket: its first sample; the window's reference
+                            _new_bucket(ring, o, t)
+                            a = _slot(o, ring[o + 4])
+                            ring[a + 1] = t
+                            ring[a + 2] = v
+                            for back in range(NB - 1, -1, -1):
+                                want = ring[o + 4] - back
+                                b = _slot(o, want)
+                                if ring[b] == want:
+                                    ring[o + 1] = ring[b + 1]
+                                    ring[o + 2] = ring[b + 2]
+                                    break
+                            _rate_band(ring, o, t, lo, hi, rkind[r] & R_ABS)
+                        if quiet and ring[o + 9] < v and v < ring[o + 10]:   # quiet for this whole bucket
+                            continue
+                        dt = t - ring[o + 1]
+                        if not (dt >= 0.5 * NB * ring[o + 7]):   # the reference is under half a window old
+                            continue                            # (or none): undefined, the rule holds
+                        q = (v - ring[o + 2]) * ring[o + 8]
+                        if rkind[r] & R_ABS and q < 0:
+                            q = -q
+                        if quiet and lo * dt < q and q < hi * dt:   # the band, without dividing
+                            continue
+                        q = q / dt
+                    elif kind == K_BASELINE:
+                        o = ro[r]
+                        if t >= ring[o]:        # a new bucket: the sums of the earlier ones still in the window
+                            if ring[o + 4] == ring[o + 4]:
+                                a = _slot(o, ring[o + 4])
+                                ring[a + 1] = ring[o + 5]
+                                ring[a + 2] = ring[o + 6]
+                            _new_bucket(ring, o, t)
+                            ring[o + 1] = 0.0
+                            ring[o + 2] = 0.0
+                            ring[o + 3] = ring[o + 4]
+                            ring[o + 5] = 0.0
+                            ring[o + 6] = 0.0
+                            for back in range(1, NB):
+                                want = ring[o + 4] - back
+                                b = _slot(o, want)
+                                if ring[b] == want:
+                                    ring[o + 1] += ring[b + 1]
+                                    ring[o + 2] += ring[b + 2]
+                                    ring[o + 3] = want
+                        ring[o + 5] += v
+                        ring[o + 6] += 1.0
+                        if not (ring[o + 4] - ring[o + 3] >= NB // 2):   # under half a window of buckets
+                            continue
+                        cnt = ring[o + 2] + ring[o + 6]
+                        q = (ring[o + 1] + ring[o + 5]) * ring[o + 8]    # NaN without a baseline
+                        if quiet and (lo + 100.0) * cnt < q and q < (hi + 100.0) * cnt:
+                            continue
+                        q = q / cnt - 100.0
+                        if not (q == q):
+                            continue
+                    else:
+                        q = v
+                        if quiet and lo < q and q < hi:
+                            continue
                     rq[r] = q
-                    if not (q == q):       # undefined: the rule holds its level
-                        continue
-                    if rlev[r] == 0 and not rbusy[r] and rband[2 * r] < q and q < rband[2 * r + 1]:
-                        continue
                     lev = 0
                     busy = 0
                     for k in range(ms[r], ms[r + 1]):
@@ -334,10 +386,15 @@ class Ladder:
                         if f & F_ON and (f >> 4) > lev:
                             lev = f >> 4
                         if f & F_PEND:
-                            busy = 1
-                    rlev[r] = lev
-                    rbusy[r] = busy
-                # the point's level: the highest of its old-ladder machines and its rules
+                            busy = R_BUSY
+                    if (lev | busy) != rf[r]:
+                        if lev != (rf[r] & 7):
+                            changed = True
+                        rf[r] = lev | busy
+                # the point's level: the highest of its old-ladder machines and its rules (only a
+                # change of one of those can change it)
+                if not changed and not (lvf[i] & V_FRESH):
+                    continue
                 bits = latch[i] & 63
                 if lvf[i] & V_FRESH:   # restored after a restart: a machine waiting out its delay still counts
                     if (latch[i] >> 9) & 63:
@@ -347,8 +404,8 @@ class Ladder:
                 lev = lg_lev[bits]
                 hold = -1 - lg_mach[bits] if lev > 0 else NO_SRC
                 for r in range(rs[i], rs[i + 1]):
-                    if rlev[r] > lev:
-                        lev = rlev[r]
+                    if (rf[r] & 7) > lev:
+                        lev = rf[r] & 7
                         hold = r
                 prev = level[i]
                 if lev != prev:
@@ -369,17 +426,17 @@ class Ladder:
                     lc[b + 1] = lev
                     lc[b + 2] = prev
                     if cause >= 0:
-                        lc[b + 3] = rkind[cause]
+                        lc[b + 3] = rkind[cause] & 7
                     elif cause != NO_SRC or rs[i] == rs[i + 1]:   # a seeded level without rules: the old ladder
                         lc[b + 3] = K_LEGACY
                     else:
-                        lc[b + 3] = rkind[rs[i]]
+                        lc[b + 3] = rkind[rs[i]] & 7
                     lc[b + 4] = thr
                     lc[b + 5] = val
                     lc[b + 6] = t
                     lc_n += 1
                     level[i] = lev
-                if lev > 0:
+                if lev > 0 and src[i] != hold:
                     src[i] = hold
         self._lc_n, self._hr_n = lc_n, hr_n
 
@@ -444,7 +501,8 @@ class Ladder:
         """The baseline of baseline rule `rule` (NaN, or <= 0: the rule cannot be evaluated and holds)."""
         v = float(value)
         self.baseline[rule] = v
-        self._binv[rule] = 100.0 / v if v > 0 else math.nan
+        if self._ro[rule] >= 0 and self._rkind[rule] & 7 == K_BASELINE:
+            self._ring[self._ro[rule] + 8] = 100.0 / v if v > 0 else math.nan
 
     # ------------------------------------------------------------------ carrying state
 
@@ -455,7 +513,7 @@ class Ladder:
         src = self._src[i]
         out = array("d", [self._level[i], src - self._rs[i] if src >= 0 else src])
         for r in range(self._rs[i], self._rs[i + 1]):
-            out.append(self._rlev[r])
+            out.append(self._rf[r] & 7)
             out.append(self.baseline[r])
             for k in range(self._ms[r], self._ms[r + 1]):
                 out.append(self._mflag[k] & F_ON)
@@ -485,8 +543,7 @@ class Ladder:
         self._src[i] = src + self._rs[i] if src >= 0 else src
         p = 2
         for r in range(self._rs[i], self._rs[i + 1]):
-            self._rlev[r] = int(state[p])
-            self._rbusy[r] = 0
+            self._rf[r] = int(state[p])
             self.set_baseline(r, state[p + 1])
             p += 2
             for k in range(self._ms[r], self._ms[r + 1]):
