@@ -56,6 +56,7 @@ setup(
     python_requires=">=3.11",
     packages=[
         "edge_agent",
+        "edge_agent.alarms",
         "edge_agent.filtering",
         "edge_agent.profile",
         "edge_agent.forward",
@@ -88,10 +89,11 @@ setup(
         "asyncua>=1.1,<3",
         "sqlite-utils>=3.35",
         "prometheus-client>=0.19",
+        "aiohttp>=3.9,<4",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "hypothesis>=6", "pyftpdlib>=1.5.9", "pyOpenSSL", "psutil>=5.9",
-                 "paho-mqtt>=2", "Cython>=3.0,<4"],
+                 "paho-mqtt>=2", "Cython>=3.0,<4", "mfusepy>=3.1"],
     },
     entry_points={"console_scripts": ["edge-agent = edge_agent.cli:main"]},
     zip_safe=False,

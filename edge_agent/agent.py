@@ -15,7 +15,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 
-from edge_agent import health, sdnotify
+from edge_agent import health, registry, sdnotify
 from edge_agent.baseline import BaselineStore, store_path
 from edge_agent.buffer import SINKS, Buffer
 from edge_agent.config import Site
@@ -25,8 +25,8 @@ from edge_agent.filtering import Kernel
 from edge_agent.filtering.rules import V_RULES
 from edge_agent.frame import Frame
 from edge_agent.points import Catalog
-from edge_agent.profile import load_profile
 from edge_agent.profile.encode import Encoder
+from edge_agent.rollup import Rollup
 
 log = logging.getLogger("edge_agent.agent")
 
@@ -56,7 +56,8 @@ class Agent:
         self.buffer = Buffer(site.path(b.path), durability=b.durability, max_size=b.max_size,
                              max_age=b.max_age, sync_every=b.sync_every, memory_limit=b.memory_limit)
         self.baselines = self._open_baselines()
-        self.on_level_changes = None      # graded warning: called with each frame's LevelChanges (the alarm book)
+        self.rollup = self._new_rollup()
+        self.on_level_changes = None      # graded warning: called with each frame's level changes (points, items)
         self.pending: list[tuple[str, int, float, bytes]] = []
         self._commit_at: asyncio.TimerHandle | None = None
         self.fzss_dirty = False
@@ -96,10 +97,14 @@ class Agent:
         self.started = time.time()
         self.last_clock = time.monotonic()
         self.reloads = 0
+        self.alarms = None
+        if site.alarms.enabled:            # the alarm book: level changes in, alarm records out
+            from edge_agent.alarms.wiring import AgentAlarms
+            self.alarms = AgentAlarms(self)
 
     def _build(self, site: Site) -> None:
         """Everything derived from the site file: at start, and again on every reload."""
-        self.profile = load_profile(site.profile, base=site.base_dir)
+        self.profile = site.loaded_profile
         self.catalog = Catalog(site, self.profile)
         self.derived = Derived(site, self.catalog)
         self.catalog.add_derived(self.derived.points)
@@ -122,6 +127,14 @@ class Agent:
             log.error("baseline file %s: cannot open it (%s); levels run without baselines or restored state",
                       path, exc)
             return None
+
+    def _new_rollup(self) -> Rollup | None:
+        """Items and the facility (`items:`), starting from the points' levels as the kernel has them."""
+        if not self.site.items:
+            return None
+        rollup = Rollup(self.site.items, self.catalog)
+        rollup.seed(self.kernel.level)
+        return rollup
 
     def _driver(self, i: int):
         drv = make_driver(i, self.site.devices[i], self.catalog.by_device[i], self.on_frame,
@@ -151,8 +164,12 @@ class Agent:
         if events:
             self.pending.append(("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall)))
         levels = k.take_level_changes()
+        if levels and self.rollup is not None:
+            levels += self.rollup.update(levels)     # items and the facility: ItemLevelChanges after the points'
         if levels and self.on_level_changes is not None:
             self.on_level_changes(levels)
+        if self.alarms is not None:
+            self.alarms.after_frame(frame, k, events, levels)
         if self.pending and self._commit_at is None:
             # frames arriving within batch_every share one transaction; none waits longer
             self._commit_at = asyncio.get_running_loop().call_later(self.site.report.batch_every, self._commit_due)
@@ -300,7 +317,14 @@ class Agent:
             from edge_agent.metrics import MetricsServer
             metrics = MetricsServer(self.site.metrics.listen, self.metrics_snapshot)
         watchdog = sdnotify.Watchdog()
-        async with _all(([metrics] if metrics else []) + self.sinks):
+        web = None
+        if self.site.console.enabled:      # the local web server: alarm API (and the console's pages)
+            from edge_agent.web import WebServer, optional
+            web = WebServer(self.site.console.listen)
+            if self.alarms is not None:
+                self.alarms.add_routes(web.app)
+        extra = ([self.alarms] if self.alarms is not None else []) + ([optional(web)] if web else [])
+        async with _all(([metrics] if metrics else []) + self.sinks + extra):
             for i, drv in enumerate(self.drivers):
                 await drv.__aenter__()
                 self._start_driver(i)
@@ -353,10 +377,11 @@ class Agent:
         """
         old = self.site
         sdnotify.reloading()
-        for key in ("buffer", "forward", "metrics"):
+        restart_keys = ("buffer", "forward", "metrics", "alarms", "console")
+        for key in restart_keys:
             if getattr(old, key) != getattr(new, key):
                 log.warning("reload: %s settings changed; restart the service to apply them", key)
-        new = new.model_copy(update={"buffer": old.buffer, "forward": old.forward, "metrics": old.metrics})
+        new = new.model_copy(update={key: getattr(old, key) for key in restart_keys})
         old_catalog, old_cddy = self.catalog, self.encoder.cddy(0.0)
         self.site = new
         self._build(new)
@@ -373,6 +398,9 @@ class Agent:
             self.baselines.attach(self.kernel, self.catalog, time.time())
         else:
             self.baselines = self._open_baselines()
+        self.rollup = self._new_rollup()
+        if self.alarms is not None:
+            self.alarms.bind(self)
         # devices: keep the ones whose config, position and point indices are unchanged
         old_devices, old_drivers, old_tasks, old_states = old.devices, self.drivers, self.driver_tasks, self.devices
         keep = {}
@@ -414,15 +442,9 @@ class Agent:
             await asyncio.sleep(0.05)
 
 
-# what a driver does not read: changing these keeps the device polling through a reload
-_NOT_ACQUISITION = {"alarm", "cutoff", "warn", "deadband", "delay", "location", "relations", "x", "y", "z",
-                    "decimals", "unit", "range", "kind", "levels", "rules"}
-
-
-def _acquisition(dev) -> dict:
-    """The part of a device's configuration its driver uses."""
-    return dev.model_dump(exclude={"location": True, "x": True, "y": True, "z": True, "substation": True,
-                                   "points": {"__all__": _NOT_ACQUISITION}})
+def _acquisition(dev) -> tuple:
+    """The part of a device's configuration its driver uses (its spec's restart fields)."""
+    return dev.driver, registry.driver(dev.driver).restart_key(dev)
 
 
 async def _close_devices(devices: list[tuple]) -> None:

@@ -35,6 +35,8 @@ import sqlite3
 from array import array
 from pathlib import Path
 
+from edge_agent.fsutil import make_dirs
+
 log = logging.getLogger("edge_agent.baseline")
 
 HOUR, DAY = 3600, 86400
@@ -95,7 +97,7 @@ class BaselineStore:
     def _conn(self) -> sqlite3.Connection:
         if self.db is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                make_dirs(self.path.parent)
             except OSError as exc:
                 raise sqlite3.OperationalError(f"cannot make {self.path.parent}: {exc.strerror}") from exc
             db = sqlite3.connect(self.path, isolation_level=None)

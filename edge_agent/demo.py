@@ -14,6 +14,7 @@ from pathlib import Path
 from edge_agent.codes import LEVEL_NAMES_ZH, LEVELS, STATUS_BITS
 from edge_agent.config import Site, load_site
 from edge_agent.drivers.sim.harness import free_port
+from edge_agent.fsutil import make_dirs
 
 STATUS_NAMES = {s.bit: s.label for s in STATUS_BITS}
 
@@ -94,7 +95,7 @@ async def run_demo(*, duration: float | None, mqtt: str | None, workdir: Path, s
     from edge_agent.agent import Agent
     from edge_agent.drivers import sim
 
-    workdir.mkdir(parents=True, exist_ok=True)
+    make_dirs(workdir)              # durably: the buffer and outbox live in it
     port = 15020 if _port_free(15020) else free_port()
     site = demo_site(workdir, mqtt, port)
     server = await sim.start(site, port=port, scenario=scenario)

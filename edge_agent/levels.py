@@ -33,7 +33,7 @@ HOUR, DAY = 3600.0, 86400.0
 
 
 class Frozen(BaseModel):
-    # as config.Model (which imports this module)
+    # as model.Model (model.Point imports this module, so it cannot import model)
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 

@@ -161,6 +161,17 @@ class Rollup:
     def levels(self) -> dict[str, int]:
         return {it.name: self.level[k] for k, it in enumerate(self.items)}
 
+    def seed(self, point_levels) -> None:
+        """Take the points' current levels (e.g. `kernel.level` after a restart or a reload) as they are:
+        item levels follow, and no change is reported for them."""
+        for key_point, ks in self.of_point.items():
+            for k in ks:
+                self._set(k, ("p", key_point), int(point_levels[key_point]))
+        for k in sorted(self.order, key=self.order.__getitem__):
+            self._evaluate(k, math.nan)
+            for parent in self.parents[k]:
+                self._set(parent, ("i", k), self.level[k])
+
     def update(self, changes) -> list:
         """The item changes the point changes cause, in order (children before parents)."""
         out: list[ItemLevelChange] = []
