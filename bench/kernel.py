@@ -113,19 +113,16 @@ def run(kernel_cls, cols, values, n: int, frames: int, t0: float, base=None) -> 
             k.ladder.set_baseline(r, base[i])
         warm = WARMUP
 
-    def frame(f: int) -> None:
+    start = 0.0
+    for f in range(warm + frames):
+        if f == warm:
+            start = time.process_time()   # CPU time of this one thread: the others on this box do not count
         wall = t0 + f
         k.process(Frame(0, wall, wall, index, values[f % PERIOD], quality))
         k.take_events()
         k.take_changes()
         k.take_level_changes()
         k.take_stats(wall)
-
-    for f in range(warm):
-        frame(f)
-    start = time.process_time()   # CPU time of this one thread: the others on this box do not count
-    for f in range(warm, warm + frames):
-        frame(f)
     return n * frames / (time.process_time() - start)
 
 

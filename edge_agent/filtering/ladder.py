@@ -442,6 +442,8 @@ class Ladder:
 
     def take_level_changes(self):
         """Drain the level changes since the last call, in the order they happened."""
+        if self._lc_n == 0:        # the usual frame: nothing changed
+            return []
         log: cython.double[::1] = self._lc
         names = spec.RULE_NAMES
         r: cython.Py_ssize_t
