@@ -23,7 +23,7 @@ from edge_agent.filtering import Kernel
 from edge_agent.frame import Frame
 from edge_agent.points import Catalog
 from edge_agent.profile import load_profile
-from edge_agent.profile.encode import Encoder
+from edge_agent.profile.encode import EMPTY, Encoder
 
 log = logging.getLogger("edge_agent.agent")
 
@@ -131,7 +131,7 @@ class Agent:
             if status is not None:
                 self._filter(status)     # the derived points' status, reported like any point
         if events:
-            self.pending.append(("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall)))
+            self._queue("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall))
         if self.pending and self._commit_at is None:
             # frames arriving within batch_every share one transaction; none waits longer
             self._commit_at = asyncio.get_running_loop().call_later(self.site.report.batch_every, self._commit_due)
@@ -141,11 +141,17 @@ class Agent:
         k = self.kernel
         report = k.process(frame)
         if len(report) and self.mask_live:
-            self.pending.append(("CDSS", self.mask_live, frame.wall,
-                                 self.encoder.cdss(report, k.value, k.status, k.time, frame.wall)))
+            self._queue("CDSS", self.mask_live, frame.wall,
+                        self.encoder.cdss(report, k.value, k.status, k.time, frame.wall))
         # switch/multistate changes are already in this frame's report (their
         # value moved); drain them so the kernel's change log stays bounded
         k.take_changes()
+
+    def _queue(self, type: str, mask: int, t: float, body: bytes) -> None:
+        """Queue a message for the next commit; a body without records (only points the profile does not
+        send) is not a message."""
+        if body != EMPTY:
+            self.pending.append((type, mask, t, body))
 
     def _commit_due(self) -> None:
         self._commit_at = None
@@ -186,22 +192,22 @@ class Agent:
                 for d in self.devices]
 
     def definitions(self, now: float) -> None:
-        self.pending.append(("CDDY", self.mask_all, now, self.encoder.cddy(now)))
+        self._queue("CDDY", self.mask_all, now, self.encoder.cddy(now))
         self.pending.append(("FZDY", self.mask_all, now, self.encoder.fzdy(now)))
 
     def snapshot(self, now: float) -> None:
         """Every realtime_every: every point and every device's status, to every sink."""
         if self.mask_all:
             k = self.kernel
-            self.pending.append(("CDSS", self.mask_all, now,
-                                 self.encoder.cdss(range(len(self.catalog)), k.value, k.status, k.time, now)))
+            self._queue("CDSS", self.mask_all, now,
+                        self.encoder.cdss(range(len(self.catalog)), k.value, k.status, k.time, now))
         self.pending.append(("FZSS", self.mask_all, now, self.encoder.fzss(self.fzss_states(), now)))
         self.fzss_sent = True
 
     def statistics(self, now: float) -> None:
         stats = self.kernel.take_stats(now)
         if stats:
-            self.pending.append(("TJSJ", self.mask_all, now, self.encoder.tjsj(stats, now)))
+            self._queue("TJSJ", self.mask_all, now, self.encoder.tjsj(stats, now))
 
     def status_detail(self) -> dict:
         """Published (retained) on <prefix>/<mine>/<gateway>/status/detail after each connect."""
@@ -387,7 +393,7 @@ class Agent:
 
 # what a driver does not read: changing these keeps the device polling through a reload
 _NOT_ACQUISITION = {"alarm", "cutoff", "warn", "deadband", "delay", "location", "relations", "x", "y", "z",
-                    "decimals", "unit", "range", "kind"}
+                    "decimals", "unit", "range", "kind", "sensor_name", "on_text", "off_text"}
 
 
 def _acquisition(dev) -> dict:

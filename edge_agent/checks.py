@@ -61,12 +61,26 @@ def connect_report(site: Site) -> list[str]:
     return asyncio.run(run())
 
 
+def receiver_report(site: Site) -> tuple[list[str], bool]:
+    """`check --receiver`: what a strict receiver would flag in the site's files (one line per rule and type),
+    and whether any of it is a rule break (not only a risk)."""
+    from edge_agent.profile.receiver import BREAK, site_findings, summary
+    profile = load_profile(site.profile, base=site.base_dir)
+    findings = site_findings(site, profile, Catalog(site, profile))
+    if not findings:
+        return ["receiver: nothing a strict receiver would flag in CDDY, FZDY, FZSS, CDSS, TJSJ or YCBJ"], False
+    return summary(findings), any(f.severity == BREAK for f in findings)
+
+
 def check_report(site: Site, *, verbose: bool = False) -> list[str]:
+    from edge_agent.profile.receiver import site_warnings
     base = site.base_dir
     profile = load_profile(site.profile, base=base)
     catalog = Catalog(site, profile)
     lines = [f"{site.source}: ok: {len(site.devices)} devices, {len(catalog)} points, profile {profile.name}"]
-    lines += [f"warning: {w}" for w in warnings(site)]
+    receiver_warnings, notes = site_warnings(site, profile, catalog)
+    lines += [f"warning: {w}" for w in warnings(site) + receiver_warnings]
+    lines += [f"note: {n}" for n in notes]
     writable = [f"{site.devices[rp.device].name}/{rp.id}" for rp in catalog.points if rp.cfg.writable]
     if writable:
         lines.append(f"writable points ({len(writable)}): {', '.join(writable)}")

@@ -53,6 +53,20 @@ class SiteInfo(Model):
     system_model: FreeText = ""
     system_name: FreeText = "安全监控系统"
     manufacturer: FreeText = ""
+    safety_mark_expiry: str | None = None   # yyyy-MM-dd (安全标志有效期): CDDY header field 6
+
+    @field_validator("safety_mark_expiry", mode="before")
+    @classmethod
+    def _expiry(cls, v: Any) -> str | None:
+        import datetime as dt
+        if v is None or isinstance(v, dt.date):     # YAML reads an unquoted 2027-06-30 as a date
+            return None if v is None else v.strftime("%Y-%m-%d")
+        try:
+            if re.fullmatch(r"\d{4}-\d\d-\d\d", str(v)):
+                return dt.date.fromisoformat(str(v)).isoformat()
+        except ValueError:
+            pass
+        raise ValueError(f"{v!r} is not a date; write the safety mark's expiry as yyyy-MM-dd, e.g. 2027-06-30")
 
     @field_validator("mine_code", mode="before")
     @classmethod
@@ -235,6 +249,9 @@ class Point(Model):
     deadband: float | str = 0.0
     writable: bool = False
     decimals: int | None = Field(None, ge=0, le=6)
+    sensor_name: FreeText | None = None  # default: the code table's name for the sensor type
+    on_text: FreeText | None = None      # switch points (KG): the state 1 / state 0 texts; default: the code table's
+    off_text: FreeText | None = None
 
     @field_validator("id", mode="before")
     @classmethod
@@ -403,7 +420,8 @@ CSV_COLUMNS = ("id", "sensor", "kind", "address", "type", "order", "length", "sc
                "range_low", "range_high", "location", "x", "y", "z", "relations",
                "alarm.high", "alarm.high_clear", "alarm.low", "alarm.low_clear",
                "cutoff.high", "cutoff.restore", "cutoff.low", "cutoff.low_restore",
-               "warn.high", "warn.low", "delay", "deadband", "writable", "decimals")
+               "warn.high", "warn.low", "delay", "deadband", "writable", "decimals",
+               "sensor_name", "on_text", "off_text")
 
 
 def _csv_row_to_point(row: dict[str, str]) -> dict[str, Any]:
@@ -472,8 +490,11 @@ def load_points_csv(path: Path, shown: str) -> tuple[list[Point], list[Problem]]
     return points, problems
 
 
-def load_site(path: str | os.PathLike, *, check_files: bool = True) -> "Site":
-    """Parse and validate a site file, its point tables and its profile."""
+def load_site(path: str | os.PathLike, *, check_files: bool = True, receiver_limits: bool = False) -> "Site":
+    """Parse and validate a site file, its point tables and its profile.
+
+    `receiver_limits` (`edge-agent check`): also refuse original numbers, point codes and substation codes
+    longer than the profile's receivers take (`run` only logs that such codes exist)."""
     from edge_agent.profile.tables import load_profile  # profile depends on errors only
 
     p = Path(path)
@@ -522,6 +543,11 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True) -> "Site":
         problems.extend(exc.problems)
         raise ConfigError(problems)
     problems.extend(semantic_problems(site, profile, where, data, lines))
+    if receiver_limits:
+        from edge_agent.profile.receiver import site_problems
+        for loc, reason in site_problems(site, profile):
+            loc = _point_loc(loc, data)
+            problems.append(Problem(where, line_for(loc, lines), pretty_loc(loc, data), reason))
     if problems:
         raise ConfigError(problems)
     return site
@@ -545,9 +571,7 @@ def semantic_problems(site: Site, profile, where: str, data: Any, lines: dict[tu
         names[dev.name] = di
         seen: dict[str, int] = {}
         for pi, pt in enumerate(dev.points):
-            loc = ("devices", di, "points", pi)
-            if pi >= len((data.get("devices") or [{}])[di].get("points") or []):
-                loc = ("devices", di, "points_file")
+            loc = _point_loc(("devices", di, "points", pi), data)
             if pt.id in seen:
                 add(loc + ("id",), f"point id {pt.id!r} appears twice in device {dev.name}")
             seen[pt.id] = pi
@@ -577,6 +601,15 @@ def semantic_problems(site: Site, profile, where: str, data: Any, lines: dict[tu
     return out
 
 
+def _point_loc(loc: tuple, data: Any) -> tuple:
+    """A point given by (device, point) indices points at its entry, or at `points_file` for a CSV row."""
+    if len(loc) >= 4 and loc[0] == "devices" and loc[2] == "points":
+        di, pi = loc[1], loc[3]
+        if pi >= len((data.get("devices") or [{}])[di].get("points") or []):
+            return ("devices", di, "points_file")
+    return loc
+
+
 def point_type(pt: Point) -> str:
     if pt.type is not None:
         return pt.type
@@ -588,4 +621,5 @@ def point_type(pt: Point) -> str:
 def point_code(site: Site, pt: Point, profile) -> str:
     """mine code + system code + value kind + sensor type + original point number (PROFILE.md)."""
     kind = pt.kind or profile.sensors[pt.sensor].kind
-    return f"{site.site.mine_code}{site.site.system_code}{profile.value_kinds[kind]}{pt.sensor}{pt.id}"
+    number = profile.options.point_number(pt.id) if profile.options is not None else pt.id
+    return f"{site.site.mine_code}{site.site.system_code}{profile.value_kinds[kind]}{pt.sensor}{number}"
