@@ -54,6 +54,7 @@ setup(
     python_requires=">=3.11",
     packages=[
         "edge_agent",
+        "edge_agent.alarms",
         "edge_agent.filtering",
         "edge_agent.profile",
         "edge_agent.forward",
@@ -86,6 +87,7 @@ setup(
         "asyncua>=1.1,<3",
         "sqlite-utils>=3.35",
         "prometheus-client>=0.19",
+        "aiohttp>=3.9,<4",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "hypothesis>=6", "pyftpdlib>=1.5.9", "pyOpenSSL", "psutil>=5.9",

@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from edge_agent import health, sdnotify
+from edge_agent import health, registry, sdnotify
 from edge_agent.buffer import SINKS, Buffer
 from edge_agent.config import Site
 from edge_agent.derived import Derived
@@ -22,7 +22,6 @@ from edge_agent.drivers import make_driver
 from edge_agent.filtering import Kernel
 from edge_agent.frame import Frame
 from edge_agent.points import Catalog
-from edge_agent.profile import load_profile
 from edge_agent.profile.encode import EMPTY, Encoder
 
 log = logging.getLogger("edge_agent.agent")
@@ -91,10 +90,14 @@ class Agent:
         self.started = time.time()
         self.last_clock = time.monotonic()
         self.reloads = 0
+        self.alarms = None
+        if site.alarms.enabled:            # the alarm book: level changes in, alarm records out
+            from edge_agent.alarms.wiring import AgentAlarms
+            self.alarms = AgentAlarms(self)
 
     def _build(self, site: Site) -> None:
         """Everything derived from the site file: at start, and again on every reload."""
-        self.profile = load_profile(site.profile, base=site.base_dir)
+        self.profile = site.loaded_profile
         self.catalog = Catalog(site, self.profile)
         self.derived = Derived(site, self.catalog)
         self.catalog.add_derived(self.derived.points)
@@ -132,6 +135,8 @@ class Agent:
                 self._filter(status)     # the derived points' status, reported like any point
         if events:
             self._queue("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall))
+        if self.alarms is not None:
+            self.alarms.after_frame(frame, k, events)
         if self.pending and self._commit_at is None:
             # frames arriving within batch_every share one transaction; none waits longer
             self._commit_at = asyncio.get_running_loop().call_later(self.site.report.batch_every, self._commit_due)
@@ -283,7 +288,14 @@ class Agent:
             from edge_agent.metrics import MetricsServer
             metrics = MetricsServer(self.site.metrics.listen, self.metrics_snapshot)
         watchdog = sdnotify.Watchdog()
-        async with _all(([metrics] if metrics else []) + self.sinks):
+        web = None
+        if self.site.console.enabled:      # the local web server: alarm API (and the console's pages)
+            from edge_agent.web import WebServer, optional
+            web = WebServer(self.site.console.listen)
+            if self.alarms is not None:
+                self.alarms.add_routes(web.app)
+        extra = ([self.alarms] if self.alarms is not None else []) + ([optional(web)] if web else [])
+        async with _all(([metrics] if metrics else []) + self.sinks + extra):
             for i, drv in enumerate(self.drivers):
                 await drv.__aenter__()
                 self._start_driver(i)
@@ -334,10 +346,11 @@ class Agent:
         """
         old = self.site
         sdnotify.reloading()
-        for key in ("buffer", "forward", "metrics"):
+        restart_keys = ("buffer", "forward", "metrics", "alarms", "console")
+        for key in restart_keys:
             if getattr(old, key) != getattr(new, key):
                 log.warning("reload: %s settings changed; restart the service to apply them", key)
-        new = new.model_copy(update={"buffer": old.buffer, "forward": old.forward, "metrics": old.metrics})
+        new = new.model_copy(update={key: getattr(old, key) for key in restart_keys})
         old_catalog, old_cddy = self.catalog, self.encoder.cddy(0.0)
         self.site = new
         self._build(new)
@@ -350,6 +363,8 @@ class Agent:
         else:
             self.kernel = self._new_kernel()
             log.warning("reload: points or report windows changed; kernel state restarted")
+        if self.alarms is not None:
+            self.alarms.bind(self)
         # devices: keep the ones whose config, position and point indices are unchanged
         old_devices, old_drivers, old_tasks, old_states = old.devices, self.drivers, self.driver_tasks, self.devices
         keep = {}
@@ -391,15 +406,9 @@ class Agent:
             await asyncio.sleep(0.05)
 
 
-# what a driver does not read: changing these keeps the device polling through a reload
-_NOT_ACQUISITION = {"alarm", "cutoff", "warn", "deadband", "delay", "location", "relations", "x", "y", "z",
-                    "decimals", "unit", "range", "kind", "sensor_name", "on_text", "off_text"}
-
-
-def _acquisition(dev) -> dict:
-    """The part of a device's configuration its driver uses."""
-    return dev.model_dump(exclude={"location": True, "x": True, "y": True, "z": True, "substation": True,
-                                   "points": {"__all__": _NOT_ACQUISITION}})
+def _acquisition(dev) -> tuple:
+    """The part of a device's configuration its driver uses (its spec's restart fields)."""
+    return dev.driver, registry.driver(dev.driver).restart_key(dev)
 
 
 async def _close_devices(devices: list[tuple]) -> None:

@@ -1,28 +1,16 @@
-"""What `edge-agent check` prints for a valid site file: a summary, warnings, the read plans."""
+"""What `edge-agent check` prints for a valid site file: a summary, warnings, the read plans.
+
+`load_site` already refused everything `run` would refuse (`check` and `run` share it);
+what is here only reports: warnings (secret files others can read, certificate files
+not there yet, no sink, the safety mark expiry, local codes), the points marked writable, each
+driver's read plan (`-v`), `--connect` (each driver that can reach its devices from `check` does
+so) and `--receiver` (what a strict receiver would flag in the site's files).
+"""
 from __future__ import annotations
 
+from edge_agent import registry
 from edge_agent.config import Site
 from edge_agent.points import Catalog
-from edge_agent.profile import load_profile
-
-
-def errors(site: Site) -> list[str]:
-    """What the site file says that `run` would refuse (beyond the models' own validation)."""
-    from edge_agent.forward.tls import Broker, plaintext_problem
-
-    out: list[str] = []
-    where = site.source or "site file"
-    mq = site.forward.mqtt
-    if mq is not None and mq.enabled:
-        for url in mq.urls:
-            problem = plaintext_problem(Broker.parse(url), mq.allow_plaintext)
-            if problem:
-                out.append(f"{where}: forward.mqtt.url: {problem}")
-    for dev in site.devices:
-        if dev.driver == "opcua":
-            from edge_agent.drivers.opcua_session import config_problems
-            out += [f"{where}: devices[{dev.name}].{field}: {reason}" for field, reason in config_problems(dev)]
-    return out
 
 
 def warnings(site: Site) -> list[str]:
@@ -34,28 +22,32 @@ def warnings(site: Site) -> list[str]:
     if not ((mq is not None and mq.enabled) or (site.forward.files is not None and site.forward.files.enabled)):
         out.append(f"{where}: forward: no sink configured (mqtt or files); records will only be buffered")
     out += permission_warnings(site)
-    base = site.base_dir
+    from edge_agent.alarms.config import warnings as alarm_warnings
+    out += alarm_warnings(site)
     for dev in site.devices:
-        if dev.driver == "opcua":
-            from edge_agent.drivers.opcua_session import file_problems
-            out += [f"{where}: devices[{dev.name}].{field}: {reason}" for field, reason in file_problems(dev, base)]
+        for loc, reason in registry.driver(dev.driver).warnings_of(dev, site):
+            out.append(f"{where}: devices[{dev.name}].{_dotted(loc)}: {reason}")
     return out
 
 
+def _dotted(loc) -> str:
+    if isinstance(loc, str):
+        return loc
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
 def connect_report(site: Site) -> list[str]:
-    """`check --connect`: reach every OPC UA server, resolve every node; one line per problem."""
+    """`check --connect`: each device whose driver can check its connection does; one line per problem."""
     import asyncio
 
-    from edge_agent.drivers.opcua import check_connect
-
-    base = site.base_dir
-    catalog = Catalog(site, load_profile(site.profile, base=base))
+    catalog = Catalog(site, site.loaded_profile)
 
     async def run() -> list[str]:
         out: list[str] = []
         for i, dev in enumerate(site.devices):
-            if dev.driver == "opcua":
-                out += await check_connect(dev, catalog.by_device[i], base_dir=base)
+            connect = registry.load(registry.driver(dev.driver).connect)
+            if connect is not None:
+                out += await connect(dev, catalog.by_device[i], site.base_dir)
         return out
 
     return asyncio.run(run())
@@ -65,7 +57,7 @@ def receiver_report(site: Site) -> tuple[list[str], bool]:
     """`check --receiver`: what a strict receiver would flag in the site's files (one line per rule and type),
     and whether any of it is a rule break (not only a risk)."""
     from edge_agent.profile.receiver import BREAK, site_findings, summary
-    profile = load_profile(site.profile, base=site.base_dir)
+    profile = site.loaded_profile
     findings = site_findings(site, profile, Catalog(site, profile))
     if not findings:
         return ["receiver: nothing a strict receiver would flag in CDDY, FZDY, FZSS, CDSS, TJSJ or YCBJ"], False
@@ -74,8 +66,7 @@ def receiver_report(site: Site) -> tuple[list[str], bool]:
 
 def check_report(site: Site, *, verbose: bool = False) -> list[str]:
     from edge_agent.profile.receiver import site_warnings
-    base = site.base_dir
-    profile = load_profile(site.profile, base=base)
+    profile = site.loaded_profile
     catalog = Catalog(site, profile)
     lines = [f"{site.source}: ok: {len(site.devices)} devices, {len(catalog)} points, profile {profile.name}"]
     receiver_warnings, notes = site_warnings(site, profile, catalog)
@@ -87,9 +78,8 @@ def check_report(site: Site, *, verbose: bool = False) -> list[str]:
     else:
         lines.append("writable points: none (the agent never writes to devices)")
     if verbose:
-        from edge_agent import drivers
         for i, dev in enumerate(site.devices):
-            describe = getattr(drivers, "describe", None)
+            describe = registry.load(registry.driver(dev.driver).describe)
             lines.append(f"device {dev.name} ({dev.driver}, poll {dev.poll:g}s): {len(dev.points)} points")
             if describe is not None:
                 lines += [f"  {line}" for line in describe(dev, catalog.by_device[i])]

@@ -10,7 +10,8 @@ import math
 from array import array
 from dataclasses import dataclass
 
-from edge_agent.config import Device, Point, Site, point_code, point_type
+from edge_agent.config import Site, point_code
+from edge_agent.model import Device, Point
 from edge_agent.profile.tables import Profile
 
 NAN = math.nan
@@ -45,7 +46,7 @@ class ResolvedPoint:
 
 def _integral(pt: Point) -> bool:
     """Whether every value of the point is a whole number (JSON integers, not 42.0)."""
-    return (point_type(pt).startswith(("int", "uint")) or point_type(pt) == "bool") and \
+    return (pt.data_type.startswith(("int", "uint")) or pt.data_type == "bool") and \
         float(pt.scale).is_integer() and float(pt.offset).is_integer()
 
 
@@ -68,7 +69,7 @@ class Catalog:
                 lo, hi = pt.range if pt.range is not None else (sensor.range_low, sensor.range_high)
                 rp = ResolvedPoint(
                     index=len(self.points), device=di, cfg=pt, code=point_code(site, pt, profile),
-                    kind=pt.kind or sensor.kind, type=point_type(pt),
+                    kind=pt.kind or sensor.kind, type=pt.data_type,
                     sensor_name=pt.sensor_name if pt.sensor_name is not None else sensor.name,
                     unit=pt.unit if pt.unit is not None else sensor.unit,
                     range_low=float(lo), range_high=float(hi),

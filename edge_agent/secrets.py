@@ -116,8 +116,12 @@ def secret_files(site: "Site") -> Iterator[tuple[str, str]]:
     files = site.forward.files
     if files is not None and files.password_file:
         yield "forward.files.password_file", files.password_file
+    alarms = getattr(site, "alarms", None)
+    if alarms is not None and alarms.enabled and resolve(alarms.token_file, site).exists():
+        yield "alarms.token_file", alarms.token_file     # missing: edge_agent.alarms.config.warnings says so
+    from edge_agent import registry
     for i, dev in enumerate(site.devices):
-        for name in ("password_file", "key_file"):
+        for name in registry.driver(dev.driver).secret_fields:
             v = getattr(dev, name, None)
             if v:
                 yield f"devices[{i}].{name} ({dev.name})", v
