@@ -22,7 +22,7 @@ from edge_agent.drivers import make_driver
 from edge_agent.filtering import Kernel
 from edge_agent.frame import Frame
 from edge_agent.points import Catalog
-from edge_agent.profile.encode import Encoder
+from edge_agent.profile.encode import EMPTY, Encoder
 
 log = logging.getLogger("edge_agent.agent")
 
@@ -134,7 +134,7 @@ class Agent:
             if status is not None:
                 self._filter(status)     # the derived points' status, reported like any point
         if events:
-            self.pending.append(("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall)))
+            self._queue("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall))
         if self.alarms is not None:
             self.alarms.after_frame(frame, k, events)
         if self.pending and self._commit_at is None:
@@ -146,11 +146,17 @@ class Agent:
         k = self.kernel
         report = k.process(frame)
         if len(report) and self.mask_live:
-            self.pending.append(("CDSS", self.mask_live, frame.wall,
-                                 self.encoder.cdss(report, k.value, k.status, k.time, frame.wall)))
+            self._queue("CDSS", self.mask_live, frame.wall,
+                        self.encoder.cdss(report, k.value, k.status, k.time, frame.wall))
         # switch/multistate changes are already in this frame's report (their
         # value moved); drain them so the kernel's change log stays bounded
         k.take_changes()
+
+    def _queue(self, type: str, mask: int, t: float, body: bytes) -> None:
+        """Queue a message for the next commit; a body without records (only points the profile does not
+        send) is not a message."""
+        if body != EMPTY:
+            self.pending.append((type, mask, t, body))
 
     def _commit_due(self) -> None:
         self._commit_at = None
@@ -191,22 +197,22 @@ class Agent:
                 for d in self.devices]
 
     def definitions(self, now: float) -> None:
-        self.pending.append(("CDDY", self.mask_all, now, self.encoder.cddy(now)))
+        self._queue("CDDY", self.mask_all, now, self.encoder.cddy(now))
         self.pending.append(("FZDY", self.mask_all, now, self.encoder.fzdy(now)))
 
     def snapshot(self, now: float) -> None:
         """Every realtime_every: every point and every device's status, to every sink."""
         if self.mask_all:
             k = self.kernel
-            self.pending.append(("CDSS", self.mask_all, now,
-                                 self.encoder.cdss(range(len(self.catalog)), k.value, k.status, k.time, now)))
+            self._queue("CDSS", self.mask_all, now,
+                        self.encoder.cdss(range(len(self.catalog)), k.value, k.status, k.time, now))
         self.pending.append(("FZSS", self.mask_all, now, self.encoder.fzss(self.fzss_states(), now)))
         self.fzss_sent = True
 
     def statistics(self, now: float) -> None:
         stats = self.kernel.take_stats(now)
         if stats:
-            self.pending.append(("TJSJ", self.mask_all, now, self.encoder.tjsj(stats, now)))
+            self._queue("TJSJ", self.mask_all, now, self.encoder.tjsj(stats, now))
 
     def status_detail(self) -> dict:
         """Published (retained) on <prefix>/<mine>/<gateway>/status/detail after each connect."""

@@ -2,8 +2,9 @@
 
 `load_site` already refused everything `run` would refuse (`check` and `run` share it);
 what is here only reports: warnings (secret files others can read, certificate files
-not there yet, no sink), the points marked writable, each driver's read plan (`-v`), and
-`--connect` (each driver that can reach its devices from `check` does so).
+not there yet, no sink, the safety mark expiry, local codes), the points marked writable, each
+driver's read plan (`-v`), `--connect` (each driver that can reach its devices from `check` does
+so) and `--receiver` (what a strict receiver would flag in the site's files).
 """
 from __future__ import annotations
 
@@ -52,11 +53,25 @@ def connect_report(site: Site) -> list[str]:
     return asyncio.run(run())
 
 
+def receiver_report(site: Site) -> tuple[list[str], bool]:
+    """`check --receiver`: what a strict receiver would flag in the site's files (one line per rule and type),
+    and whether any of it is a rule break (not only a risk)."""
+    from edge_agent.profile.receiver import BREAK, site_findings, summary
+    profile = site.loaded_profile
+    findings = site_findings(site, profile, Catalog(site, profile))
+    if not findings:
+        return ["receiver: nothing a strict receiver would flag in CDDY, FZDY, FZSS, CDSS, TJSJ or YCBJ"], False
+    return summary(findings), any(f.severity == BREAK for f in findings)
+
+
 def check_report(site: Site, *, verbose: bool = False) -> list[str]:
+    from edge_agent.profile.receiver import site_warnings
     profile = site.loaded_profile
     catalog = Catalog(site, profile)
     lines = [f"{site.source}: ok: {len(site.devices)} devices, {len(catalog)} points, profile {profile.name}"]
-    lines += [f"warning: {w}" for w in warnings(site)]
+    receiver_warnings, notes = site_warnings(site, profile, catalog)
+    lines += [f"warning: {w}" for w in warnings(site) + receiver_warnings]
+    lines += [f"note: {n}" for n in notes]
     writable = [f"{site.devices[rp.device].name}/{rp.id}" for rp in catalog.points if rp.cfg.writable]
     if writable:
         lines.append(f"writable points ({len(writable)}): {', '.join(writable)}")

@@ -74,8 +74,10 @@ def cmd_run(args) -> int:
 
 def cmd_check(args) -> int:
     from edge_agent.checks import check_report
+    from edge_agent.config import load_site
     try:
-        site = _load(args.config)     # every check `run` relies on
+        # every check `run` relies on, and the receivers' code lengths
+        site = load_site(args.config, receiver_limits=True)
     except ConfigError as exc:
         return _print_problems(exc)
     for line in check_report(site, verbose=args.verbose):
@@ -88,6 +90,11 @@ def cmd_check(args) -> int:
         if unreachable:
             return 1
         print("connect: every OPC UA device answered and every node resolved")
+    if args.receiver:
+        from edge_agent.checks import receiver_report
+        lines, broken = receiver_report(site)
+        print("\n".join(lines))
+        return 1 if broken else 0
     return 0
 
 
@@ -130,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-v", "--verbose", action="store_true", help="also print every device's read plan")
     c.add_argument("--connect", action="store_true",
                    help="also connect to every OPC UA device and resolve its nodes and browse paths")
+    c.add_argument("--receiver", action="store_true",
+                   help="also list what a strict receiver would flag in the site's files (exit 1 on a rule break)")
     c.set_defaults(func=cmd_check)
 
     d = sub.add_parser("demo", help="run the built-in simulated mine and the agent on it")
