@@ -276,8 +276,14 @@ class Agent:
         if self.site.metrics.enabled:
             from edge_agent.metrics import MetricsServer
             metrics = MetricsServer(self.site.metrics.listen, self.metrics_snapshot)
+        self.web = self.console = None
+        if self.site.console is not None and self.site.console.enabled:
+            from edge_agent.console import Console
+            from edge_agent.web import WebServer
+            self.web = WebServer(self.site.console.listen)
+            self.console = Console(self.web, self)
         watchdog = sdnotify.Watchdog()
-        async with _all(([metrics] if metrics else []) + self.sinks):
+        async with _all(([metrics] if metrics else []) + [c for c in (self.web, self.console) if c] + self.sinks):
             for i, drv in enumerate(self.drivers):
                 await drv.__aenter__()
                 self._start_driver(i)

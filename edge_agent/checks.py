@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from edge_agent.config import Site
+from edge_agent.i18n import _
 from edge_agent.points import Catalog
 from edge_agent.profile import load_profile
 
@@ -32,7 +33,8 @@ def warnings(site: Site) -> list[str]:
     where = site.source or "site file"
     mq = site.forward.mqtt
     if not ((mq is not None and mq.enabled) or (site.forward.files is not None and site.forward.files.enabled)):
-        out.append(f"{where}: forward: no sink configured (mqtt or files); records will only be buffered")
+        out.append(_("{file}: forward: no sink configured (mqtt or files); records will only be buffered").format(
+            file=where))
     out += permission_warnings(site)
     base = site.base_dir
     for dev in site.devices:
@@ -65,18 +67,20 @@ def check_report(site: Site, *, verbose: bool = False) -> list[str]:
     base = site.base_dir
     profile = load_profile(site.profile, base=base)
     catalog = Catalog(site, profile)
-    lines = [f"{site.source}: ok: {len(site.devices)} devices, {len(catalog)} points, profile {profile.name}"]
-    lines += [f"warning: {w}" for w in warnings(site)]
+    lines = [_("{file}: ok: {devices} devices, {points} points, profile {profile}").format(
+        file=site.source, devices=len(site.devices), points=len(catalog), profile=profile.name)]
+    lines += [_("warning: {text}").format(text=w) for w in warnings(site)]
     writable = [f"{site.devices[rp.device].name}/{rp.id}" for rp in catalog.points if rp.cfg.writable]
     if writable:
-        lines.append(f"writable points ({len(writable)}): {', '.join(writable)}")
+        lines.append(_("writable points ({n}): {points}").format(n=len(writable), points=", ".join(writable)))
     else:
-        lines.append("writable points: none (the agent never writes to devices)")
+        lines.append(_("writable points: none (the agent never writes to devices)"))
     if verbose:
         from edge_agent import drivers
         for i, dev in enumerate(site.devices):
             describe = getattr(drivers, "describe", None)
-            lines.append(f"device {dev.name} ({dev.driver}, poll {dev.poll:g}s): {len(dev.points)} points")
+            lines.append(_("device {name} ({driver}, poll {poll}s): {n} points").format(
+                name=dev.name, driver=dev.driver, poll=format(dev.poll, "g"), n=len(dev.points)))
             if describe is not None:
                 lines += [f"  {line}" for line in describe(dev, catalog.by_device[i])]
     return lines

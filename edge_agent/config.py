@@ -155,6 +155,14 @@ class MetricsCfg(Model):
     enabled: bool = True
 
 
+class ConsoleCfg(Model):
+    """The operator console (edge_agent/console/): absent from the site file = no console."""
+    listen: str = "127.0.0.1:8080"
+    password_file: str | None = None    # `edge-agent console passwd`; without it the console is read-only
+    history: str | None = None          # trend file; default: console-history.bin beside the buffer
+    enabled: bool = True
+
+
 # --------------------------------------------------------------------------- points
 
 Kind = Literal["analog", "switch", "cumulative", "multistate"]
@@ -380,6 +388,7 @@ class Site(Model):
     forward: ForwardCfg = ForwardCfg()
     report: ReportCfg = ReportCfg()
     metrics: MetricsCfg = MetricsCfg()
+    console: ConsoleCfg | None = None
     devices: tuple[Device, ...] = ()
     equipment: tuple[Equipment, ...] = ()   # belts and bins; their points are already in `devices`
     # set by load_site: where the file was, for relative paths

@@ -116,6 +116,9 @@ def secret_files(site: "Site") -> Iterator[tuple[str, str]]:
     files = site.forward.files
     if files is not None and files.password_file:
         yield "forward.files.password_file", files.password_file
+    console = site.console
+    if console is not None and console.password_file:
+        yield "console.password_file", console.password_file
     for i, dev in enumerate(site.devices):
         for name in ("password_file", "key_file"):
             v = getattr(dev, name, None)
