@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rewrite edge_agent/locale/zh_CN.po from the source: every message `_()`, `T()` or `N_()` uses, in
-source order, with its place; translations already in the file are kept, new ones left empty
-(`python -m edge_agent.i18n` then lists them), unused ones dropped.
+source order, with its place.  Translations already in the file are kept, new messages get an empty
+one (`python -m edge_agent.i18n` and tests/test_console_parts.py then name them), unused ones go.
 
     python tools/update_po.py            # after adding or changing messages; then translate the empty ones
 """
@@ -16,18 +16,14 @@ PO = Path(__file__).resolve().parents[1] / "edge_agent" / "locale" / "zh_CN.po"
 HEADER = 'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n"Language: zh_CN\\n"\n'
 
 
-def quote(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
-
-
-def main() -> None:
-    have = parse_po(catalog_text())
+def write(translations: dict[str, str]) -> int:
     out = [HEADER]
     for msg, where in source_messages().items():
-        out.append(f"#: {where}\nmsgid {quote(msg)}\nmsgstr {quote(have.get(msg, ''))}\n")
+        q = lambda s: json.dumps(s, ensure_ascii=False)  # noqa: E731 (a .po string is a JSON string here)
+        out.append(f"#: {where}\nmsgid {q(msg)}\nmsgstr {q(translations.get(msg, ''))}\n")
     PO.write_text("\n".join(out), encoding="utf-8")
-    print(f"{PO}: {len(out) - 1} messages")
+    return len(out) - 1
 
 
 if __name__ == "__main__":
-    main()
+    print(f"{PO}: {write(parse_po(catalog_text()))} messages")

@@ -18,7 +18,6 @@ import time
 
 from edge_agent.console.auth import LoginLimiter, Sessions, parse_users
 from edge_agent.console.history import Changes, History
-from edge_agent.console.live import Hub
 from edge_agent.console.view import View
 from edge_agent.errors import EdgeAgentError
 
@@ -31,7 +30,8 @@ __all__ = ["Console"]
 
 class Console:
     def __init__(self, web, agent):
-        from edge_agent.console.app import Routes
+        from edge_agent.console.app import Routes       # aiohttp: imported only when a console runs
+        from edge_agent.console.live import Hub
 
         self.web = web
         self.view = View(agent)

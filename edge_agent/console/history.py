@@ -86,15 +86,19 @@ class _Tier:
         """(bucket start, min, max) of point i over the ring, oldest first; (lo, hi) of the open bucket last."""
         out = []
         raw = bytearray(8)
-        for b in range(now_bucket - self.slots + 1, now_bucket):
+        if self.bucket != now_bucket:
+            lo, hi = math.inf, -math.inf
+        for b in range(now_bucket - self.slots + 1, now_bucket + 1):
             slot = b % self.slots
             if self.stored[slot] != b:
                 continue
             os.preadv(self.fd, [raw], self.offset + slot * self.slot_size + 8 + 8 * i)
-            lo, hi = struct.unpack("<2f", raw)
-            if lo <= hi:                                    # inf/-inf: no sample in that bucket
-                out.append((b * self.width, lo, hi))
-        if self.bucket == now_bucket and lo <= hi:
+            b_lo, b_hi = struct.unpack("<2f", raw)
+            if b == now_bucket:          # written before a restart within this bucket: one bucket with the open one
+                lo, hi = min(lo, b_lo), max(hi, b_hi)
+            elif b_lo <= b_hi:           # inf/-inf: no sample in that bucket
+                out.append((b * self.width, b_lo, b_hi))
+        if lo <= hi:
             out.append((now_bucket * self.width, lo, hi))
         return out
 

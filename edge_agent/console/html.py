@@ -8,6 +8,7 @@ reads the agent: pages pass plain data in.
 from __future__ import annotations
 
 import html
+import math
 import time
 
 from edge_agent import __version__
@@ -72,6 +73,15 @@ def clock(t: float | None, now: float | None = None) -> str:
 
 def age(t: float | None, now: float) -> str:
     return format_age(now - t) if t else "-"
+
+
+def num(v) -> str:
+    """A value from an alarm (no point decimals at hand): at most 3 decimals, '-' for none."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, (int, float)):
+        return f"{v:.3f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
+    return esc(v)
 
 
 def section(name: str, body: str, *, tag: str = "section", cls: str = "") -> str:

@@ -7,12 +7,12 @@ never disagree.  Data comes from `View` only.
 """
 from __future__ import annotations
 
-import math
 from urllib.parse import quote
 
 import yaml
 
-from edge_agent.console.html import T, age, clock, esc, level_badge, level_index, section, size, status_text, table
+from edge_agent.console.html import (T, age, clock, esc, level_badge, level_index, num, section, size, status_text,
+                                     table)
 from edge_agent.console.view import View
 from edge_agent.i18n import N_
 
@@ -69,17 +69,11 @@ def _warning_tiles(view: View, now: float) -> str:
     rows = [f'<tr class="row-{esc(a["level"])}"><td>{level_badge(level_index(a["level"]), overdue=a["overdue"])}'
             f'</td><td><a href="/warnings/{a["id"]}">#{a["id"]}</a></td>'
             f'<td>{esc(a["sensor_name"])} <span class="muted">{esc(a["location"])}</span></td>'
-            f'<td class="num">{_num(a["value"])} {esc(a["unit"])}</td><td>{clock(a["start"], now)}</td></tr>'
+            f'<td class="num">{num(a["value"])} {esc(a["unit"])}</td><td>{clock(a["start"], now)}</td></tr>'
             for a in sorted(alarms, key=lambda a: (-level_index(a["level"]), -a["start"]))[:10]]
     listing = table([T("Level"), "#", T("Point"), T("Value"), T("Since")], rows, cls="alarms") if rows else \
         f'<p class="muted">{T("no open warnings")}</p>'
     return f"<h2>{T('Open warnings')}</h2><div class='tiles'>{tiles}</div>{listing}"
-
-
-def _num(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    return f"{v:g}" if isinstance(v, (int, float)) else esc(v)
 
 
 def _systems(view: View) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from edge_agent.config import FRAMING_CHARS
-from edge_agent.console.html import T, age, clock, esc, level_badge, level_index, section, table
+from edge_agent.console.html import T, age, clock, esc, level_badge, level_index, num, section, table
 from edge_agent.console.pages import point_href
 from edge_agent.i18n import N_
 
@@ -24,9 +24,9 @@ FIELDS = {"handler": N_("Handler"), "cause": N_("Cause"), "action": N_("Measures
 class FormProblem(Exception):
     """A form field is wrong: `field` names it, `message` (English source text) says what to do."""
 
-    def __init__(self, field: str, message: str, **values):
+    def __init__(self, name: str, message: str, **values):
         super().__init__(message.format(**values))
-        self.field, self.message, self.values = field, message, values
+        self.field, self.message, self.values = name, message, values
 
 
 def check_text(field: str, value: str, *, required: bool = True) -> str:
@@ -73,14 +73,10 @@ def _row(a: dict, now: float) -> str:
             f'#{a["id"]}</a></td><td>{level_badge(level_index(a["level"]), overdue=bool(a.get("overdue")))}</td>'
             f'<td><a href="{point_href(a["device"], a["point"])}">{esc(a["device"])}/{esc(a["point"])}</a> '
             f'{esc(a.get("sensor_name"))} <span class="muted">{esc(a.get("location"))}</span></td>'
-            f'<td>{esc(a.get("rule"))}</td><td class="num">{_n(a.get("threshold"))}</td>'
-            f'<td class="num">{_n(a.get("value"))} / {_n(a.get("extreme"))} {esc(a.get("unit"))}</td>'
+            f'<td>{esc(a.get("rule"))}</td><td class="num">{num(a.get("threshold"))}</td>'
+            f'<td class="num">{num(a.get("value"))} / {num(a.get("extreme"))} {esc(a.get("unit"))}</td>'
             f'<td>{clock(a["start"], now)}</td><td>{end}</td><td>{T(STATES.get(a["state"], a["state"]))}</td>'
             f'<td>{deadline}</td><td>{done}</td></tr>')
-
-
-def _n(v) -> str:
-    return "-" if v is None else f"{v:g}" if isinstance(v, (int, float)) else esc(v)
 
 
 def lists(book, now: float) -> dict[str, str]:
@@ -109,8 +105,8 @@ def detail(a: dict, now: float) -> dict[str, str]:
              + f' <span class="muted">{T("highest")}</span> {level_badge(level_index(a.get("max_level")))}'),
             (T("Point"), f'<a href="{point_href(a["device"], a["point"])}">{esc(a["device"])}/{esc(a["point"])}</a>'
                          f' {esc(a.get("sensor_name"))} {esc(a.get("location"))}'),
-            (T("Rule"), esc(a.get("rule"))), (T("Threshold"), f'{_n(a.get("threshold"))} {esc(a.get("unit"))}'),
-            (T("Value / extreme"), f'{_n(a.get("value"))} / {_n(a.get("extreme"))} {esc(a.get("unit"))}'),
+            (T("Rule"), esc(a.get("rule"))), (T("Threshold"), f'{num(a.get("threshold"))} {esc(a.get("unit"))}'),
+            (T("Value / extreme"), f'{num(a.get("value"))} / {num(a.get("extreme"))} {esc(a.get("unit"))}'),
             (T("Start"), clock(a["start"], now) + f' <span class="muted">({age(a["start"], now)})</span>'),
             (T("End"), clock(a["end"], now) if a.get("end") else T("ongoing")),
             (T("State"), f'<span data-k="state">{T(STATES.get(a["state"], a["state"]))}</span>'),
