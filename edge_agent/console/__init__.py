@@ -44,6 +44,7 @@ class Console:
         self._catalog = None
         self._tasks: list[asyncio.Task] = []
         self.samples = 0
+        self.sample_cpu = 0.0            # CPU seconds spent sampling (bench/console.py reads the closing line)
         Routes(self).add_to(web.app)
 
     @property
@@ -69,6 +70,8 @@ class Console:
         return self
 
     async def __aexit__(self, *exc) -> None:
+        log.info("console: stopped; cpu in the loop: sampler %.3f s over %d samples, live pages %.3f s over %d "
+                 "renders", self.sample_cpu, self.samples, self.hub.cpu, self.hub.renders)
         await self.hub.close()
         for t in self._tasks:
             t.cancel()
@@ -97,7 +100,9 @@ class Console:
             now = time.time()
             await asyncio.sleep(SAMPLE_EVERY - now % SAMPLE_EVERY)
             try:
+                t0 = time.thread_time()
                 self.sample(time.time())
+                self.sample_cpu += time.thread_time() - t0
             except OSError as exc:
                 log.warning("console: trend history stopped: %s", exc.strerror or exc)
                 self.history.close()

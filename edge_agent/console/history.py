@@ -11,8 +11,8 @@ buckets, oldest first.  What it costs (figures in BENCHMARKS.md):
   float32 (min, max) pairs, 8 B per point per slot: 8.6 kB per point
   (30 points: 260 kB; 10,000 points: 86 MB), written as one block per tier
   per bucket (one pwrite of 8 B x points every 10 s and every 2 min);
-- CPU: three C-level `map`s over the value array per second, no Python code
-  per point.
+- CPU: two list comprehensions over the value array per second (about 0.15 us
+  per point, measured in bench/console.py).
 
 The file is a cache, not a record: never fsynced, started afresh when the
 points change (their codes are fingerprinted in the header), and a bucket of
@@ -63,8 +63,8 @@ class _Tier:
                 self.stored[s] = struct.unpack("<q", raw)[0]
 
     def add(self, mn: array, mx: array) -> None:
-        self.mn = array("d", map(min, self.mn, mn))
-        self.mx = array("d", map(max, self.mx, mx))
+        self.mn = array("d", [v if v < m else m for m, v in zip(self.mn, mn)])
+        self.mx = array("d", [v if v > m else m for m, v in zip(self.mx, mx)])
 
     def flush(self) -> None:
         """Write the open bucket to its slot (empty buckets too: they overwrite a day-old slot)."""
@@ -146,9 +146,10 @@ class History:
             values = array("d", values)
             for start, stop in blank:
                 values[start:stop] = array("d", [math.nan]) * (stop - start)
-        # min(inf, nan) is inf and min(x, nan) is x: a NaN never enters a bucket
-        fine.mn = array("d", map(min, fine.mn, values))
-        fine.mx = array("d", map(max, fine.mx, values))
+        # a comparison with NaN is false, so the accumulator is kept: a NaN never enters a bucket
+        # (comprehensions: half the time of map(min, ...) here)
+        fine.mn = array("d", [v if v < m else m for m, v in zip(fine.mn, values)])
+        fine.mx = array("d", [v if v > m else m for m, v in zip(fine.mx, values)])
 
     def series(self, i: int, now: float) -> dict[str, list[tuple[float, float, float]]]:
         """{"hour": [(t, min, max)] at 10 s, "day": [...] at 2 min}, oldest first."""
@@ -171,8 +172,7 @@ class History:
 class Changes:
     """When each point's value or status last changed, from the once-a-second samples.
 
-    25 B per point (previous value and status, time of change).  Values are
-    compared as their 8 raw bytes, so a NaN that stays NaN is no change.
+    17 B per point (previous value and status, time of change).
     """
 
     def __init__(self, n: int):
@@ -184,14 +184,13 @@ class Changes:
     def update(self, values: array, status: array, now: float) -> None:
         if len(values) != self.n or len(status) != self.n:
             return
-        now_q = memoryview(values).cast("B").cast("q")
-        was_q = memoryview(self._v).cast("B").cast("q")
-        moved = map(operator.or_, map(operator.ne, was_q, now_q), map(operator.ne, self._s, status))
         at = self.at
-        for i in itertools.compress(range(self.n), moved):
+        # a != b is true for two NaNs: a NaN that stays NaN is no change
+        for i in [i for i, a, b in zip(range(self.n), self._v, values) if a != b and (a == a or b == b)]:
             at[i] = now
-        now_q.release()
-        was_q.release()
+        if status != self._s:                        # usually equal: one C comparison of the whole array
+            for i in itertools.compress(range(self.n), map(operator.ne, self._s, status)):
+                at[i] = now
         self._v = array("d", values)
         self._s = array("B", status)
 

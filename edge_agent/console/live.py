@@ -41,7 +41,8 @@ class Hub:
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._closed = False
-        self.renders = 0                 # for the bench: how many page renders ran
+        self.renders = 0                 # for the bench: how many page renders ran, and their CPU seconds
+        self.cpu = 0.0
 
     @property
     def browsers(self) -> int:
@@ -95,11 +96,13 @@ class Hub:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+            t0 = time.thread_time()
             for key in list(self._subs):
                 try:
                     self._push(key)
                 except Exception:          # a bug in one page must not stop the others' updates
                     log.exception("console: live update of %s failed", key)
+            self.cpu += time.thread_time() - t0
 
     def _push(self, key: str) -> None:
         subs = self._subs.get(key)

@@ -37,7 +37,8 @@ class View:
     @property
     def book(self):
         """The alarm book (CONTRACT-web-alarms-console.md), or None when the agent has none."""
-        return getattr(self.agent, "alarms", None)
+        alarms = getattr(self.agent, "alarms", None)          # the agent's wiring holds the book
+        return getattr(alarms, "book", alarms)
 
     def title(self) -> dict:
         s = self.site.site
