@@ -5,53 +5,33 @@
         await drv.run()
 
 A driver calls `on_frame(Frame)` (a plain sync callable, from the event loop)
-once per poll, exposes `online`, `counters` (a dict of numbers) and calls the
-optional `state_changed(index, online, reason)` on every state change.
-Adding a driver is one module and one line in `DRIVERS`.
+once per poll, exposes `online`, `counters` (a dict of numbers, mapped onto the
+standard ones by its `DriverSpec.counters`) and calls the optional
+`state_changed(index, online, reason)` on every state change.
+
+Adding a driver is one module (its `DriverSpec`: config model, factory, checks,
+counters; see `edge_agent.registry`) and one `register_driver` line here.
 """
 from __future__ import annotations
 
 from typing import Callable
 
-import importlib
-
-from edge_agent.config import Device
+from edge_agent import registry
+from edge_agent.drivers import modbus_spec, opcua_spec
 from edge_agent.frame import Frame
+from edge_agent.registry import register_driver
 
-# driver name in the site file -> "module:Class"; imported on first use, so a
-# Modbus-only gateway never pays for asyncua (~15 MB and a second of start-up)
-DRIVERS: dict[str, str] = {
-    "modbus-tcp": "edge_agent.drivers.modbus:ModbusDriver",
-    "modbus-rtu": "edge_agent.drivers.modbus:ModbusDriver",
-    "modbus-rtu-tcp": "edge_agent.drivers.modbus:ModbusDriver",
-    "opcua": "edge_agent.drivers.opcua:OpcUaDevice",
-}
+register_driver(modbus_spec.SPEC)
+register_driver(opcua_spec.SPEC)
 
 
-def driver_class(name: str) -> type:
-    module, _, cls = DRIVERS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
-
-
-def make_driver(index: int, device: Device, points: list, on_frame: Callable[[Frame], None], *,
-                base_dir=None):
+def make_driver(index: int, device, points: list, on_frame: Callable[[Frame], None], *, base_dir=None):
     """A driver for `device` (`points`: its ResolvedPoints, in catalogue order).
 
     `base_dir` is the site file's folder: relative certificate, key and password
     paths are resolved against it.
     """
-    return driver_class(device.driver)(index, device, points, on_frame, base_dir=base_dir)
+    return registry.driver(device.driver).make(index, device, points, on_frame, base_dir=base_dir)
 
 
-def describe(device: Device, points: list) -> list[str]:
-    """Lines describing how `device` will be read (the Modbus read plan), for `check -v`."""
-    if not device.is_modbus:
-        return []
-    from edge_agent.drivers.codec import Codec
-    from edge_agent.drivers.plan import Plan
-    plan = Plan([Codec(p.cfg) for p in points], device.max_gap)
-    return [f"{len(plan)} requests per poll (unit {device.unit}, max_gap {device.max_gap})"] + \
-        plan.describe([p.id for p in points])
-
-
-__all__ = ["DRIVERS", "driver_class", "make_driver", "describe"]
+__all__ = ["make_driver"]

@@ -17,7 +17,7 @@ import math
 import struct
 from array import array
 
-from edge_agent.config import REGISTER_COUNT, Point, parse_modbus_address, point_type
+from edge_agent.drivers.modbus_spec import REGISTER_COUNT, ModbusPoint, parse_modbus_address
 
 _FMT = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "int64": "q", "uint64": "Q",
         "float32": "f", "float64": "d"}
@@ -51,12 +51,12 @@ class Codec:
     __slots__ = ("area", "address", "bit", "type", "order", "count", "scale", "offset", "is_bits",
                  "_struct", "_le", "_swap", "layout")
 
-    def __init__(self, point: Point):
+    def __init__(self, point: ModbusPoint):
         addr = parse_modbus_address(point.address)
         self.area = addr.area
         self.address = addr.address
         self.bit = addr.bit
-        self.type = point_type(point)
+        self.type = point.data_type
         self.order = point.order
         self.scale = float(point.scale)
         self.offset = float(point.offset)

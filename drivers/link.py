@@ -19,7 +19,7 @@ import logging
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
-from edge_agent.config import Device
+from edge_agent.drivers.modbus_spec import ModbusConfig
 
 # pymodbus logs every failed connect and every missing answer at WARNING/ERROR;
 # the driver reports the same facts once per state change, so keep it quiet
@@ -36,7 +36,7 @@ class Unreachable(Exception):
 class Link:
     """One client plus the lock a device holds while it polls."""
 
-    def __init__(self, device: Device, key: tuple):
+    def __init__(self, device: ModbusConfig, key: tuple):
         self.key = key
         self.lock = asyncio.Lock()
         self.refs = 0
@@ -115,7 +115,7 @@ class Link:
 _SHARED: dict[tuple, Link] = {}
 
 
-def link_key(device: Device) -> tuple:
+def link_key(device: ModbusConfig) -> tuple:
     if device.driver == "modbus-rtu":
         return ("rtu", device.serial)
     if device.driver == "modbus-rtu-tcp":
@@ -123,7 +123,7 @@ def link_key(device: Device) -> tuple:
     return ("tcp", id(device))
 
 
-def acquire(device: Device) -> Link:
+def acquire(device: ModbusConfig) -> Link:
     """The link for `device`: shared for bus devices, its own for modbus-tcp."""
     key = link_key(device) + (id(asyncio.get_running_loop()),)
     link = _SHARED.get(key) if device.driver != "modbus-tcp" else None

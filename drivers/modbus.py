@@ -33,7 +33,7 @@ from typing import Callable
 
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
-from edge_agent.config import Device
+from edge_agent.drivers.modbus_spec import ModbusConfig
 from edge_agent.drivers.codec import BlockReader, Codec
 from edge_agent.drivers.link import Link, Unreachable, acquire, release
 from edge_agent.drivers.plan import Block, Plan
@@ -61,7 +61,7 @@ class ModbusDriver:
     BACKOFF_START = 1.0
     BACKOFF_CAP = 60.0
 
-    def __init__(self, index: int, device: Device, points: list, on_frame: Callable[[Frame], None], *,
+    def __init__(self, index: int, device: ModbusConfig, points: list, on_frame: Callable[[Frame], None], *,
                  base_dir=None):
         self.index = index
         self.device = device

@@ -28,9 +28,11 @@ What the pipeline may rely on:
   certificate rejected, refused, timeout, session lost); a different
   reason later in the same outage at INFO, repeats at DEBUG, the recovery
   at INFO with the outage's length.
-- `counters` is a plain dict of ints: notifications, frames, values, reads
-  (polls), read_requests, bad, uncertain, link_down, empty, unsupported,
-  sessions, losses, connect_failures, missing.
+- `counters` is a plain dict of ints: notifications, publishes (publish
+  responses with data: a subscribe-mode poll), frames, values, reads
+  (poll-mode polls), read_requests, bad, uncertain, link_down, empty,
+  unsupported, sessions, losses, connect_failures, timeouts, missing.
+  `opcua_spec.SPEC.counters` maps them onto the standard polls/errors/timeouts.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ from typing import Callable
 from asyncua import Client, ua
 from asyncua.common.subscription import Subscription
 
-from edge_agent.config import Device
+from edge_agent.drivers.opcua_spec import OpcUaConfig
 from edge_agent.errors import ConfigError, Problem
 from edge_agent.frame import Q_SENSOR_FAULT, Frame
 from edge_agent.drivers.opcua_session import (BACKOFF_MAX, BACKOFF_START, backoff_delays, close_client,
@@ -89,7 +91,7 @@ class OpcUaDevice:
     # server may take a few seconds to answer, a frozen one is caught within two of these
     watchdog = 4.0
 
-    def __init__(self, index: int, device: Device, points: list, on_frame: Callable[[Frame], None], *,
+    def __init__(self, index: int, device: OpcUaConfig, points: list, on_frame: Callable[[Frame], None], *,
                  base_dir: str | Path | None = None, backoff_max: float = BACKOFF_MAX):
         self.index = index
         self.device = device
@@ -114,8 +116,8 @@ class OpcUaDevice:
         self.online = False
         self.state_changed: Callable[[int, bool, str], None] | None = None
         self.counters = dict.fromkeys(
-            ("notifications", "frames", "values", "reads", "read_requests", "bad", "uncertain", "link_down",
-             "empty", "unsupported", "sessions", "losses", "connect_failures", "missing"), 0)
+            ("notifications", "publishes", "frames", "values", "reads", "read_requests", "bad", "uncertain",
+             "link_down", "empty", "unsupported", "sessions", "losses", "connect_failures", "timeouts", "missing"), 0)
         self._client: Client | None = None
         self._lost: asyncio.Event | None = None
         self._lost_reason = ""
@@ -150,6 +152,7 @@ class OpcUaDevice:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure is a reason to retry
                 self.counters["connect_failures"] += 1
+                self.counters["timeouts"] += isinstance(exc, asyncio.TimeoutError)
                 self._set_offline(describe(exc, self.device, self.timeout))
                 await asyncio.sleep(jittered(next(delays)))
                 continue
@@ -162,6 +165,7 @@ class OpcUaDevice:
             except SessionLost as exc:
                 reason = str(exc)
             except (ConnectionError, OSError, asyncio.TimeoutError, ua.UaError) as exc:
+                self.counters["timeouts"] += isinstance(exc, asyncio.TimeoutError)
                 reason = describe(exc, self.device, self.timeout)
             except Exception as exc:  # noqa: BLE001 - a bug here must not stop this device for good
                 log.exception("device %s: unexpected error; reconnecting", self.name)
@@ -335,6 +339,7 @@ class OpcUaDevice:
             elif isinstance(notif, ua.StatusChangeNotification) and not notif.Status.is_good():
                 self._lose(f"subscription ended by the server ({notif.Status.name})")
         if len(b):
+            self.counters["publishes"] += 1
             self._emit(b.frame())
 
     async def _serve_poll(self, client: Client) -> str:
@@ -376,7 +381,7 @@ class OpcUaDevice:
             await self._wait_lost(at - now)
 
 
-async def check_connect(device: Device, points: list, *, base_dir: str | Path | None = None,
+async def check_connect(device: OpcUaConfig, points: list, *, base_dir: str | Path | None = None,
                         timeout: float = 5.0) -> list[str]:
     """For `edge-agent check --connect`: one line per problem (unreachable, refused, missing node)."""
     drv = OpcUaDevice(0, device, points, lambda f: None, base_dir=base_dir)

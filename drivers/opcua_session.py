@@ -32,7 +32,7 @@ from asyncua import Client, ua
 from asyncua.crypto import security_policies
 from cryptography import x509
 
-from edge_agent.config import Device
+from edge_agent.drivers.opcua_spec import OpcUaConfig
 from edge_agent.errors import EdgeAgentError
 from edge_agent.secrets import read_secret
 from edge_agent.secrets import resolve as secret_path
@@ -142,7 +142,7 @@ def _path(p: str, base: Path | None) -> Path:
     return q if q.is_absolute() or base is None else base / q
 
 
-def config_problems(device: Device) -> list[tuple[str, str]]:
+def config_problems(device: OpcUaConfig) -> list[tuple[str, str]]:
     """(field, reason) for each structural problem of an opcua device block (no file system, no network)."""
     out: list[tuple[str, str]] = []
     if not (device.url or "").startswith("opc.tcp://"):
@@ -167,7 +167,7 @@ def config_problems(device: Device) -> list[tuple[str, str]]:
     return out
 
 
-def file_problems(device: Device, base: Path | None = None) -> list[tuple[str, str]]:
+def file_problems(device: OpcUaConfig, base: Path | None = None) -> list[tuple[str, str]]:
     """(field, reason) for each certificate, key or password file that is not there.
 
     Not fatal for the driver (it reports them as the outage reason and keeps
@@ -183,7 +183,7 @@ def file_problems(device: Device, base: Path | None = None) -> list[tuple[str, s
     return out
 
 
-def read_password(device: Device, base: Path | None) -> str | None:
+def read_password(device: OpcUaConfig, base: Path | None) -> str | None:
     """The password from password_file, one trailing newline stripped.
 
     Through `edge_agent.secrets` (systemd credentials, errors that never show
@@ -217,7 +217,7 @@ def cert_uri(cert_path: Path) -> str | None:
     return uris[0] if uris else None
 
 
-async def open_client(device: Device, *, timeout: float, watchdog: float, session_timeout: float,
+async def open_client(device: OpcUaConfig, *, timeout: float, watchdog: float, session_timeout: float,
                       base: Path | None, on_lost) -> Client:
     """A connected Client (session activated) for `device`; raises on any failure, after cleaning up."""
     client = Client(device.url, timeout=timeout, watchdog_intervall=watchdog, auto_reconnect=False)
@@ -312,7 +312,7 @@ async def operation_limit(client: Client, object_id: int, default: int) -> int:
     return n if n > 0 else default
 
 
-def describe(exc: BaseException, device: Device, timeout: float) -> str:
+def describe(exc: BaseException, device: OpcUaConfig, timeout: float) -> str:
     """One line saying why a connect/session failed and what to do; never contains the password."""
     url = show_url(device.url or "")
     code = getattr(exc, "code", None)

@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from edge_agent import health, sdnotify
+from edge_agent import health, registry, sdnotify
 from edge_agent.buffer import SINKS, Buffer
 from edge_agent.config import Site
 from edge_agent.derived import Derived
@@ -22,7 +22,6 @@ from edge_agent.drivers import make_driver
 from edge_agent.filtering import Kernel
 from edge_agent.frame import Frame
 from edge_agent.points import Catalog
-from edge_agent.profile import load_profile
 from edge_agent.profile.encode import Encoder
 
 log = logging.getLogger("edge_agent.agent")
@@ -94,7 +93,7 @@ class Agent:
 
     def _build(self, site: Site) -> None:
         """Everything derived from the site file: at start, and again on every reload."""
-        self.profile = load_profile(site.profile, base=site.base_dir)
+        self.profile = site.loaded_profile
         self.catalog = Catalog(site, self.profile)
         self.derived = Derived(site, self.catalog)
         self.catalog.add_derived(self.derived.points)
@@ -391,15 +390,9 @@ class Agent:
             await asyncio.sleep(0.05)
 
 
-# what a driver does not read: changing these keeps the device polling through a reload
-_NOT_ACQUISITION = {"alarm", "cutoff", "warn", "deadband", "delay", "location", "relations", "x", "y", "z",
-                    "decimals", "unit", "range", "kind"}
-
-
-def _acquisition(dev) -> dict:
-    """The part of a device's configuration its driver uses."""
-    return dev.model_dump(exclude={"location": True, "x": True, "y": True, "z": True, "substation": True,
-                                   "points": {"__all__": _NOT_ACQUISITION}})
+def _acquisition(dev) -> tuple:
+    """The part of a device's configuration its driver uses (its spec's restart fields)."""
+    return dev.driver, registry.driver(dev.driver).restart_key(dev)
 
 
 async def _close_devices(devices: list[tuple]) -> None:

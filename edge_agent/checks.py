@@ -1,29 +1,16 @@
-"""What `edge-agent check` prints for a valid site file: a summary, warnings, the read plans."""
+"""What `edge-agent check` prints for a valid site file: a summary, warnings, the read plans.
+
+`load_site` already refused everything `run` would refuse (`check` and `run` share it);
+what is here only reports: warnings (secret files others can read, certificate files
+not there yet, no sink), the points marked writable, each driver's read plan (`-v`), and
+`--connect` (each driver that can reach its devices from `check` does so).
+"""
 from __future__ import annotations
 
+from edge_agent import registry
 from edge_agent.config import Site
 from edge_agent.i18n import _
 from edge_agent.points import Catalog
-from edge_agent.profile import load_profile
-
-
-def errors(site: Site) -> list[str]:
-    """What the site file says that `run` would refuse (beyond the models' own validation)."""
-    from edge_agent.forward.tls import Broker, plaintext_problem
-
-    out: list[str] = []
-    where = site.source or "site file"
-    mq = site.forward.mqtt
-    if mq is not None and mq.enabled:
-        for url in mq.urls:
-            problem = plaintext_problem(Broker.parse(url), mq.allow_plaintext)
-            if problem:
-                out.append(f"{where}: forward.mqtt.url: {problem}")
-    for dev in site.devices:
-        if dev.driver == "opcua":
-            from edge_agent.drivers.opcua_session import config_problems
-            out += [f"{where}: devices[{dev.name}].{field}: {reason}" for field, reason in config_problems(dev)]
-    return out
 
 
 def warnings(site: Site) -> list[str]:
@@ -36,36 +23,37 @@ def warnings(site: Site) -> list[str]:
         out.append(_("{file}: forward: no sink configured (mqtt or files); records will only be buffered").format(
             file=where))
     out += permission_warnings(site)
-    base = site.base_dir
     for dev in site.devices:
-        if dev.driver == "opcua":
-            from edge_agent.drivers.opcua_session import file_problems
-            out += [f"{where}: devices[{dev.name}].{field}: {reason}" for field, reason in file_problems(dev, base)]
+        for loc, reason in registry.driver(dev.driver).warnings_of(dev, site):
+            out.append(f"{where}: devices[{dev.name}].{_dotted(loc)}: {reason}")
     return out
 
 
+def _dotted(loc) -> str:
+    if isinstance(loc, str):
+        return loc
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
 def connect_report(site: Site) -> list[str]:
-    """`check --connect`: reach every OPC UA server, resolve every node; one line per problem."""
+    """`check --connect`: each device whose driver can check its connection does; one line per problem."""
     import asyncio
 
-    from edge_agent.drivers.opcua import check_connect
-
-    base = site.base_dir
-    catalog = Catalog(site, load_profile(site.profile, base=base))
+    catalog = Catalog(site, site.loaded_profile)
 
     async def run() -> list[str]:
         out: list[str] = []
         for i, dev in enumerate(site.devices):
-            if dev.driver == "opcua":
-                out += await check_connect(dev, catalog.by_device[i], base_dir=base)
+            connect = registry.load(registry.driver(dev.driver).connect)
+            if connect is not None:
+                out += await connect(dev, catalog.by_device[i], site.base_dir)
         return out
 
     return asyncio.run(run())
 
 
 def check_report(site: Site, *, verbose: bool = False) -> list[str]:
-    base = site.base_dir
-    profile = load_profile(site.profile, base=base)
+    profile = site.loaded_profile
     catalog = Catalog(site, profile)
     lines = [_("{file}: ok: {devices} devices, {points} points, profile {profile}").format(
         file=site.source, devices=len(site.devices), points=len(catalog), profile=profile.name)]
@@ -76,9 +64,8 @@ def check_report(site: Site, *, verbose: bool = False) -> list[str]:
     else:
         lines.append(_("writable points: none (the agent never writes to devices)"))
     if verbose:
-        from edge_agent import drivers
         for i, dev in enumerate(site.devices):
-            describe = getattr(drivers, "describe", None)
+            describe = registry.load(registry.driver(dev.driver).describe)
             lines.append(_("device {name} ({driver}, poll {poll}s): {n} points").format(
                 name=dev.name, driver=dev.driver, poll=format(dev.poll, "g"), n=len(dev.points)))
             if describe is not None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 
+from edge_agent import registry
+
 ALARM_BITS = 1 | 2          # alarm, cut-off
 CLOCK_STALL = 10.0          # seconds without a clock tick before the pipeline counts as wedged
 
@@ -18,13 +20,9 @@ def pipeline_alive(agent) -> bool:
     return not any(t.done() and not t.cancelled() for t in tasks)
 
 
-def _device(drv, st) -> dict:
-    c = drv.counters
+def _device(dev, drv, st) -> dict:
     return {
-        "polls": c.get("polls", c.get("reads", c.get("frames", 0))),
-        "errors": c.get("errors", 0) + c.get("exceptions", 0) + c.get("garbage", 0),
-        "timeouts": c.get("timeouts", 0),
-        "skipped": c.get("skipped", 0),
+        **registry.driver(dev.driver).standard_counters(drv.counters),
         "online": bool(st.online),
         "last_poll": st.last_frame or None,
         "reason": st.reason,
@@ -64,7 +62,7 @@ def _health(agent, devices: dict, sinks: dict, buffer: dict) -> dict:
 
 
 def snapshot(agent) -> dict:
-    devices = {dev.name: _device(drv, st)
+    devices = {dev.name: _device(dev, drv, st)
                for dev, drv, st in zip(agent.site.devices, agent.drivers, agent.devices)}
     sinks = _sinks(agent)
     b = agent.buffer.stats()

@@ -10,7 +10,8 @@ import math
 from array import array
 from dataclasses import dataclass
 
-from edge_agent.config import Device, Point, Site, point_code, point_type
+from edge_agent.config import Site, point_code
+from edge_agent.model import Device, Point
 from edge_agent.profile.tables import Profile
 
 NAN = math.nan
@@ -60,7 +61,7 @@ class Catalog:
                 lo, hi = pt.range if pt.range is not None else (sensor.range_low, sensor.range_high)
                 rp = ResolvedPoint(
                     index=len(self.points), device=di, cfg=pt, code=point_code(site, pt, profile),
-                    kind=pt.kind or sensor.kind, type=point_type(pt), sensor_name=sensor.name,
+                    kind=pt.kind or sensor.kind, type=pt.data_type, sensor_name=sensor.name,
                     unit=pt.unit if pt.unit is not None else sensor.unit,
                     range_low=float(lo), range_high=float(hi),
                     decimals=pt.decimals if pt.decimals is not None else sensor.decimals,

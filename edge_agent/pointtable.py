@@ -1,7 +1,12 @@
-"""`edge-agent points template`: a CSV point table to start from, for one sensor type.
+"""CSV point tables: reading a `points_file:`, and `edge-agent points template`.
+
+`load_points_csv(path, shown, model)` reads a table exported from a spreadsheet
+into points of the device's driver (`model`: its point model), with problems
+reading `file.csv:row: column: reason`.  Nested thresholds are dotted columns
+(`alarm.high`), the range two columns (`range_low`, `range_high`).
 
 `template_rows(sensor, rows, profile)` returns the rows as dicts keyed by
-`edge_agent.config.CSV_COLUMNS`; `render_template(...)` the CSV text (header and
+`CSV_COLUMNS`; `render_template(...)` the CSV text (header and
 rows).  The rows use the sensor table's kind, unit and range, distinct point ids
 (T1, T2, ...) and non-overlapping addresses, so the output loads as a
 `points_file:` as it is; thresholds and locations are left empty on purpose: they are
@@ -13,9 +18,86 @@ import argparse
 import csv
 import io
 import sys
+from pathlib import Path
+from typing import Any
 
-from edge_agent.config import CSV_COLUMNS
-from edge_agent.errors import EdgeAgentError
+from pydantic import ValidationError
+
+from edge_agent.errors import EdgeAgentError, Problem
+from edge_agent.model import Point
+from edge_agent.yamlsrc import reason_of
+
+# same keys as inline points; nested thresholds as dotted columns.  A column a driver's
+# points do not have (Modbus `type` on an OPC UA device) is an error only where it has a value.
+CSV_COLUMNS = ("id", "sensor", "kind", "address", "type", "order", "length", "scale", "offset", "unit",
+               "range_low", "range_high", "location", "x", "y", "z", "relations",
+               "alarm.high", "alarm.high_clear", "alarm.low", "alarm.low_clear",
+               "cutoff.high", "cutoff.restore", "cutoff.low", "cutoff.low_restore",
+               "warn.high", "warn.low", "delay", "deadband", "writable", "decimals")
+
+
+def _row_to_point(row: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, raw in row.items():
+        if key is None:
+            raise ValueError("the row has more cells than the header has columns")
+        key = key.strip()
+        value = (raw or "").strip()
+        if value == "":
+            continue
+        if key in ("range_low", "range_high"):
+            continue
+        if "." in key:
+            group, sub = key.split(".", 1)
+            out.setdefault(group, {})[sub] = value
+        else:
+            out[key] = value
+    lo, hi = (row.get("range_low") or "").strip(), (row.get("range_high") or "").strip()
+    if lo or hi:
+        out["range"] = [lo, hi]
+    if "writable" in out:
+        out["writable"] = out["writable"].lower() in ("1", "true", "yes", "y")
+    return out
+
+
+def load_points_csv(path: Path, shown: str, model: type[Point] = Point) -> tuple[list[Point], list[Problem]]:
+    """Read a point table exported from a spreadsheet (UTF-8, BOM or not) into `model`s."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        return [], [Problem(shown, None, "points_file", "file not found; the path is relative to the site file")]
+    except UnicodeDecodeError:
+        return [], [Problem(shown, None, "points_file",
+                            "not UTF-8; save the spreadsheet as 'CSV UTF-8' and try again")]
+    except OSError as exc:
+        return [], [Problem(shown, None, "points_file", f"cannot read: {exc.strerror}")]
+    reader = csv.DictReader(text.splitlines())
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    problems = []
+    unknown = [h for h in header if h not in CSV_COLUMNS]
+    for h in unknown:
+        problems.append(Problem(shown, 1, h, f"unknown column; known columns: {', '.join(CSV_COLUMNS)}"))
+    for req in ("id", "sensor", "address"):
+        if req not in header:
+            problems.append(Problem(shown, 1, req, "required column is missing"))
+    if problems:
+        return [], problems
+    points = []
+    for row_no, row in enumerate(reader, start=2):
+        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+            continue
+        try:
+            points.append(model.model_validate(_row_to_point(row)))
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+                col = ".".join(loc) if loc else "(row)"
+                if col.startswith("range"):
+                    col = "range_low/range_high"
+                problems.append(Problem(shown, row_no, col, reason_of(err)))
+        except ValueError as exc:
+            problems.append(Problem(shown, row_no, "(row)", str(exc)))
+    return points, problems
 
 # how a point of each kind is usually wired on a Modbus substation
 _LAYOUT = {  # kind: (area, type, registers per point)

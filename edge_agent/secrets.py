@@ -119,8 +119,9 @@ def secret_files(site: "Site") -> Iterator[tuple[str, str]]:
     console = site.console
     if console is not None and console.password_file:
         yield "console.password_file", console.password_file
+    from edge_agent import registry
     for i, dev in enumerate(site.devices):
-        for name in ("password_file", "key_file"):
+        for name in registry.driver(dev.driver).secret_fields:
             v = getattr(dev, name, None)
             if v:
                 yield f"devices[{i}].{name} ({dev.name})", v

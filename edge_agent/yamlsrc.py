@@ -8,7 +8,7 @@ asks for one.  `validation_problems` turns a pydantic ValidationError into
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from pydantic import ValidationError
@@ -136,11 +136,13 @@ def reason_of(err: dict) -> str:
 
 
 def validation_problems(exc: ValidationError, where: str, data: Any, lines: dict[tuple, int],
-                         prefix: tuple = ()) -> list[Problem]:
+                         prefix: tuple = (), explain: Callable[[dict, tuple], str | None] | None = None
+                         ) -> list[Problem]:
+    """One Problem per error; `explain(err, loc)` may give a more specific reason than `reason_of`."""
     problems = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
         full = prefix + loc
-        problems.append(Problem(where, line_for(full, lines), pretty_loc(full, data) or "(top level)",
-                                reason_of(err)))
+        reason = (explain(err, full) if explain is not None else None) or reason_of(err)
+        problems.append(Problem(where, line_for(full, lines), pretty_loc(full, data) or "(top level)", reason))
     return problems

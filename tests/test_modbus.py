@@ -14,8 +14,10 @@ from hypothesis import given, settings, strategies as st
 from pymodbus.client import AsyncModbusTcpClient
 
 from conftest import ROOT, free_port
-from edge_agent.config import Point, load_site
-from edge_agent.drivers import describe, driver_class, make_driver
+from edge_agent import registry
+from edge_agent.config import load_site
+from edge_agent.drivers import make_driver
+from edge_agent.drivers.modbus_spec import ModbusPoint as Point, describe
 from edge_agent.drivers.codec import BlockReader, Codec
 from edge_agent.drivers.sim import serve
 from edge_agent.drivers.sim.harness import Harness, site_from_yaml
@@ -173,7 +175,7 @@ async def test_demo_site_frames_every_poll_with_plausible_values():
     async with await serve(site, seed=3) as sim:
         async with Harness(site) as h:
             await h.wait(lambda: min(h.count(i) for i in range(3)) >= 4, 15, "4 frames per device")
-    assert driver_class("modbus-tcp") is type(h.drivers[0])
+    assert registry.load(registry.driver("modbus-tcp").factory) is type(h.drivers[0])
     for i, dev in enumerate(site.devices):
         pts = h.catalog.by_device[i]
         for f in h.frames[i]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.config import Point
+from edge_agent.drivers.modbus_spec import ModbusPoint as Point
 from edge_agent.drivers.codec import Codec
 from edge_agent.drivers.plan import MAX_BITS, MAX_REGISTERS, Plan, plan_blocks
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent import pointtable, service
-from edge_agent.config import CSV_COLUMNS, load_site
+from edge_agent.config import load_site
+from edge_agent.pointtable import CSV_COLUMNS
 from edge_agent.errors import EdgeAgentError
 from edge_agent.metrics import MetricsServer
 

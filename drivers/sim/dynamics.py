@@ -18,7 +18,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from edge_agent.config import Device, Point
+from edge_agent.model import Device, Point
 from edge_agent.drivers.sim.equipment_scenarios import FAULTS as EQUIPMENT_FAULTS, equipment_model
 
 

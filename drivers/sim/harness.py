@@ -15,7 +15,6 @@ from pathlib import Path
 from edge_agent.config import Site, load_site
 from edge_agent.frame import Frame
 from edge_agent.points import Catalog
-from edge_agent.profile.tables import load_profile
 
 
 def free_port() -> int:
@@ -55,7 +54,7 @@ class Harness:
     def __init__(self, site: Site, *, keep: int | None = None, **driver_attrs):
         from edge_agent.drivers import make_driver
         self.site = site
-        self.catalog = Catalog(site, load_profile(site.profile))
+        self.catalog = Catalog(site, site.loaded_profile)
         n = len(site.devices)
         self.frames: list[list[Frame]] = [[] for _ in range(n)]
         self.arrivals: list[list[float]] = [[] for _ in range(n)]

@@ -31,7 +31,8 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from edge_agent.config import Device, Site, parse_modbus_address
+from edge_agent.config import Site
+from edge_agent.drivers.modbus_spec import ModbusConfig, parse_modbus_address
 from edge_agent.drivers.codec import Codec
 from edge_agent.drivers.sim.dynamics import SCENARIOS, DeviceModel
 
@@ -50,7 +51,7 @@ class Fault:
 class SimulatedDevice:
     """One device: its model, point codecs, pinned values, holes, fault and request count."""
 
-    def __init__(self, device: Device, rng: random.Random, scenario: str):
+    def __init__(self, device: ModbusConfig, rng: random.Random, scenario: str):
         self.device = device
         self.model = DeviceModel(device, rng, SCENARIOS[scenario])
         self.codecs = {p.id: Codec(p) for p in device.points}
@@ -196,7 +197,7 @@ class Simulation:
         self.devices: dict[str, SimulatedDevice] = {}
         self.groups: dict[tuple, list[SimulatedDevice]] = {}
         for dev in site.devices:
-            if not dev.is_modbus:
+            if not isinstance(dev, ModbusConfig):
                 continue
             sd = SimulatedDevice(dev, random.Random(rng.random()), scenario)
             self.devices[dev.name] = sd

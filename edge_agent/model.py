@@ -1,0 +1,221 @@
+"""Shared pydantic types of the site file: what every driver, sink and the site itself build on.
+
+- `Model`: frozen, unknown keys are errors, populate by name.
+- `Duration` (`500ms`, `20s`, `5m` -> seconds; `Period`: one longer than 0s), `Size` (`1GiB` -> bytes), `FreeText` (text
+  that goes into records: the spec files' separators are refused).
+- `Point`: the keys every point has, whatever its driver; a driver whose points have
+  more (Modbus: `type`, `order`, `length`) subclasses it.
+- `Device`: the keys every device has; each driver's config model subclasses it and
+  narrows `driver` to its own names (see `edge_agent.registry`).
+- `SinkConfig`: the keys every sink under `forward:` has (`name`, `enabled`).
+- `field_error(field, reason)`: raise it from a model validator to pin a cross-field
+  problem on one field (`file:line: ...points[T1].type: reason`).
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, \
+    model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from edge_agent.units import parse_duration, parse_size
+
+def _longer_than_zero(v: float) -> float:
+    if v <= 0:
+        raise ValueError("must be longer than 0s")
+    return v
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Period = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_longer_than_zero)]   # a Duration > 0
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+# characters that would break the text-file framing if they appeared in free text
+FRAMING_CHARS = (";", "~", "|")
+NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+def _no_framing(v: str) -> str:
+    bad = [c for c in FRAMING_CHARS if c in v]
+    if bad:
+        raise ValueError(f"contains {' '.join(repr(c) for c in bad)}, which the spec files use as separators; "
+                         "remove it")
+    return v
+
+
+FreeText = Annotated[str, BeforeValidator(lambda v: _no_framing(str(v)) if v is not None else "")]
+
+
+def field_error(field: str | tuple, reason: str, value: Any = None) -> ValidationError:
+    """A ValidationError located at `field` (relative to the model being validated)."""
+    loc = (field,) if isinstance(field, str) else tuple(field)
+    detail: InitErrorDetails = {"type": PydanticCustomError("value_error", reason), "loc": loc, "input": value}
+    return ValidationError.from_exception_data("config", [detail])
+
+
+# --------------------------------------------------------------------------- points
+
+Kind = Literal["analog", "switch", "cumulative", "multistate"]
+
+
+class Alarm(Model):
+    high: float | None = None
+    high_clear: float | None = None
+    low: float | None = None
+    low_clear: float | None = None
+
+
+class Cutoff(Model):
+    high: float | None = None
+    restore: float | None = None
+    low: float | None = None
+    low_restore: float | None = None
+
+
+class Warn(Model):
+    high: float | None = None
+    low: float | None = None
+
+
+class Point(Model):
+    """One point of a device: what the kernel, the profile and every driver read."""
+    id: str
+    sensor: str
+    kind: Kind | None = None           # default: from the sensor table
+    address: str                       # the driver's grammar (Modbus hr:100, OPC UA ns=2;s=...)
+    scale: float = 1.0                 # engineering = raw * scale + offset
+    offset: float = 0.0
+    unit: FreeText | None = None       # default: from the sensor table
+    range: tuple[float, float] | None = None
+    location: FreeText = ""
+    x: float | None = None
+    y: float | None = None
+    z: float | None = None
+    relations: FreeText = ""
+    alarm: Alarm = Alarm()
+    cutoff: Cutoff = Cutoff()
+    warn: Warn = Warn()
+    delay: Duration = 0.0
+    deadband: float | str = 0.0
+    writable: bool = False
+    decimals: int | None = Field(None, ge=0, le=6)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id(cls, v: Any) -> str:
+        v = str(v).strip() if isinstance(v, (str, int)) and not isinstance(v, bool) else v
+        if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", v):
+            raise ValueError("point id must be 1-32 letters, digits, '-', '_' or '.'")
+        return v
+
+    @field_validator("sensor", mode="before")
+    @classmethod
+    def _sensor(cls, v: Any) -> str:
+        if isinstance(v, int) and not isinstance(v, bool):
+            raise ValueError("write the sensor code in quotes (\"0001\") so leading zeros survive")
+        if not isinstance(v, str) or not re.fullmatch(r"\d{4}", v):
+            raise ValueError("sensor type code must be 4 digits in quotes, e.g. \"0001\"")
+        return v
+
+    @field_validator("deadband")
+    @classmethod
+    def _deadband(cls, v: float | str) -> float | str:
+        if isinstance(v, str):
+            m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", v)
+            if not m:
+                raise ValueError("write an absolute deadband (0.02) or a percentage of the range (\"2%\")")
+            return f"{float(m.group(1))}%"
+        if v < 0 or math.isnan(v):
+            raise ValueError("cannot be negative")
+        return v
+
+    @field_validator("range")
+    @classmethod
+    def _range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not v[0] < v[1]:
+            raise ValueError("range is [low, high] with low < high")
+        return v
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> "Point":
+        a, c, w = self.alarm, self.cutoff, self.warn
+        problems = []
+
+        def le(lo_name: str, lo: float | None, hi_name: str, hi: float | None, strict: bool = False) -> None:
+            if lo is None or hi is None:
+                return
+            if lo > hi or (strict and lo == hi):
+                problems.append(f"{lo_name} ({lo:g}) must be {'below' if strict else 'at most'} "
+                                f"{hi_name} ({hi:g})")
+
+        le("alarm.high_clear", a.high_clear, "alarm.high", a.high)
+        le("cutoff.restore", c.restore, "cutoff.high", c.high)
+        le("alarm.high", a.high, "cutoff.high", c.high)
+        le("warn.high", w.high, "alarm.high", a.high)
+        le("alarm.low", a.low, "alarm.low_clear", a.low_clear)
+        le("cutoff.low", c.low, "cutoff.low_restore", c.low_restore)
+        le("cutoff.low", c.low, "alarm.low", a.low)
+        le("alarm.low", a.low, "warn.low", w.low)
+        le("alarm.low", a.low, "alarm.high", a.high, strict=True)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def data_type(self) -> str:
+        """The value's type on the wire; drivers whose points declare one override this."""
+        return "float64"
+
+    def deadband_abs(self, span: float) -> float:
+        if isinstance(self.deadband, str):
+            return float(self.deadband[:-1]) / 100.0 * span
+        return float(self.deadband)
+
+
+# --------------------------------------------------------------------------- devices
+
+class Device(Model):
+    """The keys every device has.  A driver's config model subclasses this, narrows `driver`
+    to a Literal of its names and types `points` with its own point model."""
+    name: str
+    driver: str
+    substation: FreeText | None = None   # substation code in records; default: 3-digit position
+    location: FreeText = ""
+    x: float | None = None
+    y: float | None = None
+    z: float | None = None
+    poll: Period = 1.0
+    timeout: Period = 0.5
+    retries: int = Field(1, ge=0, le=10)
+    points_file: str | None = None
+    points: tuple[Point, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME.fullmatch(v):
+            raise ValueError("device name must be 1-64 letters, digits, '-', '_' or '.'")
+        return v
+
+
+# --------------------------------------------------------------------------- sinks
+
+class SinkConfig(Model):
+    """The keys every sink under `forward:` has.  `name` tells several sinks of one kind apart
+    (a list under `forward.<kind>`); a single sink is named after its kind."""
+    name: str | None = None
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not NAME.fullmatch(v):
+            raise ValueError("sink name must be 1-64 letters, digits, '-', '_' or '.'")
+        return v
