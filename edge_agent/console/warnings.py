@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from edge_agent.config import FRAMING_CHARS
+from edge_agent.model import FRAMING_CHARS
 from edge_agent.console.html import T, age, clock, esc, level_badge, level_index, num, section, table
 from edge_agent.console.pages import point_href
 from edge_agent.i18n import N_
