@@ -54,6 +54,7 @@ setup(
     python_requires=">=3.11",
     packages=[
         "edge_agent",
+        "edge_agent.alarms",
         "edge_agent.filtering",
         "edge_agent.profile",
         "edge_agent.forward",

@@ -13,8 +13,9 @@ SCHEMA_VERSION = 2
 
 # Drop order when a bound is reached: lowest class first, oldest first inside a class.
 # Realtime values are superseded by the next snapshot; statistics next; definitions are
-# re-sent at start and daily; alarms (YCBJ) go last of all.
-PRIORITY = {"CDSS": 0, "FZSS": 0, "TJSJ": 1, "CDDY": 2, "FZDY": 2, "YCBJ": 3}
+# re-sent at start and daily; alarms (YCBJ, and the alarm book's MQTT records) go last of all.
+PRIORITY = {"CDSS": 0, "FZSS": 0, "TJSJ": 1, "CDDY": 2, "FZDY": 2, "YCBJ": 3,
+            "alarm": 3, "disposal": 3, "escalation": 3}
 DEFAULT_PRIORITY = 1          # an unknown type is kept like statistics
 PROTECTED = 2                 # classes >= this are never dropped while a lower class has rows
 

@@ -90,6 +90,10 @@ class Agent:
         self.started = time.time()
         self.last_clock = time.monotonic()
         self.reloads = 0
+        self.alarms = None
+        if site.alarms.enabled:            # the alarm book: level changes in, alarm records out
+            from edge_agent.alarms.wiring import AgentAlarms
+            self.alarms = AgentAlarms(self)
 
     def _build(self, site: Site) -> None:
         """Everything derived from the site file: at start, and again on every reload."""
@@ -131,6 +135,8 @@ class Agent:
                 self._filter(status)     # the derived points' status, reported like any point
         if events:
             self.pending.append(("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall)))
+        if self.alarms is not None:
+            self.alarms.after_frame(frame, k, events)
         if self.pending and self._commit_at is None:
             # frames arriving within batch_every share one transaction; none waits longer
             self._commit_at = asyncio.get_running_loop().call_later(self.site.report.batch_every, self._commit_due)
@@ -275,14 +281,19 @@ class Agent:
         if self.site.metrics.enabled:
             from edge_agent.metrics import MetricsServer
             metrics = MetricsServer(self.site.metrics.listen, self.metrics_snapshot)
-        self.web = self.console = None
-        if self.site.console is not None and self.site.console.enabled:
-            from edge_agent.console import Console
-            from edge_agent.web import WebServer
-            self.web = WebServer(self.site.console.listen)
-            self.console = Console(self.web, self)
+        self.console = None
         watchdog = sdnotify.Watchdog()
-        async with _all(([metrics] if metrics else []) + [c for c in (self.web, self.console) if c] + self.sinks):
+        web = None
+        if self.site.console.enabled:      # the local web server: alarm API (and the console's pages)
+            from edge_agent.web import WebServer, optional
+            web = WebServer(self.site.console.listen)
+            if self.alarms is not None:
+                self.alarms.add_routes(web.app)
+            from edge_agent.console import Console
+            self.console = Console(web, self)       # the operator console's pages on the same server
+        self.web = web
+        extra = ([self.alarms] if self.alarms is not None else []) + ([optional(web), self.console] if web else [])
+        async with _all(([metrics] if metrics else []) + self.sinks + extra):
             for i, drv in enumerate(self.drivers):
                 await drv.__aenter__()
                 self._start_driver(i)
@@ -333,10 +344,11 @@ class Agent:
         """
         old = self.site
         sdnotify.reloading()
-        for key in ("buffer", "forward", "metrics"):
+        restart_keys = ("buffer", "forward", "metrics", "alarms", "console")
+        for key in restart_keys:
             if getattr(old, key) != getattr(new, key):
                 log.warning("reload: %s settings changed; restart the service to apply them", key)
-        new = new.model_copy(update={"buffer": old.buffer, "forward": old.forward, "metrics": old.metrics})
+        new = new.model_copy(update={key: getattr(old, key) for key in restart_keys})
         old_catalog, old_cddy = self.catalog, self.encoder.cddy(0.0)
         self.site = new
         self._build(new)
@@ -349,6 +361,8 @@ class Agent:
         else:
             self.kernel = self._new_kernel()
             log.warning("reload: points or report windows changed; kernel state restarted")
+        if self.alarms is not None:
+            self.alarms.bind(self)
         # devices: keep the ones whose config, position and point indices are unchanged
         old_devices, old_drivers, old_tasks, old_states = old.devices, self.drivers, self.driver_tasks, self.devices
         keep = {}

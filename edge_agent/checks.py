@@ -23,6 +23,8 @@ def warnings(site: Site) -> list[str]:
         out.append(_("{file}: forward: no sink configured (mqtt or files); records will only be buffered").format(
             file=where))
     out += permission_warnings(site)
+    from edge_agent.alarms.config import warnings as alarm_warnings
+    out += alarm_warnings(site)
     for dev in site.devices:
         for loc, reason in registry.driver(dev.driver).warnings_of(dev, site):
             out.append(f"{where}: devices[{dev.name}].{_dotted(loc)}: {reason}")

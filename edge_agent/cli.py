@@ -163,9 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars():
     """Subcommands that live beside the library they skin."""
     from edge_agent import opcua_cert, pointtable, service
+    from edge_agent.alarms import cli as alarms_cli
     from edge_agent.buffer import cli as buffer_cli
     from edge_agent.console import cli as console_cli
-    return [buffer_cli.register, opcua_cert.register, service.register, pointtable.register, console_cli.register]
+    return [buffer_cli.register, opcua_cert.register, service.register, pointtable.register, alarms_cli.register,
+            console_cli.register]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, PlainValidator, PrivateAttr, SerializeAsAny, ValidationError, field_validator
 
 from edge_agent import registry
+from edge_agent.alarms.config import AlarmsCfg, ConsoleCfg
 from edge_agent.equipment import Equipment, expand_equipment
 from edge_agent.errors import ConfigError, Problem
 from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, Size
@@ -142,14 +143,6 @@ class MetricsCfg(Model):
     enabled: bool = True
 
 
-class ConsoleCfg(Model):
-    """The operator console (edge_agent/console/): absent from the site file = no console."""
-    listen: str = "127.0.0.1:8080"
-    password_file: str | None = None    # `edge-agent console passwd`; without it the console is read-only
-    history: str | None = None          # trend file; default: console-history.bin beside the buffer
-    enabled: bool = True
-
-
 class Site(Model):
     site: SiteInfo
     profile: str = "default"
@@ -157,9 +150,10 @@ class Site(Model):
     forward: ForwardCfg = ForwardCfg()
     report: ReportCfg = ReportCfg()
     metrics: MetricsCfg = MetricsCfg()
-    console: ConsoleCfg | None = None
     devices: tuple[AnyDevice, ...] = ()
     equipment: tuple[Equipment, ...] = ()   # belts and bins; their points are already in `devices`
+    alarms: AlarmsCfg = AlarmsCfg()         # graded warning: deadlines, the local API's token
+    console: ConsoleCfg = ConsoleCfg()      # the agent's web server (local API, console pages)
     # set by load_site: where the file was, for relative paths
     source: str = Field("", exclude=True)
     _profile: Any = PrivateAttr(None)
@@ -257,6 +251,11 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True) -> "Site":
     problems.extend(semantic_problems(site, site.loaded_profile, where, data, lines))
     if not problems:
         problems.extend(component_problems(site, where, data, lines))
+    from edge_agent.alarms.spec import alarm_spec
+    try:
+        alarm_spec(site.loaded_profile)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
     return site

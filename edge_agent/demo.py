@@ -7,13 +7,12 @@ import signal
 import socket
 import sys
 import time
-import unicodedata
 from importlib import resources
 from pathlib import Path
 
 from edge_agent.config import ConsoleCfg, Site, load_site
 from edge_agent.drivers.sim.harness import free_port
-from edge_agent.i18n import N_, _
+from edge_agent.i18n import N_, _, pad
 
 STATUS_NAMES = {1: N_("ALARM"), 2: N_("CUT-OFF"), 4: N_("calibrating"), 8: N_("over-range"),
                 16: N_("substation-fault"), 32: N_("not-polled"), 64: N_("paused"), 128: N_("sensor-fault")}
@@ -56,7 +55,7 @@ def demo_site(workdir: Path, mqtt: str | None, port: int, console: str | None = 
         "devices": devices,
         "buffer": site.buffer.model_copy(update={"path": str(workdir / "buffer.sqlite")}),
         "forward": fwd.model_copy(update={"mqtt": mq, "files": files}),
-        "console": demo_console(workdir, console) if console else None,
+        "console": demo_console(workdir, console) if console else ConsoleCfg(enabled=False),
     })
 
 
@@ -64,12 +63,6 @@ def status_text(bits: int) -> str:
     if bits == 0:
         return _("ok")
     return ",".join(_(name) for bit, name in STATUS_NAMES.items() if bits & bit)
-
-
-def pad(text: str, width: int) -> str:
-    """Left-align in terminal columns: CJK characters take two."""
-    cols = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-    return text + " " * max(0, width - cols)
 
 
 def format_value(v: float, decimals: int) -> str:

@@ -22,6 +22,7 @@ import io
 import os
 import struct
 import sys
+import unicodedata
 from importlib import resources
 from pathlib import Path
 
@@ -122,6 +123,16 @@ def N_(message: str) -> str:
 def zh(message: str) -> str:
     """`message` in Chinese ('' when the catalog has no translation)."""
     return _zh_catalog().get(message, "")
+
+
+def width(text: str) -> int:
+    """Terminal columns `text` takes: Chinese (wide) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def pad(text: str, columns: int) -> str:
+    """Left-align `text` in `columns` terminal columns."""
+    return text + " " * max(0, columns - width(text))
 
 
 def reset() -> None:

@@ -116,6 +116,9 @@ def secret_files(site: "Site") -> Iterator[tuple[str, str]]:
     files = site.forward.files
     if files is not None and files.password_file:
         yield "forward.files.password_file", files.password_file
+    alarms = getattr(site, "alarms", None)
+    if alarms is not None and alarms.enabled and resolve(alarms.token_file, site).exists():
+        yield "alarms.token_file", alarms.token_file     # missing: edge_agent.alarms.config.warnings says so
     console = site.console
     if console is not None and console.password_file:
         yield "console.password_file", console.password_file

@@ -128,6 +128,8 @@ def high_rate_site(tmp_path, sim_port: int, mqtt_url: str | None, name: str, buf
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if buffer_path is not None:
         data["buffer"]["path"] = str(buffer_path)
+        # the alarm book (beside the buffer by default) stays off the byte-counted disk
+        data["alarms"] = {"path": str(tmp_path / "alarms.sqlite")}
     data["devices"].append({
         "name": "bulk-1", "driver": "modbus-tcp", "host": "127.0.0.1", "port": sim_port, "unit": 9,
         "poll": f"{POLL}s", "timeout": "1s", "location": "大巷",

@@ -17,8 +17,8 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from conftest import ROOT, Mosquitto, free_port
-from console_harness import LegacyBook, RunningAgent, launch_browser
-from e2e import make_site
+from console_harness import RunningAgent, launch_browser
+from e2e import Subscriber, make_site, wait_for
 
 from edge_agent.config import load_site
 from edge_agent.derived import Derived
@@ -61,10 +61,12 @@ def mine(tmp_path_factory):
     site = load_site(make_site(tmp, sim_port, broker.url, console={"listen": "127.0.0.1:0",
                                                                    "password_file": "console.pass"}))
     seed_history(site)
-    running = RunningAgent(site, scenario="gas-alarm", sim_port=sim_port, book_factory=LegacyBook).start()
-    running.tmp, running.broker = tmp, broker
+    sub = Subscriber(broker.port, "mine/140211001234/gw-demo/#").start()
+    running = RunningAgent(site, scenario="gas-alarm", sim_port=sim_port).start()
+    running.tmp, running.broker, running.sub = tmp, broker, sub
     yield running
     running.stop()
+    sub.stop()
     broker.stop()
 
 
@@ -93,14 +95,16 @@ def login(page, mine, next_path: str = "/") -> None:
 
 
 def an_alarm(mine, timeout: float = 30) -> dict:
-    book = mine.agent.alarms
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = [a for a in mine.call(book.list, "all") if a["disposal"] is None]
-        if got:
-            return got[0]
-        time.sleep(0.2)
-    raise AssertionError("no warning waiting for disposal in the alarm book")
+    """A warning the scenario raised that nobody has disposed of yet."""
+    got = wait_for(lambda: [a for a in mine.call(mine.book.list, "all") if a["disposal"] is None], timeout,
+                   "a warning waiting for disposal in the alarm book", interval=0.2)
+    return got[0]
+
+
+def recorded(mine, alarm_id: int) -> tuple:
+    """What the book holds of an operator's writes to one warning."""
+    a = mine.call(mine.book.get, alarm_id)
+    return a["acked_at"], a["acked_by"], a["disposal"]
 
 
 def test_overview_loads_with_chinese_first(page, mine):
@@ -159,14 +163,13 @@ def test_point_trend_draws_history_live_samples_and_thresholds(page, mine):
 
 
 @pytest.mark.parametrize("field,text,shown", [
-    ("cause", "fan; stopped", "含有 ;"),
+    ("cause", "fan; stopped", "cause：含有 ';'"),
     ("action", "x" * 201, "最多 200 个"),
-    ("handler", "", "不能为空"),
+    ("handler", "", "handler：为空"),
 ])
 def test_bad_form_input_gets_a_clear_message_and_nothing_is_written(page, mine, field, text, shown):
     a = an_alarm(mine)
-    book = mine.agent.alarms
-    before = mine.call(lambda: list(book.writes))
+    before = recorded(mine, a["id"])
     login(page, mine, f"/warnings/{a['id']}")
     if page.locator("form.dispose").count() == 0:
         pytest.fail("the warning was disposed of already; pick another")
@@ -178,7 +181,7 @@ def test_bad_form_input_gets_a_clear_message_and_nothing_is_written(page, mine, 
     expect(page.locator("p.error")).to_contain_text(shown)
     expect(page.locator(f"#f-{field}")).to_have_attribute("aria-invalid", "true")
     assert page.input_value("#f-cause") == (text if field == "cause" else "cause")     # what was typed is kept
-    assert mine.call(lambda: list(book.writes)) == before
+    assert recorded(mine, a["id"]) == before
 
 
 def test_unknown_warning_gets_a_clear_message(page, mine):
@@ -190,21 +193,19 @@ def test_unknown_warning_gets_a_clear_message(page, mine):
 
 def test_write_without_login_is_refused(page, mine):
     a = an_alarm(mine)
-    book = mine.agent.alarms
-    before = mine.call(lambda: list(book.writes))
+    before = recorded(mine, a["id"])
     page.goto(f"{mine.url}/warnings/{a['id']}")
     expect(page.locator("main")).to_contain_text("登录后可确认或处置此预警")
     assert page.locator("form.dispose").count() == 0
     status = page.evaluate("""async (id) => (await fetch('/warnings/' + id + '/dispose', {method: 'POST',
         body: new URLSearchParams({handler: 'x', cause: 'y', action: 'z', csrf: 'guess'})})).status""", a["id"])
     assert status == 401
-    assert mine.call(lambda: list(book.writes)) == before
+    assert recorded(mine, a["id"]) == before
 
 
 def test_post_without_csrf_token_is_refused(page, mine):
     a = an_alarm(mine)
-    book = mine.agent.alarms
-    before = mine.call(lambda: list(book.writes))
+    before = recorded(mine, a["id"])
     login(page, mine, f"/warnings/{a['id']}")
     cookie = next(c for c in page.context.cookies() if c["name"] == "ea_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
@@ -212,10 +213,10 @@ def test_post_without_csrf_token_is_refused(page, mine):
         body: new URLSearchParams(csrf ? {by: 'zhang', csrf} : {by: 'zhang'})})).status"""
     assert page.evaluate(post, [a["id"], None]) == 403
     assert page.evaluate(post, [a["id"], "not-the-token"]) == 403
-    assert mine.call(lambda: list(book.writes)) == before
+    assert recorded(mine, a["id"]) == before
     token = page.get_attribute("meta[name=csrf]", "content")
     assert page.evaluate(post, [a["id"], token]) == 200                  # the same post with the token goes through
-    assert ("ack", a["id"], USER) in mine.call(lambda: list(book.writes))
+    assert recorded(mine, a["id"])[1] == USER
 
 
 def test_login_is_rate_limited(browser, mine):
@@ -247,15 +248,32 @@ def test_configuration_page_shows_the_effective_site_without_secrets(page, mine)
     assert "scrypt$" not in text and PASSWORD not in text
 
 
-def test_disposal_through_the_form_is_recorded(page, mine):
+def _ycbj_rows(path) -> list[list[str]]:
+    """An independent reading of a YCBJ spec file: header~record~...~|| with ';' fields."""
+    text = path.read_bytes().decode("utf-8")
+    return [seg.split(";") for seg in text[:-2].split("~")[1:-1]]
+
+
+def test_disposal_through_the_form_reaches_mqtt_and_the_spec_files(page, mine):
     a = an_alarm(mine)
-    book = mine.agent.alarms
+    cause, action = "局部通风机停风 ventilation fan stopped", "恢复通风，撤出人员 restored ventilation"
     login(page, mine, f"/warnings/{a['id']}")
     expect(page).to_have_url(re.compile(f"/warnings/{a['id']}$"))
-    page.fill("#f-cause", "局部通风机停风 ventilation fan stopped")
-    page.fill("#f-action", "恢复通风，撤出人员 restored ventilation")
+    page.fill("#f-cause", cause)
+    page.fill("#f-action", action)
     page.click("form.dispose button[type=submit]")
     expect(page.locator("p.done")).to_contain_text("处置已记录")
     expect(page.locator("[data-k=disposal]")).to_contain_text("恢复通风")
-    writes = mine.call(lambda: list(book.writes))
-    assert ("dispose", a["id"], USER, "局部通风机停风 ventilation fan stopped", "恢复通风，撤出人员 restored ventilation") in writes
+    disposal = mine.call(mine.book.get, a["id"])["disposal"]
+    assert (disposal["handler"], disposal["cause"], disposal["action"]) == (USER, cause, action)
+    # on the uplink: the MQTT disposal message, durable with seq, and the YCBJ again with cause and measures
+    msgs = wait_for(lambda: [b for t, b, _ in mine.sub.messages if t.endswith("/disposal")
+                             and any(r["id"] == a["id"] for r in b["records"])], 20, "the disposal on MQTT")
+    rec = next(r for r in msgs[0]["records"] if r["id"] == a["id"])
+    assert isinstance(msgs[0]["seq"], int) and rec["disposal"]["handler"] == USER and rec["state"] == "disposed"
+
+    def filled():
+        return [r for p in sorted((mine.tmp / "outbox").glob("140211001234_YCBJ_*.txt")) for r in _ycbj_rows(p)
+                if len(r) > 15 and r[12] == cause]
+    row = wait_for(filled, 20, "a YCBJ spec file with the disposal")[0]
+    assert row[0] == a["point_code"] and row[13] == action and row[15] == USER and row[14]

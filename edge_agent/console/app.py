@@ -283,25 +283,22 @@ class Routes:
 
     async def ack(self, request):
         def write(s, form, a, typed):
-            by = warnings.check_text("by", str(form.get("by") or s.user))
+            by = str(form.get("by") or s.user)
             self.c.view.book.ack(a["id"], by=by)
             log.info("console: warning #%s acknowledged by %s", a["id"], by)
         return await self._write_alarm(request, "ack", write)
 
     async def dispose(self, request):
         def write(s, form, a, typed):
-            handler = warnings.check_text("handler", typed["handler"])
-            cause = warnings.check_text("cause", typed["cause"])
-            action = warnings.check_text("action", typed["action"])
-            handled_at = warnings.parse_handled_at(typed["handled_at"], self.c.view.now())
-            self.c.view.book.dispose(a["id"], handler=handler, cause=cause, action=action, handled_at=handled_at)
-            log.info("console: warning #%s disposed of by %s (login %s)", a["id"], handler, s.user)
+            handled_at = warnings.parse_handled_at(typed["handled_at"])
+            self.c.view.book.dispose(a["id"], handler=typed["handler"], cause=typed["cause"], action=typed["action"],
+                                     handled_at=handled_at)
+            log.info("console: warning #%s disposed of by %s (login %s)", a["id"], typed["handler"].strip(), s.user)
         return await self._write_alarm(request, "dispose", write)
 
     async def _book_refused(self, request, a, exc, typed=None):
         """The alarm book said no (unknown, closed, already disposed, bad text): its one line, nothing written."""
         status = getattr(exc, "status", 400)
         msg = getattr(exc, "message", None) or str(exc)
-        field = msg.split(":", 1)[0] if ":" in msg else ""
-        problem = warnings.FormProblem(field, "{text}", text=msg)
+        problem = warnings.FormProblem.of(msg, getattr(msg, "template", ""), **getattr(msg, "values", {}))
         return await self.warning(request, problem=problem, typed=typed, status=status)

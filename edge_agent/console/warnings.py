@@ -2,49 +2,39 @@
 
 The lists are live sections (the same for every reader); the forms are
 outside them, per session (they carry the session's CSRF token) and are
-never replaced while someone types.  Input is checked here first so the
-dispatcher gets a message in Chinese and English with what they typed kept;
-the alarm book checks again and records nothing unless all of it is right.
+never replaced while someone types.  The alarm book checks the input and
+records nothing unless all of it is right; its message is shown in Chinese
+(from the catalog) and English, with what was typed kept in the form.
 """
 from __future__ import annotations
 
 import time
 
-from edge_agent.model import FRAMING_CHARS
 from edge_agent.console.html import T, age, clock, esc, level_badge, level_index, num, section, table
 from edge_agent.console.pages import point_href
-from edge_agent.i18n import N_
+from edge_agent.i18n import N_, zh
 
-MAX_TEXT = 200
 STATES = {"open": N_("open"), "acked": N_("acknowledged"), "closed": N_("closed"), "disposed": N_("disposed")}
 LISTS = (("open", N_("Open")), ("overdue", N_("Overdue")), ("closed", N_("Closed")))
 FIELDS = {"handler": N_("Handler"), "cause": N_("Cause"), "action": N_("Measures taken"), "by": N_("Acknowledged by")}
 
 
 class FormProblem(Exception):
-    """A form field is wrong: `field` names it, `message` (English source text) says what to do."""
+    """What is wrong with the form: `field` names the input, `message` says it in English, `chinese` in Chinese."""
 
-    def __init__(self, name: str, message: str, **values):
-        super().__init__(message.format(**values))
-        self.field, self.message, self.values = name, message, values
+    def __init__(self, name: str, message: str, chinese: str = ""):
+        super().__init__(message)
+        self.field, self.message, self.chinese = name, message, chinese
 
-
-def check_text(field: str, value: str, *, required: bool = True) -> str:
-    """The free text a dispatcher typed, stripped; FormProblem when the spec files could not carry it."""
-    value = (value or "").strip()
-    if required and not value:
-        raise FormProblem(field, N_("{field}: must not be empty"), field=field)
-    if len(value) > MAX_TEXT:
-        raise FormProblem(field, N_("{field}: {n} characters; at most {max} fit, shorten it"), field=field,
-                          n=len(value), max=MAX_TEXT)
-    bad = " ".join(c for c in FRAMING_CHARS if c in value)
-    if bad:
-        raise FormProblem(field, N_("{field}: contains {chars}, which the spec files use as separators; "
-                                    "remove it"), field=field, chars=bad)
-    return value
+    @classmethod
+    def of(cls, message: str, template: str = "", **values) -> "FormProblem":
+        """From an English `message` (the alarm book's, or `template` filled in); Chinese from the catalog."""
+        cn = zh(template)
+        field = message.split(":", 1)[0] if ":" in message else ""
+        return cls(field if field.isidentifier() else "", message, cn.format(**values) if cn else "")
 
 
-def parse_handled_at(text: str, now: float) -> float | None:
+def parse_handled_at(text: str) -> float | None:
     """'2025-12-01T08:30' (the form's local time) -> epoch seconds; '' -> None (the book uses now)."""
     text = (text or "").strip()
     if not text:
@@ -53,10 +43,8 @@ def parse_handled_at(text: str, now: float) -> float | None:
         fmt = "%Y-%m-%dT%H:%M:%S" if text.count(":") == 2 else "%Y-%m-%dT%H:%M"
         t = time.mktime(time.strptime(text, fmt))
     except ValueError:
-        raise FormProblem("handled_at", N_("handled_at: {text} is not a date and time; pick one in the form"),
-                          text=text) from None
-    if t > now + 300:
-        raise FormProblem("handled_at", N_("handled_at: lies in the future; give the time it was handled"))
+        template = N_("handled_at: {text} is not a date and time; pick one in the form")
+        raise FormProblem.of(template.format(text=text), template, text=text) from None
     return t
 
 
@@ -131,12 +119,9 @@ def forms(a: dict, *, user: str | None, csrf: str | None, can_login: bool, probl
     typed = typed or {}
     msg = ""
     if problem is not None:
-        from edge_agent.i18n import zh
-        cn = zh(problem.message)
-        text = problem.message.format(**problem.values)
         msg = (f'<p class="error" role="alert" data-field="{esc(problem.field)}">'
-               + (f'<span class="zh">{esc(cn.format(**problem.values))}</span> ' if cn else "")
-               + f'<span class="en">{esc(text)}</span></p>')
+               + (f'<span class="zh">{esc(problem.chinese)}</span> ' if problem.chinese else "")
+               + f'<span class="en">{esc(problem.message)}</span></p>')
     elif done:
         msg = f'<p class="done" role="status">{T(done)}</p>'
     hidden = f'<input type="hidden" name="csrf" value="{esc(csrf)}">'

@@ -235,8 +235,10 @@ class Encoder:
         An event has point (global index; None or < 0 with `device` set for a
         device-level anomaly such as 006), anomaly ('001'..'010' or an int),
         begin, start, end (None while open), value, max, max_time, min,
-        min_time, avg.  A record for an open event has an empty end; absent
-        max/min/avg fall back to `value` at `start`; NaN ones are empty.
+        min_time, avg; optionally level_code (the profile's number for its colour) and the
+        disposal slots cause, action, entered_at (epoch), entered_by.  A record for an open
+        event has an empty end; absent max/min/avg fall back to `value` at `start`; NaN ones
+        are empty.
         """
         tt = self.times.text
         t = tt(now)
@@ -261,7 +263,10 @@ class Encoder:
                 "max": num(get("max", value), d), "max_time": tt(get("max_time", e.start)),
                 "min": num(get("min", value), d), "min_time": tt(get("min_time", e.start)),
                 "avg": num(get("avg", value), d),
-                "cause": None, "action": None, "entered_at": None, "entered_by": None, "time": t,
+                # a disposal (edge_agent.alarms) fills these; the kernel's events never do
+                "cause": getattr(e, "cause", None), "action": getattr(e, "action", None),
+                "entered_at": tt(getattr(e, "entered_at", None)), "entered_by": getattr(e, "entered_by", None),
+                "level": getattr(e, "level_code", None), "time": t,
             })
             rows.append(row)
         return self._body("YCBJ", rows)

@@ -29,7 +29,7 @@ KNOWN_FIELDS: dict[str, tuple[str, ...]] = {
              "min_time", "avg", "time", "count", "delta", "sensor_type"),
     "YCBJ": ("point_code", "sensor_name", "location", "unit", "anomaly", "start", "end", "max", "max_time",
              "min", "min_time", "avg", "cause", "action", "entered_at", "entered_by", "time", "sensor_type",
-             "value"),
+             "value", "level"),
     "FZDY": ("substation_code", "location", "x", "y", "z", "name", "time"),
     "FZSS": ("substation_code", "run_status", "power_status", "time"),
 }
