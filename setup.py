@@ -94,7 +94,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "hypothesis>=6", "pyftpdlib>=1.5.9", "pyOpenSSL", "psutil>=5.9",
-                 "paho-mqtt>=2", "Cython>=3.0,<4",
+                 "paho-mqtt>=2", "Cython>=3.0,<4", "mfusepy>=3.1",
                  "playwright>=1.40"],     # drives Debian's chromium (never downloads a browser)
     },
     entry_points={"console_scripts": ["edge-agent = edge_agent.cli:main"]},

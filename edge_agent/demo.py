@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edge_agent.config import ConsoleCfg, Site, load_site
 from edge_agent.drivers.sim.harness import free_port
+from edge_agent.fsutil import make_dirs
 from edge_agent.i18n import N_, _, pad
 
 STATUS_NAMES = {1: N_("ALARM"), 2: N_("CUT-OFF"), 4: N_("calibrating"), 8: N_("over-range"),
@@ -120,7 +121,7 @@ async def run_demo(*, duration: float | None, mqtt: str | None, workdir: Path, s
     from edge_agent.agent import Agent
     from edge_agent.drivers import sim
 
-    workdir.mkdir(parents=True, exist_ok=True)
+    make_dirs(workdir)              # durably: the buffer and outbox live in it
     port = 15020 if _port_free(15020) else free_port()
     site = demo_site(workdir, mqtt, port, _console_listen(console))
     server = await sim.start(site, port=port, scenario=scenario)

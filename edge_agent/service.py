@@ -29,6 +29,7 @@ from pathlib import Path
 
 from edge_agent.buffer.tools import format_size
 from edge_agent.errors import EdgeAgentError
+from edge_agent.fsutil import make_dirs
 from edge_agent.i18n import N_, _
 from edge_agent.units import format_age
 
@@ -100,11 +101,11 @@ def install_service(unit_dir: str = DEFAULT_UNIT_DIR, config_dir: str = DEFAULT_
     unit_path, site_path = udir / UNIT_NAME, cdir / "site.yaml"
     lines = []
     try:
-        udir.mkdir(parents=True, exist_ok=True)
+        make_dirs(udir)
         existed = unit_path.exists()
         _write_atomic(unit_path, render_unit(exe, str(cdir)), 0o644)
         lines.append(f"{'updated' if existed else 'wrote'} {unit_path} (ExecStart={exe} run -c {site_path})")
-        cdir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        make_dirs(cdir, 0o755)
         if site_path.exists():
             lines.append(f"kept {site_path} (an existing site file is never overwritten)")
         else:

@@ -19,6 +19,8 @@ from typing import Iterable
 
 import orjson
 
+from edge_agent.fsutil import make_dirs, sync_dir
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarms(
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -40,9 +42,12 @@ class BookFile:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path.parent)        # a folder we create must survive a power cut (fsutil)
+        new = not self.path.exists()
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5)
         self.db.execute("PRAGMA journal_mode=WAL")
+        if new:                             # the new file's (and its WAL's) names, too
+            sync_dir(self.path.parent)
         self.db.execute("PRAGMA synchronous=FULL")
         # a small file beside the buffer, on the same disk: keep its WAL small too
         self.db.execute("PRAGMA wal_autocheckpoint=32")

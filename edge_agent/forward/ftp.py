@@ -36,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 
 from edge_agent.config import FilesCfg
 from edge_agent.errors import ConfigError, Problem
+from edge_agent.fsutil import make_dirs, sync_dir
 
 log = logging.getLogger("edge_agent.forward.ftp")
 
@@ -247,8 +248,9 @@ class FtpPush:
             ftp.rename(part, name)
         if self.cfg.keep_uploaded:
             done = self.directory / "uploaded"
-            done.mkdir(exist_ok=True)
+            make_dirs(done)
             os.replace(path, done / name)
+            sync_dir(done)              # the kept copy survives a cut (lost from the outbox: a re-upload)
         else:
             path.unlink()
         self.uploaded += 1

@@ -142,9 +142,9 @@ def write_file(profile: Profile, site, type: str, time: float, records: list[dic
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
+        if mtime_ns is not None:        # before the fsync, so the stamp the push orders by is durable too
+            os.utime(f.fileno(), ns=(mtime_ns, mtime_ns))
         os.fsync(f.fileno())
-    if mtime_ns is not None:
-        os.utime(tmp, ns=(mtime_ns, mtime_ns))
     os.rename(tmp, target)
     sync_dir(directory)
     return target, second, True
