@@ -287,6 +287,7 @@ class Agent:
         if self.site.metrics.enabled:
             from edge_agent.metrics import MetricsServer
             metrics = MetricsServer(self.site.metrics.listen, self.metrics_snapshot)
+        self.console = None
         watchdog = sdnotify.Watchdog()
         web = None
         if self.site.console.enabled:      # the local web server: alarm API (and the console's pages)
@@ -294,7 +295,10 @@ class Agent:
             web = WebServer(self.site.console.listen)
             if self.alarms is not None:
                 self.alarms.add_routes(web.app)
-        extra = ([self.alarms] if self.alarms is not None else []) + ([optional(web)] if web else [])
+            from edge_agent.console import Console
+            self.console = Console(web, self)       # the operator console's pages on the same server
+        self.web = web
+        extra = ([self.alarms] if self.alarms is not None else []) + ([optional(web), self.console] if web else [])
         async with _all(([metrics] if metrics else []) + self.sinks + extra):
             for i, drv in enumerate(self.drivers):
                 await drv.__aenter__()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from edge_agent import registry
 from edge_agent.config import Site
+from edge_agent.i18n import _
 from edge_agent.points import Catalog
 
 
@@ -20,7 +21,8 @@ def warnings(site: Site) -> list[str]:
     where = site.source or "site file"
     mq = site.forward.mqtt
     if not ((mq is not None and mq.enabled) or (site.forward.files is not None and site.forward.files.enabled)):
-        out.append(f"{where}: forward: no sink configured (mqtt or files); records will only be buffered")
+        out.append(_("{file}: forward: no sink configured (mqtt or files); records will only be buffered").format(
+            file=where))
     out += permission_warnings(site)
     from edge_agent.alarms.config import warnings as alarm_warnings
     out += alarm_warnings(site)
@@ -68,19 +70,21 @@ def check_report(site: Site, *, verbose: bool = False) -> list[str]:
     from edge_agent.profile.receiver import site_warnings
     profile = site.loaded_profile
     catalog = Catalog(site, profile)
-    lines = [f"{site.source}: ok: {len(site.devices)} devices, {len(catalog)} points, profile {profile.name}"]
+    lines = [_("{file}: ok: {devices} devices, {points} points, profile {profile}").format(
+        file=site.source, devices=len(site.devices), points=len(catalog), profile=profile.name)]
     receiver_warnings, notes = site_warnings(site, profile, catalog)
-    lines += [f"warning: {w}" for w in warnings(site) + receiver_warnings]
-    lines += [f"note: {n}" for n in notes]
+    lines += [_("warning: {text}").format(text=w) for w in warnings(site) + receiver_warnings]
+    lines += [_("note: {text}").format(text=n) for n in notes]
     writable = [f"{site.devices[rp.device].name}/{rp.id}" for rp in catalog.points if rp.cfg.writable]
     if writable:
-        lines.append(f"writable points ({len(writable)}): {', '.join(writable)}")
+        lines.append(_("writable points ({n}): {points}").format(n=len(writable), points=", ".join(writable)))
     else:
-        lines.append("writable points: none (the agent never writes to devices)")
+        lines.append(_("writable points: none (the agent never writes to devices)"))
     if verbose:
         for i, dev in enumerate(site.devices):
             describe = registry.load(registry.driver(dev.driver).describe)
-            lines.append(f"device {dev.name} ({dev.driver}, poll {dev.poll:g}s): {len(dev.points)} points")
+            lines.append(_("device {name} ({driver}, poll {poll}s): {n} points").format(
+                name=dev.name, driver=dev.driver, poll=format(dev.poll, "g"), n=len(dev.points)))
             if describe is not None:
                 lines += [f"  {line}" for line in describe(dev, catalog.by_device[i])]
     return lines

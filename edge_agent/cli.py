@@ -89,7 +89,8 @@ def cmd_check(args) -> int:
             print(line, file=sys.stderr)
         if unreachable:
             return 1
-        print("connect: every OPC UA device answered and every node resolved")
+        from edge_agent.i18n import _
+        print(_("connect: every OPC UA device answered and every node resolved"))
     if args.receiver:
         from edge_agent.checks import receiver_report
         lines, broken = receiver_report(site)
@@ -105,7 +106,8 @@ def cmd_demo(args) -> int:
     from edge_agent.demo import run_demo
     logs.setup("plain", args.log_level)
     return asyncio.run(run_demo(duration=args.duration, mqtt=args.mqtt, workdir=Path(args.workdir),
-                                scenario=args.scenario, every=args.every))
+                                scenario=args.scenario, every=args.every, console=args.console,
+                                open_browser=not args.no_open))
 
 
 def cmd_simulate(args) -> int:
@@ -149,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="buffer and outbox live here; a rerun continues the same seq (default %(default)s)")
     d.add_argument("--scenario", default="normal", metavar="NAME", help="simulator scenario (default normal)")
     d.add_argument("--every", type=float, default=3.0, metavar="S", help="summary interval (default 3 s)")
+    d.add_argument("--console", default=None, metavar="HOST:PORT",
+                   help="the operator console's address (default 127.0.0.1:8080, a free port when taken; '' = none)")
+    d.add_argument("--no-open", action="store_true", help="do not open the console in a browser")
     d.add_argument("--log-level", default="WARNING")
     d.set_defaults(func=cmd_demo)
 
@@ -169,7 +174,9 @@ def _registrars():
     from edge_agent import opcua_cert, pointtable, service
     from edge_agent.alarms import cli as alarms_cli
     from edge_agent.buffer import cli as buffer_cli
-    return [buffer_cli.register, opcua_cert.register, service.register, pointtable.register, alarms_cli.register]
+    from edge_agent.console import cli as console_cli
+    return [buffer_cli.register, opcua_cert.register, service.register, pointtable.register, alarms_cli.register,
+            console_cli.register]
 
 
 def main(argv: list[str] | None = None) -> int:
