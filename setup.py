@@ -60,6 +60,7 @@ setup(
         "edge_agent.filtering",
         "edge_agent.profile",
         "edge_agent.forward",
+        "edge_agent.console",
         "edge_agent.drivers",
         "edge_agent.drivers.sim",
         "edge_agent.buffer",
@@ -76,7 +77,9 @@ setup(
     },
     package_data={"edge_agent.data": ["*.yaml", "*.csv", "profiles/*.yaml", "profiles/*.csv",
                                       "points/*.csv"],
-                  "edge_agent.systemd": ["*.service"]},
+                  "edge_agent.systemd": ["*.service"],
+                  "edge_agent": ["locale/*.po"],
+                  "edge_agent.console": ["static/*.css", "static/*.js", "static/*.svg"]},
     include_package_data=False,
     ext_modules=extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
@@ -93,7 +96,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "hypothesis>=6", "pyftpdlib>=1.5.9", "pyOpenSSL", "psutil>=5.9",
-                 "paho-mqtt>=2", "Cython>=3.0,<4", "mfusepy>=3.1"],
+                 "paho-mqtt>=2", "Cython>=3.0,<4", "mfusepy>=3.1",
+                 "playwright>=1.40"],     # drives Debian's chromium (never downloads a browser)
     },
     entry_points={"console_scripts": ["edge-agent = edge_agent.cli:main"]},
     zip_safe=False,

@@ -25,7 +25,7 @@ from edge_agent.filtering import Kernel
 from edge_agent.filtering.rules import V_RULES
 from edge_agent.frame import Frame
 from edge_agent.points import Catalog
-from edge_agent.profile.encode import Encoder
+from edge_agent.profile.encode import EMPTY, Encoder
 from edge_agent.rollup import Rollup
 
 log = logging.getLogger("edge_agent.agent")
@@ -162,7 +162,7 @@ class Agent:
             if status is not None:
                 self._filter(status)     # the derived points' status, reported like any point
         if events:
-            self.pending.append(("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall)))
+            self._queue("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall))
         levels = k.take_level_changes()
         if levels and self.rollup is not None:
             levels += self.rollup.update(levels)     # items and the facility: ItemLevelChanges after the points'
@@ -179,11 +179,17 @@ class Agent:
         k = self.kernel
         report = k.process(frame)
         if len(report) and self.mask_live:
-            self.pending.append(("CDSS", self.mask_live, frame.wall,
-                                 self.encoder.cdss(report, k.value, k.status, k.time, frame.wall)))
+            self._queue("CDSS", self.mask_live, frame.wall,
+                        self.encoder.cdss(report, k.value, k.status, k.time, frame.wall))
         # switch/multistate changes are already in this frame's report (their
         # value moved); drain them so the kernel's change log stays bounded
         k.take_changes()
+
+    def _queue(self, type: str, mask: int, t: float, body: bytes) -> None:
+        """Queue a message for the next commit; a body without records (only points the profile does not
+        send) is not a message."""
+        if body != EMPTY:
+            self.pending.append((type, mask, t, body))
 
     def _commit_due(self) -> None:
         self._commit_at = None
@@ -224,22 +230,22 @@ class Agent:
                 for d in self.devices]
 
     def definitions(self, now: float) -> None:
-        self.pending.append(("CDDY", self.mask_all, now, self.encoder.cddy(now)))
+        self._queue("CDDY", self.mask_all, now, self.encoder.cddy(now))
         self.pending.append(("FZDY", self.mask_all, now, self.encoder.fzdy(now)))
 
     def snapshot(self, now: float) -> None:
         """Every realtime_every: every point and every device's status, to every sink."""
         if self.mask_all:
             k = self.kernel
-            self.pending.append(("CDSS", self.mask_all, now,
-                                 self.encoder.cdss(range(len(self.catalog)), k.value, k.status, k.time, now)))
+            self._queue("CDSS", self.mask_all, now,
+                        self.encoder.cdss(range(len(self.catalog)), k.value, k.status, k.time, now))
         self.pending.append(("FZSS", self.mask_all, now, self.encoder.fzss(self.fzss_states(), now)))
         self.fzss_sent = True
 
     def statistics(self, now: float) -> None:
         stats = self.kernel.take_stats(now)
         if stats:
-            self.pending.append(("TJSJ", self.mask_all, now, self.encoder.tjsj(stats, now)))
+            self._queue("TJSJ", self.mask_all, now, self.encoder.tjsj(stats, now))
 
     def status_detail(self) -> dict:
         """Published (retained) on <prefix>/<mine>/<gateway>/status/detail after each connect."""
@@ -316,6 +322,7 @@ class Agent:
         if self.site.metrics.enabled:
             from edge_agent.metrics import MetricsServer
             metrics = MetricsServer(self.site.metrics.listen, self.metrics_snapshot)
+        self.console = None
         watchdog = sdnotify.Watchdog()
         web = None
         if self.site.console.enabled:      # the local web server: alarm API (and the console's pages)
@@ -323,7 +330,10 @@ class Agent:
             web = WebServer(self.site.console.listen)
             if self.alarms is not None:
                 self.alarms.add_routes(web.app)
-        extra = ([self.alarms] if self.alarms is not None else []) + ([optional(web)] if web else [])
+            from edge_agent.console import Console
+            self.console = Console(web, self)       # the operator console's pages on the same server
+        self.web = web
+        extra = ([self.alarms] if self.alarms is not None else []) + ([optional(web), self.console] if web else [])
         async with _all(([metrics] if metrics else []) + self.sinks + extra):
             for i, drv in enumerate(self.drivers):
                 await drv.__aenter__()

@@ -33,7 +33,8 @@ CSV_COLUMNS = ("id", "sensor", "kind", "address", "type", "order", "length", "sc
                "range_low", "range_high", "location", "x", "y", "z", "relations",
                "alarm.high", "alarm.high_clear", "alarm.low", "alarm.low_clear",
                "cutoff.high", "cutoff.restore", "cutoff.low", "cutoff.low_restore",
-               "warn.high", "warn.low", "delay", "deadband", "writable", "decimals") + tuple(
+               "warn.high", "warn.low", "delay", "deadband", "writable", "decimals",
+               "sensor_name", "on_text", "off_text") + tuple(
     f"levels.{colour}.{key}" for colour in ("blue", "yellow", "orange", "red")      # graded warning
     for key in ("high", "high_clear", "low", "low_clear", "delay"))
 

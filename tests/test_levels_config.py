@@ -32,7 +32,7 @@ SITE = textwrap.dedent("""\
         poll: 10s
         points:
           - id: "00000301"
-            sensor: "0502"
+            sensor: "0007"
             address: hr:0
             levels:
               blue:   {high: 3.0, clear: 2.9}
@@ -44,12 +44,12 @@ SITE = textwrap.dedent("""\
               - {kind: baseline, window: 1h, against: 7d, increase: ["30%", "50%", "80%", "100%"]}
               - {kind: baseline, window: 24h, against: 7d, factor: [1.3, 1.5, 1.8, 2.0]}
           - id: "00000302"
-            sensor: "0502"
+            sensor: "0007"
             address: hr:1
             rules:
               - {kind: ratio, design: 12.0, side: low, levels: {orange: 1.1, red: 1.0}}
           - id: "00000303"
-            sensor: "0502"
+            sensor: "0007"
             address: hr:2
     items:
       - name: 水文孔-1
@@ -81,7 +81,7 @@ def test_a_site_with_levels_rules_and_items_loads_and_compiles(tmp_path, capsys)
 
 
 def test_a_site_without_levels_gives_the_kernel_no_rules(tmp_path):
-    plain = SITE.split("    points:\n")[0] + '    points:\n      - {id: A, sensor: "0502", address: hr:0}\n'
+    plain = SITE.split("    points:\n")[0] + '    points:\n      - {id: A, sensor: "0007", address: hr:0}\n'
     th = Catalog(load_site(write(tmp_path, plain)), load_profile("default")).thresholds()
     assert th["rules"] == [()] and th["legacy_levels"] == (3, 3, 4, 4, 2, 2)
 
@@ -133,16 +133,16 @@ def test_bad_graded_warning_names_line_field_and_reason(tmp_path, capsys, name, 
 def test_csv_point_tables_carry_levels(tmp_path, capsys):
     csv_text = ("id,sensor,address,levels.blue.high,levels.blue.high_clear,levels.red.high,levels.red.delay,"
                 "levels.yellow.low\n"
-                "W1,0502,hr:0,3.0,2.9,4.5,30s,\n"
-                "W2,0502,hr:1,,,,,\n"
-                "W3,0502,hr:2,3.0,,2.5,,\n"
-                "W4,0502,hr:3,,,,,1.0\n")
+                "W1,0007,hr:0,3.0,2.9,4.5,30s,\n"
+                "W2,0007,hr:1,,,,,\n"
+                "W3,0007,hr:2,3.0,,2.5,,\n"
+                "W4,0007,hr:3,,,,,1.0\n")
     (tmp_path / "points.csv").write_text(csv_text, encoding="utf-8")
     text = SITE.split("\nitems:")[0].replace("    points:\n", "    points_file: points.csv\n    points:\n", 1)
     code, out = check(tmp_path, text, capsys)
     assert code == 1
     assert "points.csv:4: levels:" in out and "red (2.5) must be above blue (3)" in out, out
-    (tmp_path / "points.csv").write_text(csv_text.replace("W3,0502,hr:2,3.0,,2.5,,", "W3,0502,hr:2,,,,,"),
+    (tmp_path / "points.csv").write_text(csv_text.replace("W3,0007,hr:2,3.0,,2.5,,", "W3,0007,hr:2,,,,,"),
                                          encoding="utf-8")
     code, out = check(tmp_path, text, capsys)
     assert code == 0, out

@@ -8,7 +8,7 @@ speed, motor current and bearing temperature; a coal bin's feeder drives its
 level (the feeder starts when the bin is nearly full and stops when it is
 low).  Methane (0001) idles at 0.2-0.5 %CH4 with noise and, every `gas_every`
 seconds on average, makes a ~20 s excursion through its alarm level and
-sometimes past its cut-off.  A water level (0502) idles below its lowest
+sometimes past its cut-off.  A water level (0007 sump, 0502 borehole) idles below its lowest
 `levels:` entry; in the `borehole-rise` scenario it walks through every level
 and back (`WaterLevel`).
 
@@ -82,6 +82,9 @@ class _Excursion:
         return shape * max(0.0, self.peak - base)
 
 
+WATER = ("0007", "0502")    # 水池水位 (safety monitoring), 长观孔水位 (water hazards)
+
+
 class WaterLevel:
     """A borehole water level against its point's `levels:` (high entries; default 3.0 .. 4.5 m).
 
@@ -127,7 +130,7 @@ class DeviceModel:
         self.noise = {p.id: _Noise(rng, 1.0) for p in device.points}
         self.gas = {p.id: _Excursion(rng, scenario, *self._gas_levels(p)) for p in device.points
                     if p.sensor in ("0001", "0043")}
-        self.water = {p.id: WaterLevel(p, scenario.water_walk, scenario.water_cycle) for p in device.points if p.sensor == "0502"}
+        self.water = {p.id: WaterLevel(p, scenario.water_walk, scenario.water_cycle) for p in device.points if p.sensor in WATER}
         # belts and bins (by their sensor codes) run the models of equipment_scenarios.py
         self.equipment = equipment_model(device, rng, scenario)
 
@@ -177,7 +180,7 @@ class DeviceModel:
         if s in ("0001", "0043"):
             base = min(0.5, max(0.2, 0.35 + 0.05 * n))
             return max(0.0, base + self.gas[p.id].extra(t, base))
-        if s == "0502":
+        if s in WATER:
             return self.water[p.id].value(t, n)
         if s == "0002":
             return max(0.0, 2.2 + 0.3 * n)

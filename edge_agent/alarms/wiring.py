@@ -22,6 +22,7 @@ from edge_agent.alarms.records import MQTT_ONLY
 from edge_agent.alarms.spec import alarm_spec
 from edge_agent.buffer import SINKS
 from edge_agent.errors import EdgeAgentError
+from edge_agent.profile.encode import EMPTY
 
 log = logging.getLogger("edge_agent.alarms")
 
@@ -59,7 +60,7 @@ class AgentAlarms:
         mqtt = a.mask_all & SINKS["mqtt"]
         for typ, t, body in records:
             mask = mqtt if typ in MQTT_ONLY else a.mask_all
-            if mask:
+            if mask and body != EMPTY:     # EMPTY: a point of a local code the profile does not send
                 a.pending.append((typ, mask, t, body))
         a.commit()
 
