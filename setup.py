@@ -3,7 +3,8 @@
 `drivers/` and `buffer/` install as `edge_agent.drivers` and
 `edge_agent.buffer`; `config/` ships as the package data `edge_agent.data`
 (profiles, code tables, example site files).  The filtering kernel is one
-Cython pure-Python-mode source: compiled when Cython and a C compiler are
+Cython pure-Python-mode source (kernel.py, and ladder.py, its graded-warning
+pass): compiled when Cython and a C compiler are
 available, importable as plain Python otherwise.
 """
 import os
@@ -13,6 +14,7 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 KERNEL = "edge_agent/filtering/kernel.py"
+LADDER = "edge_agent/filtering/ladder.py"       # the kernel's graded-warning pass, compiled with it
 
 
 class OptionalBuildExt(build_ext):
@@ -39,7 +41,7 @@ def extensions():
     except ImportError:
         return []
     return cythonize(
-        [KERNEL],
+        [KERNEL, LADDER],
         compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False,
                              "cdivision": True, "initializedcheck": False},
         quiet=True,
@@ -58,6 +60,7 @@ setup(
         "edge_agent.filtering",
         "edge_agent.profile",
         "edge_agent.forward",
+        "edge_agent.console",
         "edge_agent.drivers",
         "edge_agent.drivers.sim",
         "edge_agent.buffer",
@@ -74,7 +77,9 @@ setup(
     },
     package_data={"edge_agent.data": ["*.yaml", "*.csv", "profiles/*.yaml", "profiles/*.csv",
                                       "points/*.csv"],
-                  "edge_agent.systemd": ["*.service"]},
+                  "edge_agent.systemd": ["*.service"],
+                  "edge_agent": ["locale/*.po"],
+                  "edge_agent.console": ["static/*.css", "static/*.js", "static/*.svg"]},
     include_package_data=False,
     ext_modules=extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
@@ -91,7 +96,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "hypothesis>=6", "pyftpdlib>=1.5.9", "pyOpenSSL", "psutil>=5.9",
-                 "paho-mqtt>=2", "Cython>=3.0,<4", "mfusepy>=3.1"],
+                 "paho-mqtt>=2", "Cython>=3.0,<4", "mfusepy>=3.1",
+                 "playwright>=1.40"],     # drives Debian's chromium (never downloads a browser)
     },
     entry_points={"console_scripts": ["edge-agent = edge_agent.cli:main"]},
     zip_safe=False,

@@ -11,18 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sqlite3
 import time
 from dataclasses import dataclass, field
 
 from edge_agent import health, registry, sdnotify
+from edge_agent.baseline import BaselineStore, store_path
 from edge_agent.buffer import SINKS, Buffer
 from edge_agent.config import Site
 from edge_agent.derived import Derived
 from edge_agent.drivers import make_driver
 from edge_agent.filtering import Kernel
+from edge_agent.filtering.rules import V_RULES
 from edge_agent.frame import Frame
 from edge_agent.points import Catalog
-from edge_agent.profile.encode import Encoder
+from edge_agent.profile.encode import EMPTY, Encoder
+from edge_agent.rollup import Rollup
 
 log = logging.getLogger("edge_agent.agent")
 
@@ -51,6 +55,9 @@ class Agent:
         b = site.buffer
         self.buffer = Buffer(site.path(b.path), durability=b.durability, max_size=b.max_size,
                              max_age=b.max_age, sync_every=b.sync_every, memory_limit=b.memory_limit)
+        self.baselines = self._open_baselines()
+        self.rollup = self._new_rollup()
+        self.on_level_changes = None      # graded warning: called with each frame's level changes (points, items)
         self.pending: list[tuple[str, int, float, bytes]] = []
         self._commit_at: asyncio.TimerHandle | None = None
         self.fzss_dirty = False
@@ -108,6 +115,27 @@ class Agent:
         return Kernel(len(self.catalog), self.catalog.thresholds(),
                       realtime_every=rep.realtime_every, stats_window=rep.stats_window)
 
+    def _open_baselines(self) -> BaselineStore | None:
+        """The graded-warning file beside the buffer, when a point has `levels:` or `rules:` (a site with
+        only the old thresholds gets no new file)."""
+        if not any(f & V_RULES for f in self.kernel.ladder.lvf):
+            return None
+        path = store_path(self.site.path(self.site.buffer.path))
+        try:
+            return BaselineStore.open(path, self.catalog, self.kernel, time.time())
+        except (OSError, sqlite3.Error) as exc:
+            log.error("baseline file %s: cannot open it (%s); levels run without baselines or restored state",
+                      path, exc)
+            return None
+
+    def _new_rollup(self) -> Rollup | None:
+        """Items and the facility (`items:`), starting from the points' levels as the kernel has them."""
+        if not self.site.items:
+            return None
+        rollup = Rollup(self.site.items, self.catalog)
+        rollup.seed(self.kernel.level)
+        return rollup
+
     def _driver(self, i: int):
         drv = make_driver(i, self.site.devices[i], self.catalog.by_device[i], self.on_frame,
                           base_dir=self.site.base_dir)
@@ -134,9 +162,14 @@ class Agent:
             if status is not None:
                 self._filter(status)     # the derived points' status, reported like any point
         if events:
-            self.pending.append(("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall)))
+            self._queue("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall))
+        levels = k.take_level_changes()
+        if levels and self.rollup is not None:
+            levels += self.rollup.update(levels)     # items and the facility: ItemLevelChanges after the points'
+        if levels and self.on_level_changes is not None:
+            self.on_level_changes(levels)
         if self.alarms is not None:
-            self.alarms.after_frame(frame, k, events)
+            self.alarms.after_frame(frame, k, events, levels)
         if self.pending and self._commit_at is None:
             # frames arriving within batch_every share one transaction; none waits longer
             self._commit_at = asyncio.get_running_loop().call_later(self.site.report.batch_every, self._commit_due)
@@ -146,11 +179,17 @@ class Agent:
         k = self.kernel
         report = k.process(frame)
         if len(report) and self.mask_live:
-            self.pending.append(("CDSS", self.mask_live, frame.wall,
-                                 self.encoder.cdss(report, k.value, k.status, k.time, frame.wall)))
+            self._queue("CDSS", self.mask_live, frame.wall,
+                        self.encoder.cdss(report, k.value, k.status, k.time, frame.wall))
         # switch/multistate changes are already in this frame's report (their
         # value moved); drain them so the kernel's change log stays bounded
         k.take_changes()
+
+    def _queue(self, type: str, mask: int, t: float, body: bytes) -> None:
+        """Queue a message for the next commit; a body without records (only points the profile does not
+        send) is not a message."""
+        if body != EMPTY:
+            self.pending.append((type, mask, t, body))
 
     def _commit_due(self) -> None:
         self._commit_at = None
@@ -191,22 +230,22 @@ class Agent:
                 for d in self.devices]
 
     def definitions(self, now: float) -> None:
-        self.pending.append(("CDDY", self.mask_all, now, self.encoder.cddy(now)))
+        self._queue("CDDY", self.mask_all, now, self.encoder.cddy(now))
         self.pending.append(("FZDY", self.mask_all, now, self.encoder.fzdy(now)))
 
     def snapshot(self, now: float) -> None:
         """Every realtime_every: every point and every device's status, to every sink."""
         if self.mask_all:
             k = self.kernel
-            self.pending.append(("CDSS", self.mask_all, now,
-                                 self.encoder.cdss(range(len(self.catalog)), k.value, k.status, k.time, now)))
+            self._queue("CDSS", self.mask_all, now,
+                        self.encoder.cdss(range(len(self.catalog)), k.value, k.status, k.time, now))
         self.pending.append(("FZSS", self.mask_all, now, self.encoder.fzss(self.fzss_states(), now)))
         self.fzss_sent = True
 
     def statistics(self, now: float) -> None:
         stats = self.kernel.take_stats(now)
         if stats:
-            self.pending.append(("TJSJ", self.mask_all, now, self.encoder.tjsj(stats, now)))
+            self._queue("TJSJ", self.mask_all, now, self.encoder.tjsj(stats, now))
 
     def status_detail(self) -> dict:
         """Published (retained) on <prefix>/<mine>/<gateway>/status/detail after each connect."""
@@ -247,6 +286,8 @@ class Agent:
             if now >= next_tick:
                 self.statistics(now)
                 self.buffer.tick(now)
+                if self.baselines is not None:
+                    self.baselines.tick(now)
                 next_tick = now + 1.0
             if now >= next_defs:
                 self.definitions(now)
@@ -281,6 +322,7 @@ class Agent:
         if self.site.metrics.enabled:
             from edge_agent.metrics import MetricsServer
             metrics = MetricsServer(self.site.metrics.listen, self.metrics_snapshot)
+        self.console = None
         watchdog = sdnotify.Watchdog()
         web = None
         if self.site.console.enabled:      # the local web server: alarm API (and the console's pages)
@@ -288,7 +330,10 @@ class Agent:
             web = WebServer(self.site.console.listen)
             if self.alarms is not None:
                 self.alarms.add_routes(web.app)
-        extra = ([self.alarms] if self.alarms is not None else []) + ([optional(web)] if web else [])
+            from edge_agent.console import Console
+            self.console = Console(web, self)       # the operator console's pages on the same server
+        self.web = web
+        extra = ([self.alarms] if self.alarms is not None else []) + ([optional(web), self.console] if web else [])
         async with _all(([metrics] if metrics else []) + self.sinks + extra):
             for i, drv in enumerate(self.drivers):
                 await drv.__aenter__()
@@ -319,6 +364,8 @@ class Agent:
             for t in self.sink_tasks:
                 t.cancel()
             await _settle(self.sink_tasks, SHUTDOWN_GRACE)
+        if self.baselines is not None:
+            self.baselines.close(time.time())
         self.buffer.close()
         log.info("stopped; buffer closed at seq %d", self.buffer.next_seq - 1)
 
@@ -357,6 +404,11 @@ class Agent:
         else:
             self.kernel = self._new_kernel()
             log.warning("reload: points or report windows changed; kernel state restarted")
+        if self.baselines is not None:
+            self.baselines.attach(self.kernel, self.catalog, time.time())
+        else:
+            self.baselines = self._open_baselines()
+        self.rollup = self._new_rollup()
         if self.alarms is not None:
             self.alarms.bind(self)
         # devices: keep the ones whose config, position and point indices are unchanged

@@ -119,6 +119,9 @@ def secret_files(site: "Site") -> Iterator[tuple[str, str]]:
     alarms = getattr(site, "alarms", None)
     if alarms is not None and alarms.enabled and resolve(alarms.token_file, site).exists():
         yield "alarms.token_file", alarms.token_file     # missing: edge_agent.alarms.config.warnings says so
+    console = site.console
+    if console is not None and console.password_file:
+        yield "console.password_file", console.password_file
     from edge_agent import registry
     for i, dev in enumerate(site.devices):
         for name in registry.driver(dev.driver).secret_fields:

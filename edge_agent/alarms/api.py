@@ -43,7 +43,10 @@ def _json(data, status: int = 200) -> web.Response:
 
 
 def _error(status: int, message: str) -> web.Response:
-    return _json({"error": message}, status)
+    doc = {"error": message}
+    if getattr(message, "template", ""):       # inputs.Said: the CLI shows it in its own language
+        doc.update(template=message.template, values={k: str(v) for k, v in message.values.items()})
+    return _json(doc, status)
 
 
 def add_routes(app: web.Application, book: AlarmBook, token: Callable[[], str]) -> None:

@@ -16,67 +16,69 @@ import urllib.request
 import orjson
 
 from edge_agent.alarms.spec import LEVEL_NAMES_ZH, LEVELS
+from edge_agent.i18n import N_, _, pad, width
 
 TEXT = {
-    "help": "the closed loop: list, show, acknowledge and dispose of alarms of the running agent",
-    "help_list": "list alarms (newest first)",
-    "help_show": "one alarm, every field",
-    "help_ack": "acknowledge an alarm (stops its response deadline)",
-    "help_dispose": "record the disposal of an alarm: who, why, what was done (处置)",
-    "help_state": "open (default), overdue, closed or all",
-    "help_json": "print the API's JSON instead of a table",
-    "help_url": "the agent's web server (default: http://<console.listen>)",
-    "help_by": "who acknowledges (name or job number)",
-    "help_handler": "who handled it (处理人)",
-    "help_cause": "what caused it (原因)",
-    "help_action": "what was done (处理措施)",
-    "help_at": "when it was handled: 'YYYY-MM-DD HH:MM[:SS]' in the mine's time (default: now)",
-    "unreachable": "cannot reach the agent at {url} ({reason}); is it running, with console.enabled, on "
-                   "console.listen of {site}?",
-    "refused": "{message}",
-    "bad_at": "--at: {text!r} is not a time; write 'YYYY-MM-DD HH:MM' or 'YYYY-MM-DD HH:MM:SS'",
-    "none": "no {state} alarms",
-    "acked": "alarm {id} acknowledged by {by}",
-    "disposed": "alarm {id} disposed of by {handler}: the platform receives YCBJ again with cause, action, "
-                "entered_at and entered_by filled (spec files and MQTT) and a `disposal` message on MQTT",
-    "header": ("ID", "LEVEL", "STATE", "DUE", "START", "END", "POINT", "LOCATION", "VALUE", "EXTREME"),
-    "overdue": "OVERDUE",
+    "help": N_("the closed loop: list, show, acknowledge and dispose of alarms of the running agent"),
+    "help_list": N_("list alarms (newest first)"),
+    "help_show": N_("one alarm, every field"),
+    "help_ack": N_("acknowledge an alarm (stops its response deadline)"),
+    "help_dispose": N_("record the disposal of an alarm: who, why, what was done (处置)"),
+    "help_state": N_("open (default), overdue, closed or all"),
+    "help_json": N_("print the API's JSON instead of a table"),
+    "help_url": N_("the agent's web server (default: http://<console.listen>)"),
+    "help_by": N_("who acknowledges (name or job number)"),
+    "help_handler": N_("who handled it (处理人)"),
+    "help_cause": N_("what caused it (原因)"),
+    "help_action": N_("what was done (处理措施)"),
+    "help_at": N_("when it was handled: 'YYYY-MM-DD HH:MM[:SS]' in the mine's time (default: now)"),
+    "unreachable": N_("cannot reach the agent at {url} ({reason}); is it running, with console.enabled, on "
+                   "console.listen of {site}?"),
+    "refused": N_("{message}"),
+    "bad_at": N_("--at: {text!r} is not a time; write 'YYYY-MM-DD HH:MM' or 'YYYY-MM-DD HH:MM:SS'"),
+    "none": N_("no {state} alarms"),
+    "acked": N_("alarm {id} acknowledged by {by}"),
+    "disposed": N_("alarm {id} disposed of by {handler}: the platform receives YCBJ again with cause, action, "
+                "entered_at and entered_by filled (spec files and MQTT) and a `disposal` message on MQTT"),
+    "header": (N_("ID"), N_("LEVEL"), N_("STATE"), N_("DUE"), N_("START"), N_("END"), N_("POINT"), N_("LOCATION"),
+               N_("VALUE"), N_("EXTREME")),
+    "overdue": N_("OVERDUE"),
 }
 
 
 def _say(key: str, **kw) -> str:
-    return TEXT[key].format(**kw)
+    return _(TEXT[key]).format(**kw)
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("alarms", help=TEXT["help"])
+    p = subparsers.add_parser("alarms", help=_(TEXT["help"]))
     sub = p.add_subparsers(dest="alarms_command", required=True, metavar="ACTION")
 
     def common(q) -> None:
         q.add_argument("-c", "--config", required=True, metavar="SITE.yaml")
-        q.add_argument("--url", default=None, help=TEXT["help_url"])
-        q.add_argument("--json", action="store_true", help=TEXT["help_json"])
+        q.add_argument("--url", default=None, help=_(TEXT["help_url"]))
+        q.add_argument("--json", action="store_true", help=_(TEXT["help_json"]))
 
-    q = sub.add_parser("list", help=TEXT["help_list"])
+    q = sub.add_parser("list", help=_(TEXT["help_list"]))
     common(q)
-    q.add_argument("--state", default="open", choices=("open", "overdue", "closed", "all"), help=TEXT["help_state"])
+    q.add_argument("--state", default="open", choices=("open", "overdue", "closed", "all"), help=_(TEXT["help_state"]))
     q.set_defaults(func=cmd_list)
-    q = sub.add_parser("show", help=TEXT["help_show"])
+    q = sub.add_parser("show", help=_(TEXT["help_show"]))
     common(q)
     q.add_argument("id", type=int)
     q.set_defaults(func=cmd_show)
-    q = sub.add_parser("ack", help=TEXT["help_ack"])
+    q = sub.add_parser("ack", help=_(TEXT["help_ack"]))
     common(q)
     q.add_argument("id", type=int)
-    q.add_argument("--by", required=True, help=TEXT["help_by"])
+    q.add_argument("--by", required=True, help=_(TEXT["help_by"]))
     q.set_defaults(func=cmd_ack)
-    q = sub.add_parser("dispose", help=TEXT["help_dispose"])
+    q = sub.add_parser("dispose", help=_(TEXT["help_dispose"]))
     common(q)
     q.add_argument("id", type=int)
-    q.add_argument("--handler", required=True, help=TEXT["help_handler"])
-    q.add_argument("--cause", required=True, help=TEXT["help_cause"])
-    q.add_argument("--action", required=True, help=TEXT["help_action"])
-    q.add_argument("--at", default=None, help=TEXT["help_at"])
+    q.add_argument("--handler", required=True, help=_(TEXT["help_handler"]))
+    q.add_argument("--cause", required=True, help=_(TEXT["help_cause"]))
+    q.add_argument("--action", required=True, help=_(TEXT["help_action"]))
+    q.add_argument("--at", default=None, help=_(TEXT["help_at"]))
     q.set_defaults(func=cmd_dispose)
 
 
@@ -123,7 +125,10 @@ def _run(args, method: str, path: str, body: dict | None, done) -> int:
     client = Client(_site(args), args.url)
     status, data = client.call(method, path, body)
     if status != 200:
-        print(f"edge-agent: alarms: {data.get('error')}", file=sys.stderr)
+        error = data.get("error")
+        if data.get("template"):                  # the book's message, in this command's language
+            error = _(data["template"]).format(**data.get("values") or {})
+        print(f"edge-agent: alarms: {error}", file=sys.stderr)
         return 1 if 400 <= status < 500 else 2
     if args.json:
         print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
@@ -155,14 +160,14 @@ def _row(a: dict, tz) -> tuple:
                                        else f" (now {a['level']})")
     point = a["item"] if a["item"] is not None else f"{a['device']}/{a['point']}"
     unit = f" {a['unit']}" if a.get("unit") else ""
-    return (str(a["id"]), level, a["state"], TEXT["overdue"] if a["overdue"] else _text(a["deadline"], tz)[11:],
+    return (str(a["id"]), level, a["state"], _(TEXT["overdue"]) if a["overdue"] else _text(a["deadline"], tz)[11:],
             _text(a["start"], tz), _text(a["end"], tz)[11:] if a["end"] else "-", point, a["location"] or "-",
             _num(a["value"]), _num(a["extreme"]) + unit)
 
 
 def _table(rows: list[tuple]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    widths = [max(width(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(pad(c, w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
 
 def cmd_list(args) -> int:
@@ -172,7 +177,7 @@ def cmd_list(args) -> int:
             print(_say("none", state=args.state))
             return
         tz = _zone(client.site)
-        for line in _table([TEXT["header"]] + [_row(a, tz) for a in alarms]):
+        for line in _table([tuple(_(h) for h in TEXT["header"])] + [_row(a, tz) for a in alarms]):
             print(line)
     return _run(args, "GET", f"/api/alarms?state={args.state}", None, done)
 

@@ -34,7 +34,8 @@ class AlarmsCfg(Model):
 class ConsoleCfg(Model):
     listen: str = DEFAULT_LISTEN
     enabled: bool = True
-    password_file: str | None = None      # the console's login (edge_agent/console)
+    password_file: str | None = None      # the console's login (edge_agent/console); none: read-only
+    history: str | None = None            # the console's trend file; default: console-history.bin beside the buffer
 
     @field_validator("listen")
     @classmethod

@@ -11,28 +11,29 @@ from __future__ import annotations
 import math
 
 from edge_agent.errors import EdgeAgentError
+from edge_agent.i18n import N_
 
 MAX_TEXT = 200
 FRAMING = (";", "~", "|")        # the spec files' separators (PROFILE.md)
 CLOCK_SKEW = 60.0                # seconds a handled_at may lie ahead of the agent's clock
 
-TEXT = {
-    "not_text": "{field}: must be text",
-    "empty": "{field}: empty; {hint}",
-    "too_long": "{field}: {n} characters; write at most {max}",
-    "framing": "{field}: contains {chars}, which the spec files use as separators; remove them",
-    "control": "{field}: contains a line break or control character; write it on one line",
-    "hint_handler": "name who handled the alarm (处理人)",
-    "hint_by": "name who acknowledges the alarm",
-    "hint_cause": "say what caused it (原因)",
-    "hint_action": "say what was done (处理措施)",
-    "bad_time": "handled_at: {value!r} is not a time; give epoch seconds (the CLI takes 'YYYY-MM-DD HH:MM')",
-    "future": "handled_at: {at} is later than now ({now}); give the time it was handled, or leave it out for now",
-    "before": "handled_at: {at} is before the alarm began ({start})",
-    "unknown": "alarm {id}: no such alarm; `edge-agent alarms list --state all` shows the ids",
-    "acked": "alarm {id} was already acknowledged by {by} at {at}; nothing recorded",
-    "disposed": "alarm {id} was already disposed of by {by} at {at}; nothing recorded",
-    "storage": "the alarm book cannot be written ({reason}); nothing recorded: check the disk and retry",
+TEXT = {    # N_: in the catalog (edge_agent/locale/zh_CN.po); the console shows them in Chinese and English
+    "not_text": N_("{field}: must be text"),
+    "empty": N_("{field}: empty; {hint}"),
+    "too_long": N_("{field}: {n} characters; write at most {max}"),
+    "framing": N_("{field}: contains {chars}, which the spec files use as separators; remove them"),
+    "control": N_("{field}: contains a line break or control character; write it on one line"),
+    "hint_handler": N_("name who handled the alarm (处理人)"),
+    "hint_by": N_("name who acknowledges the alarm"),
+    "hint_cause": N_("say what caused it (原因)"),
+    "hint_action": N_("say what was done (处理措施)"),
+    "bad_time": N_("handled_at: {value!r} is not a time; give epoch seconds (the CLI takes 'YYYY-MM-DD HH:MM')"),
+    "future": N_("handled_at: {at} is later than now ({now}); give the time it was handled, or leave it out for now"),
+    "before": N_("handled_at: {at} is before the alarm began ({start})"),
+    "unknown": N_("alarm {id}: no such alarm; `edge-agent alarms list --state all` shows the ids"),
+    "acked": N_("alarm {id} was already acknowledged by {by} at {at}; nothing recorded"),
+    "disposed": N_("alarm {id} was already disposed of by {by} at {at}; nothing recorded"),
+    "storage": N_("the alarm book cannot be written ({reason}); nothing recorded: check the disk and retry"),
 }
 
 HINTS = {"handler": "hint_handler", "by": "hint_by", "cause": "hint_cause", "action": "hint_action"}
@@ -47,8 +48,16 @@ class AlarmError(EdgeAgentError):
         super().__init__(message)
 
 
+class Said(str):
+    """A message that keeps its TEXT template and values, so the console can show it in Chinese too."""
+    template: str = ""
+    values: dict = {}
+
+
 def say(key: str, **kw) -> str:
-    return TEXT[key].format(**kw)
+    out = Said(TEXT[key].format(**kw))
+    out.template, out.values = TEXT[key], kw
+    return out
 
 
 def free_text(field: str, value) -> str:

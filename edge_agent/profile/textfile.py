@@ -61,7 +61,8 @@ def header_values(profile: Profile, site, type: str, when: dt.datetime) -> dict[
     info = site.site
     return {"mine_code": info.mine_code, "mine_name": info.mine_name, "system_model": info.system_model,
             "system_name": info.system_name, "manufacturer": info.manufacturer, "gateway": info.gateway,
-            "date": when.strftime(profile.date_format), "time": when.strftime(profile.time_format)}
+            "date": when.strftime(profile.date_format), "time": when.strftime(profile.time_format),
+            "safety_mark_expiry": getattr(info, "safety_mark_expiry", None) or ""}
 
 
 def file_name(profile: Profile, site, type: str, when: dt.datetime) -> str:
