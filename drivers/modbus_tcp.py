@@ -28,9 +28,10 @@ unknown transaction id, an answer from another unit or for another function,
 a byte count that disagrees with the request or with the frame, a partial
 answer followed by silence or a reset) fails the request as a malformed
 answer: the connection is dropped (its byte stream cannot be trusted), the
-request is retried `retries` times on a new connection, and if every try is
-malformed the poll fails with "answers with malformed frames" and the reason,
-so the device's points get quality 16 like any unreachable device.
+request is retried `retries` times on a new connection, and if no try
+succeeds the poll fails ("answers with malformed frames" and the last reason,
+when one of the tries was malformed), so the device's points get quality 16
+like any unreachable device.
 """
 from __future__ import annotations
 
