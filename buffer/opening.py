@@ -15,7 +15,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from edge_agent.buffer import counts
+from edge_agent.buffer import counts, sinks as sink_table
 from edge_agent.buffer.schema import connect, migrate, priority, transaction
 from edge_agent.fsutil import sync_dir
 
@@ -88,19 +88,24 @@ def salvage(old: Path, db: sqlite3.Connection) -> tuple[int, int]:
                 top = chunk[-1][0]
             next_seq = max(next_seq, top + 1)
             db.execute(SET_NEXT, (next_seq,))
+            try:                            # the copied masks keep the meaning of their bits
+                old_sinks = sink_table.read(src)
+            except sqlite3.Error:
+                old_sinks = dict(sink_table.LEGACY)
+            sink_table.add(db, old_sinks)
             counts.recount(db)
     finally:
         src.close()
     return copied, next_seq
 
 
-def _open_checked(path: Path, durability: str) -> sqlite3.Connection:
+def _open_checked(path: Path, durability: str, sinks: tuple[str, ...] = ()) -> sqlite3.Connection:
     existed = path.exists() and path.stat().st_size > 0
     db = connect(path, durability)
     try:
         if existed:
             _check(db)
-        migrate(db)
+        migrate(db, sinks)
         if not existed:
             sync_dir(path.parent)       # SQLite does not sync the folder of a new database file
         return db
@@ -109,15 +114,17 @@ def _open_checked(path: Path, durability: str) -> sqlite3.Connection:
         raise
 
 
-def open_db(path: Path, durability: str) -> sqlite3.Connection:
+def open_db(path: Path, durability: str, sinks: tuple[str, ...] = ()) -> sqlite3.Connection:
     """A connection to `path` with the current schema; a corrupt file is moved aside and salvaged.
+
+    `sinks` are registered with the schema (buffer/sinks.py); a salvaged file keeps the old file's.
 
     Raises sqlite3/OS errors for a disk that refuses (read-only, full, I/O error): the
     caller decides what to tell the user.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return _open_checked(path, durability)
+        return _open_checked(path, durability, sinks)
     except (CorruptFile, sqlite3.DatabaseError) as exc:
         if not _is_corrupt(exc):
             raise

@@ -7,9 +7,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from edge_agent.buffer import sinks
+
 log = logging.getLogger("edge_agent.buffer")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Drop order when a bound is reached: lowest class first, oldest first inside a class.
 # Realtime values are superseded by the next snapshot; statistics next; definitions are
@@ -18,19 +20,10 @@ PRIORITY = {"CDSS": 0, "FZSS": 0, "TJSJ": 1, "CDDY": 2, "FZDY": 2, "YCBJ": 3}
 DEFAULT_PRIORITY = 1          # an unknown type is kept like statistics
 PROTECTED = 2                 # classes >= this are never dropped while a lower class has rows
 
-SINKS = {"mqtt": 1, "files": 2}
-ALL_SINKS = 3
 
 
 def priority(msg_type: str) -> int:
     return PRIORITY.get(msg_type, DEFAULT_PRIORITY)
-
-
-def _sink_indexes() -> str:
-    # One partial index per sink: a sink's peek walks only rows it still owes, so a
-    # sink with a long backlog never makes the other one scan past its rows.
-    return "\n".join(f"CREATE INDEX IF NOT EXISTS pending_{name} ON messages(seq) WHERE sinks & {bit};"
-                     for name, bit in SINKS.items())
 
 
 SCHEMA = f"""
@@ -43,7 +36,7 @@ CREATE TABLE IF NOT EXISTS messages (
     body  BLOB    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_prio ON messages(prio, seq);
-{_sink_indexes()}
+{sinks.TABLE};
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value
@@ -65,8 +58,16 @@ CREATE TABLE IF NOT EXISTS drops (
 );
 """
 
+INSERT = "INSERT INTO messages(seq, type, prio, sinks, time, body) VALUES (?,?,?,?,?,?)"
+SET_META = "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"
+# the seqs as one JSON array parameter, so the SQL stays fixed whatever the batch size
+DELETE_DONE = ("DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?)) AND sinks = 0 "
+               "RETURNING type, length(body)")
 ADD_DROPS = ("INSERT INTO drops(type, total, bytes, unreported) VALUES (?, ?, ?, ?) ON CONFLICT(type) DO UPDATE "
              "SET total=total+excluded.total, bytes=bytes+excluded.bytes, unreported=unreported+excluded.unreported")
+
+# Schema 2 had one index per sink name; schema 3 names them by bit (buffer/sinks.py).
+DROP_V2_INDEXES = ("DROP INDEX IF EXISTS pending_mqtt", "DROP INDEX IF EXISTS pending_files")
 
 # The v0 layout (messages without prio, meta only) is migrated in place.
 _PRIO_CASE = "CASE type " + " ".join(f"WHEN '{t}' THEN {p}" for t, p in PRIORITY.items()) + \
@@ -130,7 +131,8 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";\n") if s.strip()]
 
 
-def migrate(db: sqlite3.Connection) -> None:
+def migrate(db: sqlite3.Connection, names: tuple[str, ...] = ()) -> None:
+    """Bring the file to the current schema and register the sink `names` (one transaction)."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         from edge_agent.errors import EdgeAgentError
@@ -138,6 +140,7 @@ def migrate(db: sqlite3.Connection) -> None:
                              f"knows {SCHEMA_VERSION}); upgrade edge-agent or move the file away")
     cols = {r[1] for r in db.execute("PRAGMA table_info(messages)")}
     if version == SCHEMA_VERSION and "prio" in cols:
+        sinks.register(db, names)
         return
     from edge_agent.buffer.counts import recount
     with transaction(db):
@@ -145,8 +148,14 @@ def migrate(db: sqlite3.Connection) -> None:
         if cols and "prio" not in cols:
             for stmt in _statements(MIGRATE_V0):
                 db.execute(stmt)
-            log.info("buffer: migrated %s from schema 0", db.execute("PRAGMA database_list").fetchone()[2])
         for stmt in _statements(SCHEMA):
             db.execute(stmt)
-        recount(db)                     # schema 2 keeps running counts; older files start from a scan
+        if cols:                        # a file older than the sinks table: its bits meant mqtt and files
+            for stmt in DROP_V2_INDEXES:
+                db.execute(stmt)
+            sinks.add(db, sinks.LEGACY)
+            log.info("buffer: migrated %s from schema %d (sinks: %s)", db.execute("PRAGMA database_list")
+                     .fetchone()[2], version, ", ".join(sinks.LEGACY))
+        sinks.assign(db, names)
+        recount(db)                     # running counts since schema 2; older files start from a scan
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from asyncua import Client, ua
-from asyncua.crypto import security_policies
+from asyncua.crypto import security_policies, uacrypto
 from cryptography import x509
 
 from edge_agent.drivers.opcua_spec import OpcUaConfig
@@ -176,11 +176,28 @@ def file_problems(device: OpcUaConfig, base: Path | None = None) -> list[tuple[s
     out: list[tuple[str, str]] = []
     for name in ("cert_file", "key_file", "server_cert_file"):
         p = getattr(device, name)
-        if p and not _path(p, base).is_file():
+        if p and not _file(device, name, base).is_file():
             out.append((name, f"{p}: file not found (a relative path is relative to the site file)"))
     if device.password_file and not secret_path(device.password_file, _BaseDir(base) if base else None).is_file():
         out.append(("password_file", f"{device.password_file}: file not found"))
     return out
+
+
+def _file(device: OpcUaConfig, name: str, base: Path | None) -> Path:
+    """A certificate or key file of the device; the key (a secret) may be a systemd credential."""
+    value = getattr(device, name) or ""
+    if name == "key_file":
+        return secret_path(value, _BaseDir(base) if base else None)
+    return _path(value, base)
+
+
+def _pem_or_der(path: Path) -> uacrypto.CertProperties:
+    """asyncua guesses PEM from a `.pem` suffix; a credential may be called `opcua.key`: look at the bytes."""
+    try:
+        pem = path.read_bytes().lstrip().startswith(b"-----BEGIN")
+    except OSError:
+        pem = path.suffix.lower() == ".pem"      # asyncua reports the missing file
+    return uacrypto.CertProperties(str(path), extension="pem" if pem else "der")
 
 
 def read_password(device: OpcUaConfig, base: Path | None) -> str | None:
@@ -241,9 +258,9 @@ async def open_client(device: OpcUaConfig, *, timeout: float, watchdog: float, s
             client.application_uri = uri
         server_cert = _path(device.server_cert_file, base) if device.server_cert_file else None
         await client.set_security(
-            getattr(security_policies, f"SecurityPolicy{sec.policy}"), str(cert),
-            str(_path(device.key_file or "", base)),
-            server_certificate=None if server_cert is None else str(server_cert),
+            getattr(security_policies, f"SecurityPolicy{sec.policy}"), _pem_or_der(cert),
+            _pem_or_der(_file(device, "key_file", base)),
+            server_certificate=None if server_cert is None else _pem_or_der(server_cert),
             mode=getattr(ua.MessageSecurityMode, sec.mode or "SignAndEncrypt"))
     try:
         await client.connect()

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from edge_agent import health, registry, sdnotify
-from edge_agent.buffer import SINKS, Buffer
+from edge_agent.buffer import Buffer
 from edge_agent.config import Site
 from edge_agent.derived import Derived
 from edge_agent.drivers import make_driver
@@ -49,8 +49,10 @@ class Agent:
         self._build(site)
         self.kernel = self._new_kernel()
         b = site.buffer
+        wanted = site.forward.enabled()
         self.buffer = Buffer(site.path(b.path), durability=b.durability, max_size=b.max_size,
-                             max_age=b.max_age, sync_every=b.sync_every, memory_limit=b.memory_limit)
+                             max_age=b.max_age, sync_every=b.sync_every, memory_limit=b.memory_limit,
+                             sinks=[c.sink_name for c in wanted])
         self.pending: list[tuple[str, int, float, bytes]] = []
         self._commit_at: asyncio.TimerHandle | None = None
         self.fzss_dirty = False
@@ -59,32 +61,27 @@ class Agent:
         self.drivers = [self._driver(i) for i in range(len(site.devices))]
         self.driver_tasks: list[asyncio.Task | None] = [None] * len(self.drivers)
         self.sinks: list = []
+        self.sink_specs: dict[str, registry.SinkSpec] = {}
         self.wakes: list[asyncio.Event] = []
-        self.mqtt = None
-        self.files = None
-        mask = 0
-        fwd = site.forward
-        if fwd.mqtt is not None and fwd.mqtt.enabled:
-            from edge_agent.forward.mqtt import MqttSink
+        mask = live = 0
+        for cfg in wanted:
+            spec = registry.sink(cfg.kind)
             wake = asyncio.Event()
-            self.mqtt = MqttSink(fwd.mqtt, site, self.buffer, self.encode_mqtt, wake,
-                                 status_detail=self.status_detail)
-            self.sinks.append(self.mqtt)
+            ctx = registry.SinkContext(name=cfg.sink_name, site=site, profile=self.profile, buffer=self.buffer,
+                                       wake=wake, encoder=lambda: self.encoder, status_detail=self.status_detail)
+            sink = spec.make(cfg, ctx)
+            self.sinks.append(sink)
+            self.sink_specs[sink.name] = spec
             self.wakes.append(wake)
-            mask |= SINKS["mqtt"]
-        if fwd.files is not None and fwd.files.enabled:
-            from edge_agent.forward.files import FileSink
-            wake = asyncio.Event()
-            self.files = FileSink(fwd.files, site, self.profile, self.buffer, wake, site.path(fwd.files.dir))
-            self.sinks.append(self.files)
-            self.wakes.append(wake)
-            mask |= SINKS["files"]
+            bit = self.buffer.bit(sink.name)
+            mask |= bit
+            live |= bit if spec.live else 0
         self.mask_all = mask
-        # Per-frame CDSS (report by exception) only go to the MQTT uplink; the
-        # full snapshot every realtime_every goes everywhere (the spec files
+        # Per-frame CDSS (report by exception) only go to the sinks that want them (the MQTT
+        # uplink); the full snapshot every realtime_every goes everywhere (the spec files
         # need it).  No row is for the files alone, so the MQTT consumer's seq
         # has no gaps that are not loss.
-        self.mask_live = mask & SINKS["mqtt"]
+        self.mask_live = live
         self.frames = 0
         self.points_in = 0
         self.started = time.time()
@@ -149,10 +146,6 @@ class Agent:
     def _commit_due(self) -> None:
         self._commit_at = None
         self.commit()
-
-    def encode_mqtt(self, row) -> tuple[str, bytes, bool]:
-        enc = self.encoder
-        return enc.topic(row.type), enc.envelope(row.seq, row.type, row.time, row.body), enc.retained(row.type)
 
     def commit(self) -> None:
         """Commit pending messages in one transaction and wake the sinks."""
@@ -280,13 +273,13 @@ class Agent:
             for i, drv in enumerate(self.drivers):
                 await drv.__aenter__()
                 self._start_driver(i)
-            self.sink_tasks = [asyncio.create_task(s.run(), name=f"sink:{type(s).__name__}") for s in self.sinks]
+            self.sink_tasks = [asyncio.create_task(s.run(), name=f"sink:{s.name}") for s in self.sinks]
             self.clock_task = asyncio.create_task(self._clock(stop), name="clock")
             dog = asyncio.create_task(watchdog.run(self.healthy), name="watchdog")
             reloader = asyncio.create_task(self._reloads(reload_requests), name="reload") \
                 if reload_requests is not None else None
             log.info("running: %d devices, %d points, sinks: %s", len(self.drivers), len(self.catalog),
-                     ", ".join(type(s).__name__ for s in self.sinks) or "none")
+                     ", ".join(s.name for s in self.sinks) or "none")
             sdnotify.ready(f"{len(self.drivers)} devices, {len(self.catalog)} points")
             if ready is not None:
                 ready()
@@ -374,12 +367,7 @@ class Agent:
         """Give connected sinks a moment to deliver what was just committed (the rest stays buffered)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            busy = False
-            if self.mqtt is not None and self.mqtt.connected and self.buffer.backlog("mqtt"):
-                busy = True
-            if self.files is not None and self.buffer.backlog("files"):
-                busy = True
-            if not busy:
+            if not any(s.connected and self.buffer.backlog(s.name) for s in self.sinks):
                 return
             await asyncio.sleep(0.05)
 

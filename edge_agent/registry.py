@@ -177,6 +177,8 @@ def register_driver(spec: DriverSpec) -> DriverSpec:
 
 def register_sink(spec: SinkSpec) -> SinkSpec:
     """Add a sink kind (or replace one of the same kind)."""
+    if spec.config.kind != spec.kind:
+        spec.config.kind = spec.kind
     _sinks[spec.kind] = spec
     return spec
 

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from edge_agent.buffer import Buffer
-from edge_agent.config import FilesCfg, load_site
+from edge_agent.config import load_site
+from edge_agent.forward.files_spec import FilesCfg
 from edge_agent.forward.files import FileSink
 from edge_agent.points import Catalog
 from edge_agent.profile import load_profile

@@ -26,23 +26,22 @@ from pathlib import Path
 
 import orjson
 
-from edge_agent.config import FilesCfg
+from edge_agent.forward.files_spec import FilesCfg
 from edge_agent.profile.tables import Profile
 from edge_agent.profile.textfile import write_file
 from edge_agent.profile.timefmt import zone_of
 
 log = logging.getLogger("edge_agent.forward.files")
 
-SINK = "files"
-
-
 class FileSink:
-    """Writes buffered messages as spec files into `directory`; see the module docstring."""
+    """Writes buffered messages as spec files into `directory`; see the module docstring.
 
-    name = SINK
+    `name` is its sink name in the buffer (`files` unless several file sinks are configured)."""
 
     def __init__(self, cfg: FilesCfg, site, profile: Profile, buffer, wake: asyncio.Event, directory: Path, *,
-                 tz=None, batch: int = 64, idle: float = 5.0, backoff: tuple[float, float] = (0.5, 30.0)):
+                 tz=None, batch: int = 64, idle: float = 5.0, backoff: tuple[float, float] = (0.5, 30.0),
+                 name: str = "files"):
+        self.name = name
         self.cfg = cfg
         self.site = site
         self.profile = profile
@@ -65,6 +64,20 @@ class FileSink:
         self.failing: str | None = None     # the current disk error, None while writing works
         self._last_second: dict[str, int] = {}
         self._last_mtime = 0
+
+    @property
+    def counters(self) -> dict:
+        return {"files_written": self.files_written, "rows_rejected": self.rows_rejected,
+                "write_errors": self.write_errors}
+
+    @property
+    def connected(self) -> bool:
+        """True while the outbox takes files."""
+        return self.failing is None
+
+    @property
+    def trouble(self) -> str | None:
+        return None if self.failing is None else f"outbox not writable: {self.failing}"
 
     def stats(self) -> dict:
         """Counters for metrics and status: files written, rows dropped, disk errors, the current
@@ -129,7 +142,7 @@ class FileSink:
         """Write and acknowledge one batch of rows; return how many rows it handled.
 
         Rows written before a disk error are acknowledged; the error then propagates (OSError)."""
-        rows = self.buffer.peek(SINK, self.batch)
+        rows = self.buffer.peek(self.name, self.batch)
         if not rows:
             return 0
         done: list[int] = []
@@ -138,7 +151,7 @@ class FileSink:
         finally:
             # ack in the loop's thread: what was renamed into place, even if a later row failed
             if done:
-                self.buffer.ack(SINK, done)
+                self.buffer.ack(self.name, done)
                 self.written.set()
         return len(rows)
 

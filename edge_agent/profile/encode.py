@@ -105,8 +105,8 @@ class Encoder:
         self.tz = tz if tz is not None else zone_of(site, profile)
         self.times = TimeText(profile.time_format, self.tz)
         info = site.site
-        mqtt = site.forward.mqtt
-        self.prefix = mqtt.topic_prefix if mqtt is not None else "mine"
+        # topics of MQTT sinks that do not name their own prefix (tests, the golden files)
+        self.prefix = next((c.topic_prefix for c in site.forward.of_kind("mqtt")), "mine")
         problems = framing_problems(site, catalog, profile)
         if problems:
             raise ConfigError(problems)
@@ -118,9 +118,9 @@ class Encoder:
 
     # ------------------------------------------------------------------ MQTT
 
-    def topic(self, type: str) -> str:
+    def topic(self, type: str, prefix: str | None = None) -> str:
         """`<prefix>/<mine code>/<gateway>/<TYPE>` (also for `status`)."""
-        return f"{self.prefix}/{self.site.site.mine_code}/{self.site.site.gateway}/{type}"
+        return f"{prefix or self.prefix}/{self.site.site.mine_code}/{self.site.site.gateway}/{type}"
 
     def retained(self, type: str) -> bool:
         return type in self.profile.retained
