@@ -1,10 +1,12 @@
-"""The pipeline: drivers -> kernel -> encoder -> buffer -> sinks.
+"""The agent: the buffer, the drivers, the sinks, the clock, reload and shutdown.
 
-`Agent(site)` composes the parts; `await agent.run(stop)` runs until `stop`
-is set, then stops the drivers, commits what is pending, lets the sinks finish
-what is in flight, and closes the buffer.  `await agent.reload(site)` applies a
-new site file without stopping devices whose configuration did not change.
-Nothing here does I/O per point.
+`Agent(site)` composes the parts: a `Pipeline` (the frame path of the configuration),
+one driver per device and one sink per `forward:` block (both by registry), the buffer.
+`await agent.run(stop)` runs until `stop` is set, then stops the drivers, commits what is
+pending, lets the sinks finish what is in flight, and closes the buffer.
+`await agent.reload(site)` builds a complete new pipeline (carrying the kernel state of
+unchanged points over) and swaps it in, or changes nothing; devices whose acquisition
+settings did not change keep polling.  Nothing here does I/O per point.
 """
 from __future__ import annotations
 
@@ -17,12 +19,9 @@ from dataclasses import dataclass, field
 from edge_agent import health, registry, sdnotify
 from edge_agent.buffer import Buffer
 from edge_agent.config import Site
-from edge_agent.derived import Derived
 from edge_agent.drivers import make_driver
-from edge_agent.filtering import Kernel
 from edge_agent.frame import Frame
-from edge_agent.points import Catalog
-from edge_agent.profile.encode import Encoder
+from edge_agent.pipeline import Pipeline, Routes
 
 log = logging.getLogger("edge_agent.agent")
 
@@ -42,12 +41,10 @@ class DeviceState:
 
 
 class Agent:
-    """One gateway: every device, the kernel, the buffer and the configured sinks."""
+    """One gateway: every device, the pipeline, the buffer and the configured sinks."""
 
     def __init__(self, site: Site):
         self.site = site
-        self._build(site)
-        self.kernel = self._new_kernel()
         b = site.buffer
         wanted = site.forward.enabled()
         self.buffer = Buffer(site.path(b.path), durability=b.durability, max_size=b.max_size,
@@ -57,53 +54,48 @@ class Agent:
         self._commit_at: asyncio.TimerHandle | None = None
         self.fzss_dirty = False
         self.fzss_sent = False
-        self.devices = [DeviceState() for _ in site.devices]
-        self.drivers = [self._driver(i) for i in range(len(site.devices))]
-        self.driver_tasks: list[asyncio.Task | None] = [None] * len(self.drivers)
         self.sinks: list = []
         self.sink_specs: dict[str, registry.SinkSpec] = {}
         self.wakes: list[asyncio.Event] = []
-        mask = live = 0
+        every = live = 0
         for cfg in wanted:
             spec = registry.sink(cfg.kind)
             wake = asyncio.Event()
-            ctx = registry.SinkContext(name=cfg.sink_name, site=site, profile=self.profile, buffer=self.buffer,
-                                       wake=wake, encoder=lambda: self.encoder, status_detail=self.status_detail)
+            ctx = registry.SinkContext(name=cfg.sink_name, site=site, profile=site.loaded_profile,
+                                       buffer=self.buffer, wake=wake, encoder=lambda: self.pipeline.encoder,
+                                       status_detail=self.status_detail)
             sink = spec.make(cfg, ctx)
             self.sinks.append(sink)
             self.sink_specs[sink.name] = spec
             self.wakes.append(wake)
             bit = self.buffer.bit(sink.name)
-            mask |= bit
+            every |= bit
             live |= bit if spec.live else 0
-        self.mask_all = mask
         # Per-frame CDSS (report by exception) only go to the sinks that want them (the MQTT
         # uplink); the full snapshot every realtime_every goes everywhere (the spec files
         # need it).  No row is for the files alone, so the MQTT consumer's seq
         # has no gaps that are not loss.
-        self.mask_live = live
+        self.routes = Routes(all=every, live=live)
+        self.pipeline = Pipeline(site, self.routes, self.pending)
+        self.devices = [DeviceState() for _ in site.devices]
+        self.drivers = [self._driver(i, site, self.pipeline) for i in range(len(site.devices))]
+        self.driver_tasks: list[asyncio.Task | None] = [None] * len(self.drivers)
         self.frames = 0
         self.points_in = 0
         self.started = time.time()
         self.last_clock = time.monotonic()
         self.reloads = 0
 
-    def _build(self, site: Site) -> None:
-        """Everything derived from the site file: at start, and again on every reload."""
-        self.profile = site.loaded_profile
-        self.catalog = Catalog(site, self.profile)
-        self.derived = Derived(site, self.catalog)
-        self.catalog.add_derived(self.derived.points)
-        self.encoder = Encoder(site, self.catalog, self.profile)
+    @property
+    def kernel(self):
+        return self.pipeline.kernel
 
-    def _new_kernel(self) -> Kernel:
-        rep = self.site.report
-        return Kernel(len(self.catalog), self.catalog.thresholds(),
-                      realtime_every=rep.realtime_every, stats_window=rep.stats_window)
+    @property
+    def catalog(self):
+        return self.pipeline.catalog
 
-    def _driver(self, i: int):
-        drv = make_driver(i, self.site.devices[i], self.catalog.by_device[i], self.on_frame,
-                          base_dir=self.site.base_dir)
+    def _driver(self, i: int, site: Site, pipeline: Pipeline):
+        drv = make_driver(i, site.devices[i], pipeline.catalog.by_device[i], self.on_frame, base_dir=site.base_dir)
         drv.state_changed = self.on_device_state
         return drv
 
@@ -116,32 +108,10 @@ class Agent:
         st = self.devices[frame.device]
         st.frames += 1
         st.last_frame = frame.wall
-        k = self.kernel
-        self._filter(frame)
-        events = k.take_events()
-        if self.derived.units:
-            derived = self.derived.process(frame, k)
-            if derived:
-                events = [*events, *derived]
-            status = self.derived.status_frame(frame)
-            if status is not None:
-                self._filter(status)     # the derived points' status, reported like any point
-        if events:
-            self.pending.append(("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall)))
+        self.pipeline.on_frame(frame)
         if self.pending and self._commit_at is None:
             # frames arriving within batch_every share one transaction; none waits longer
             self._commit_at = asyncio.get_running_loop().call_later(self.site.report.batch_every, self._commit_due)
-
-    def _filter(self, frame: Frame) -> None:
-        """Run `frame` through the kernel; queue a CDSS of the points it says to report."""
-        k = self.kernel
-        report = k.process(frame)
-        if len(report) and self.mask_live:
-            self.pending.append(("CDSS", self.mask_live, frame.wall,
-                                 self.encoder.cdss(report, k.value, k.status, k.time, frame.wall)))
-        # switch/multistate changes are already in this frame's report (their
-        # value moved); drain them so the kernel's change log stays bounded
-        k.take_changes()
 
     def _commit_due(self) -> None:
         self._commit_at = None
@@ -152,11 +122,11 @@ class Agent:
         if self.fzss_dirty:
             self.fzss_dirty = False
             self.fzss_sent = True
-            now = time.time()
-            self.pending.append(("FZSS", self.mask_all, now, self.encoder.fzss(self.fzss_states(), now)))
+            self.pipeline.fzss(self.fzss_states(), time.time())
         if not self.pending:
             return
-        batch, self.pending = self.pending, []
+        batch = self.pending[:]
+        self.pending.clear()          # the same list: the pipeline appends to it
         self.buffer.append(batch)
         for w in self.wakes:
             w.set()
@@ -178,22 +148,15 @@ class Agent:
                 for d in self.devices]
 
     def definitions(self, now: float) -> None:
-        self.pending.append(("CDDY", self.mask_all, now, self.encoder.cddy(now)))
-        self.pending.append(("FZDY", self.mask_all, now, self.encoder.fzdy(now)))
+        self.pipeline.definitions(now)
 
     def snapshot(self, now: float) -> None:
         """Every realtime_every: every point and every device's status, to every sink."""
-        if self.mask_all:
-            k = self.kernel
-            self.pending.append(("CDSS", self.mask_all, now,
-                                 self.encoder.cdss(range(len(self.catalog)), k.value, k.status, k.time, now)))
-        self.pending.append(("FZSS", self.mask_all, now, self.encoder.fzss(self.fzss_states(), now)))
+        self.pipeline.snapshot(now, self.fzss_states())
         self.fzss_sent = True
 
     def statistics(self, now: float) -> None:
-        stats = self.kernel.take_stats(now)
-        if stats:
-            self.pending.append(("TJSJ", self.mask_all, now, self.encoder.tjsj(stats, now)))
+        self.pipeline.statistics(now)
 
     def status_detail(self) -> dict:
         """Published (retained) on <prefix>/<mine>/<gateway>/status/detail after each connect."""
@@ -308,15 +271,17 @@ class Agent:
             try:
                 await self.reload(site)
             except Exception:  # a bug in reload must not take the running agent down
-                log.exception("reload failed; the running configuration stays")
+                log.exception("reload failed while applying; devices may need a restart of the service")
 
     async def reload(self, new: Site) -> None:
-        """Apply a new site file.  Devices whose configuration and points did not change keep polling.
+        """Apply a new site file: build everything it needs, then swap, or change nothing.
 
-        Thresholds, point definitions, devices and report settings are applied;
-        buffer, forward, metrics and profile-independent sink settings need a
-        restart (logged).  A reload that adds, removes or reorders points
-        rebuilds the kernel: alarms re-evaluate on the next sample.
+        Thresholds, point definitions, devices and report settings are applied; buffer,
+        forward and metrics settings need a restart (logged).  The kernel state of every
+        point that is still there (same device name and point id) carries over: open
+        alarms stay open, statistics windows, deadband memory and delays go on.  Devices
+        whose acquisition settings (their driver's restart fields) and point positions did
+        not change keep polling.
         """
         old = self.site
         sdnotify.reloading()
@@ -324,43 +289,36 @@ class Agent:
             if getattr(old, key) != getattr(new, key):
                 log.warning("reload: %s settings changed; restart the service to apply them", key)
         new = new.model_copy(update={"buffer": old.buffer, "forward": old.forward, "metrics": old.metrics})
-        old_catalog, old_cddy = self.catalog, self.encoder.cddy(0.0)
-        self.site = new
-        self._build(new)
-        same_points = [(p.device, p.id) for p in old_catalog.points] == [(p.device, p.id) for p in self.catalog.points] \
-            and [d.name for d in old.devices] == [d.name for d in new.devices]
-        rep = new.report
-        if same_points and (rep.realtime_every, rep.stats_window) == (old.report.realtime_every,
-                                                                      old.report.stats_window):
-            self.kernel.set_thresholds(self.catalog.thresholds())
-        else:
-            self.kernel = self._new_kernel()
-            log.warning("reload: points or report windows changed; kernel state restarted")
-        # devices: keep the ones whose config, position and point indices are unchanged
-        old_devices, old_drivers, old_tasks, old_states = old.devices, self.drivers, self.driver_tasks, self.devices
-        keep = {}
-        for i, dev in enumerate(new.devices):
-            if i < len(old_devices) and _acquisition(old_devices[i]) == _acquisition(dev) and \
-                    [p.index for p in old_catalog.by_device[i]] == [p.index for p in self.catalog.by_device[i]]:
-                keep[i] = i
-        self.drivers = [old_drivers[i] if i in keep else None for i in range(len(new.devices))]
+        try:
+            pipeline = Pipeline(new, self.routes, self.pending, previous=self.pipeline)
+            keep = [i for i, dev in enumerate(new.devices) if i < len(old.devices) and
+                    _acquisition(old.devices[i]) == _acquisition(dev) and
+                    [p.index for p in self.pipeline.catalog.by_device[i]] ==
+                    [p.index for p in pipeline.catalog.by_device[i]]]
+            fresh = {i: self._driver(i, new, pipeline) for i in range(len(new.devices)) if i not in keep}
+        except Exception as exc:  # noqa: BLE001 - whatever failed, nothing was changed
+            log.error("reload: cannot build the new configuration (%s: %s); the running configuration stays",
+                      type(exc).__name__, exc)
+            sdnotify.ready()
+            return
+        old_cddy = self.pipeline.encoder.cddy(0.0)
+        old_drivers, old_tasks, old_states = self.drivers, self.driver_tasks, self.devices
+        self.site, self.pipeline = new, pipeline
+        self.drivers = [old_drivers[i] if i in keep else fresh[i] for i in range(len(new.devices))]
         self.driver_tasks = [old_tasks[i] if i in keep else None for i in range(len(new.devices))]
         self.devices = [old_states[i] if i in keep else DeviceState() for i in range(len(new.devices))]
-        await _close_devices([(old_drivers[i], old_tasks[i], old_devices[i].name)
-                              for i in range(len(old_drivers)) if keep.get(i) != i])
-        for i in range(len(new.devices)):
-            if self.drivers[i] is None:
-                self.drivers[i] = self._driver(i)
-                await self.drivers[i].__aenter__()
-                self._start_driver(i)
-        changed = len(new.devices) - len(keep)
-        if self.encoder.cddy(0.0) != old_cddy:
+        await _close_devices([(old_drivers[i], old_tasks[i], old.devices[i].name)
+                              for i in range(len(old_drivers)) if i not in keep])
+        for i in fresh:
+            await self.drivers[i].__aenter__()
+            self._start_driver(i)
+        if pipeline.encoder.cddy(0.0) != old_cddy:
             self.definitions(time.time())
         self.fzss_dirty = True
         self.commit()
         self.reloads += 1
-        log.info("reload: applied (%d devices kept polling, %d restarted, %d points)", len(keep), changed,
-                 len(self.catalog))
+        log.info("reload: applied (%d devices kept polling, %d restarted, %d points, %d carried over)", len(keep),
+                 len(fresh), len(pipeline.catalog), pipeline.carried)
         sdnotify.ready()
 
     async def _drain_briefly(self, timeout: float = 2.0) -> None:

@@ -8,7 +8,7 @@ import yaml
 
 from edge_agent.agent import Agent
 from edge_agent.config import load_site
-from e2e import make_site
+from e2e import agent_running, make_site
 from test_config import GOOD, check
 
 
@@ -23,18 +23,13 @@ def test_two_file_sinks_each_get_every_record_in_their_own_outbox(tmp_path, sim)
 
     async def scenario():
         agent = Agent(site)
-        stop = asyncio.Event()
-        run = asyncio.create_task(agent.run(stop))
-        try:
+        async with agent_running(agent) as run:
             deadline = time.monotonic() + 30
             while not all(len(list((tmp_path / d).glob("*_CDSS_*.txt"))) >= 2 for d in ("aqjk", "shfz")):
                 assert time.monotonic() < deadline and not run.done()
                 await asyncio.sleep(0.1)
             assert agent.buffer.sinks == {"aqjk": 1, "shfz": 2}
             assert set(agent.metrics_snapshot()["sinks"]) == {"aqjk", "shfz"}
-        finally:
-            stop.set()
-            await run
 
     asyncio.run(scenario())
     names = {d: sorted(p.name for p in (tmp_path / d).glob("*.txt")) for d in ("aqjk", "shfz")}

@@ -219,6 +219,52 @@ class Kernel:
         self._th, self._cfg, self._rlo, self._rhi = arrays["th"], arrays["cfg"], arrays["rlo"], arrays["rhi"]
         self._lim, self._db, self._dly, self._kind = arrays["lim"], arrays["db"], arrays["dly"], arrays["kind"]
 
+    def carry_over(self, old, old_index_of_new):
+        """Take over the state of the points `old` (a Kernel of the previous configuration) had.
+
+        `old_index_of_new[i]` is new point i's index in `old`, or -1 for a point that starts
+        fresh.  Every per-point state array is copied: last value, time and status, open events
+        and their accumulators, pending delays, what was last reported (deadband, heartbeat),
+        and, when `stats_window` is unchanged, the open statistics windows and the windows
+        closed but not yet taken.  Call it on a new kernel, before its first frame.
+        """
+        o: Kernel = old
+        src: cython.int[::1] = array("i", old_index_of_new)
+        inv = array("i", [-1]) * max(o.n_points, 1)
+        windows: cython.bint = self.stats_window == o.stats_window
+        i: cython.Py_ssize_t
+        j: cython.Py_ssize_t
+        k: cython.Py_ssize_t
+        for i in range(self.n_points):
+            j = src[i]
+            if j < 0:
+                continue
+            inv[j] = i
+            self._value[i], self._time[i], self._status[i] = o._value[j], o._time[j], o._status[j]
+            self._latch[i], self._rep_v[i], self._rep_t[i], self._cum[i] = o._latch[j], o._rep_v[j], o._rep_t[j], \
+                o._cum[j]
+            for k in range(NM):
+                self._pend[NM * i + k] = o._pend[NM * j + k]
+            for k in range(NS * ACC):
+                self._acc[NS * ACC * i + k] = o._acc[NS * ACC * j + k]
+            if windows:
+                self._done[i] = o._done[j]
+                for k in range(WIN):
+                    self._win[WIN * i + k] = o._win[WIN * j + k]
+        if windows:
+            self._oldest = min(self._oldest, o._oldest)
+            self._st_arr = grown(self._st_arr, self._st_n * STW, (self._st_n + o._st_n) * STW)
+            self._st = self._st_arr
+            for k in range(o._st_n):
+                i = inv[cython.cast(cython.int, o._st[k * STW])]
+                if i >= 0:
+                    for j in range(STW):
+                        self._st[self._st_n * STW + j] = o._st[k * STW + j]
+                    self._st[self._st_n * STW] = i
+                    self._st_n += 1
+        self.rejected += o.rejected
+        self.invalid += o.invalid
+
     def _reserve(self, n):
         """Room for the worst case of n samples: every slot flips, one window and one change each."""
         if len(self._out_arr) < n:

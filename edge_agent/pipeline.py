@@ -1,0 +1,118 @@
+"""The frame path of one configuration: catalogue, derived conditions, kernel, encoder, routing.
+
+    pipeline = Pipeline(site, routes, pending, previous=old_pipeline)
+    pipeline.on_frame(frame)              # per poll; queues CDSS/YCBJ messages
+    pipeline.snapshot(now, states)        # every realtime_every: every point, every device
+    pipeline.statistics(now) / definitions(now) / fzss(states, now)
+
+Everything here is derived from one `Site` and built whole in the constructor, so a
+reload either gets a complete new pipeline or keeps the old one (the constructor is the
+only step that can fail).  With `previous`, the kernel state of every point that is in
+both (same device name, same point id) carries over: open alarms, statistics windows,
+deadband and heartbeat memory, delays; and so do the rule states of unchanged belts and
+bins.  A new point starts fresh.
+
+Messages go to `pending` (a list the Agent owns and commits) as (type, sinks mask, time,
+body); `routes.all` is the mask of every sink, `routes.live` of the sinks that also want
+each frame's changed points (report by exception) between snapshots.
+"""
+from __future__ import annotations
+
+import logging
+from array import array
+from dataclasses import dataclass
+
+from edge_agent.derived import Derived
+from edge_agent.filtering import Kernel
+from edge_agent.frame import Frame
+from edge_agent.points import Catalog
+from edge_agent.profile.encode import Encoder
+
+log = logging.getLogger("edge_agent.pipeline")
+
+
+@dataclass(frozen=True)
+class Routes:
+    all: int = 0          # every sink
+    live: int = 0         # sinks that get each frame's changed points too
+
+
+class Pipeline:
+    def __init__(self, site, routes: Routes, pending: list, *, previous: "Pipeline | None" = None):
+        self.site = site
+        self.profile = site.loaded_profile
+        self.catalog = Catalog(site, self.profile)
+        self.derived = Derived(site, self.catalog)
+        self.catalog.add_derived(self.derived.points)
+        self.encoder = Encoder(site, self.catalog, self.profile)
+        rep = site.report
+        self.kernel = Kernel(len(self.catalog), self.catalog.thresholds(), realtime_every=rep.realtime_every,
+                             stats_window=rep.stats_window)
+        self.routes = routes
+        self.pending = pending
+        self.carried = 0
+        if previous is not None:
+            self._carry_over(previous)
+
+    def _carry_over(self, old: "Pipeline") -> None:
+        def key(p) -> tuple:
+            return self.site.devices[p.device].name, p.id
+
+        was = {(old.site.devices[p.device].name, p.id): p.index for p in old.catalog.points}
+        mapping = [was.get(key(p), -1) for p in self.catalog.points]
+        self.kernel.carry_over(old.kernel, array("i", mapping))
+        self.derived.carry_over(old.derived)
+        self.carried = sum(1 for i in mapping if i >= 0)
+        if old.site.report.stats_window != self.site.report.stats_window:
+            log.warning("reload: stats_window changed; statistics windows start again")
+
+    # ------------------------------------------------------------------ hot path
+
+    def on_frame(self, frame: Frame) -> None:
+        """Run a driver's frame through the kernel and the derived conditions; queue what they report."""
+        k = self.kernel
+        self._filter(frame)
+        events = k.take_events()
+        if self.derived.units:
+            derived = self.derived.process(frame, k)
+            if derived:
+                events = [*events, *derived]
+            status = self.derived.status_frame(frame)
+            if status is not None:
+                self._filter(status)     # the derived points' status, reported like any point
+        if events:
+            self.pending.append(("YCBJ", self.routes.all, frame.wall, self.encoder.ycbj(events, frame.wall)))
+
+    def _filter(self, frame: Frame) -> None:
+        """Run `frame` through the kernel; queue a CDSS of the points it says to report."""
+        k = self.kernel
+        report = k.process(frame)
+        if len(report) and self.routes.live:
+            self.pending.append(("CDSS", self.routes.live, frame.wall,
+                                 self.encoder.cdss(report, k.value, k.status, k.time, frame.wall)))
+        # switch/multistate changes are already in this frame's report (their
+        # value moved); drain them so the kernel's change log stays bounded
+        k.take_changes()
+
+    # ------------------------------------------------------------------ records at the edges
+
+    def fzss(self, states: list[tuple[int, int]], now: float) -> None:
+        """Every device's (run, power) status."""
+        self.pending.append(("FZSS", self.routes.all, now, self.encoder.fzss(states, now)))
+
+    def definitions(self, now: float) -> None:
+        self.pending.append(("CDDY", self.routes.all, now, self.encoder.cddy(now)))
+        self.pending.append(("FZDY", self.routes.all, now, self.encoder.fzdy(now)))
+
+    def snapshot(self, now: float, states: list[tuple[int, int]]) -> None:
+        """Every realtime_every: every point and every device's status, to every sink."""
+        if self.routes.all:
+            k = self.kernel
+            self.pending.append(("CDSS", self.routes.all, now,
+                                 self.encoder.cdss(range(len(self.catalog)), k.value, k.status, k.time, now)))
+        self.fzss(states, now)
+
+    def statistics(self, now: float) -> None:
+        stats = self.kernel.take_stats(now)
+        if stats:
+            self.pending.append(("TJSJ", self.routes.all, now, self.encoder.tjsj(stats, now)))
