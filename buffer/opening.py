@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from edge_agent.buffer import counts, sinks as sink_table
-from edge_agent.buffer.schema import connect, migrate, priority, transaction
+from edge_agent.buffer.schema import connect, migrate, stored_priority, transaction
 from edge_agent.fsutil import sync_dir
 
 log = logging.getLogger("edge_agent.buffer")
@@ -83,7 +83,7 @@ def salvage(old: Path, db: sqlite3.Connection) -> tuple[int, int]:
                 if not chunk:
                     break
                 db.executemany("INSERT INTO messages(seq, type, prio, sinks, time, body) VALUES (?,?,?,?,?,?)",
-                               [(q, t, priority(t), s, tm, b) for q, t, s, tm, b in chunk])
+                               [(q, t, stored_priority(t), s, tm, b) for q, t, s, tm, b in chunk])
                 copied += len(chunk)
                 top = chunk[-1][0]
             next_seq = max(next_seq, top + 1)

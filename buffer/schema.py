@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from edge_agent import registry
 from edge_agent.buffer import sinks
 
 log = logging.getLogger("edge_agent.buffer")
@@ -14,16 +15,23 @@ log = logging.getLogger("edge_agent.buffer")
 SCHEMA_VERSION = 3
 
 # Drop order when a bound is reached: lowest class first, oldest first inside a class.
-# Realtime values are superseded by the next snapshot; statistics next; definitions are
-# re-sent at start and daily; alarms (YCBJ) go last of all.
-PRIORITY = {"CDSS": 0, "FZSS": 0, "TJSJ": 1, "CDDY": 2, "FZDY": 2, "YCBJ": 3}
-DEFAULT_PRIORITY = 1          # an unknown type is kept like statistics
+# Each record type's class is its registry entry (edge_agent/profile/types.py): realtime
+# values (0) are superseded by the next snapshot; statistics (1) next; definitions (2) are
+# re-sent at start and daily; alarms (3) go last of all.
 PROTECTED = 2                 # classes >= this are never dropped while a lower class has rows
-
+UNREGISTERED = 1              # a row of a type this version does not know (in an older or newer file)
 
 
 def priority(msg_type: str) -> int:
-    return PRIORITY.get(msg_type, DEFAULT_PRIORITY)
+    """The drop class of a record type; KeyError (naming the registered ones) for an unregistered type."""
+    return registry.record_type(msg_type).priority
+
+
+def stored_priority(msg_type: str) -> int:
+    """The class of a row already in a file (migration, salvage): an unregistered type is kept
+    like statistics, never lost for it."""
+    known = registry.record_types().get(msg_type)
+    return known.priority if known is not None else UNREGISTERED
 
 
 SCHEMA = f"""
@@ -69,13 +77,14 @@ ADD_DROPS = ("INSERT INTO drops(type, total, bytes, unreported) VALUES (?, ?, ?,
 # Schema 2 had one index per sink name; schema 3 names them by bit (buffer/sinks.py).
 DROP_V2_INDEXES = ("DROP INDEX IF EXISTS pending_mqtt", "DROP INDEX IF EXISTS pending_files")
 
-# The v0 layout (messages without prio, meta only) is migrated in place.
-_PRIO_CASE = "CASE type " + " ".join(f"WHEN '{t}' THEN {p}" for t, p in PRIORITY.items()) + \
-             f" ELSE {DEFAULT_PRIORITY} END"
-MIGRATE_V0 = f"""
-ALTER TABLE messages ADD COLUMN prio INTEGER NOT NULL DEFAULT {DEFAULT_PRIORITY};
-UPDATE messages SET prio = {_PRIO_CASE};
-"""
+
+
+def _migrate_v0() -> str:
+    """The v0 layout (messages without prio, meta only) is migrated in place."""
+    case = "CASE type " + " ".join(f"WHEN '{t}' THEN {rt.priority}" for t, rt in registry.record_types().items()) + \
+        f" ELSE {UNREGISTERED} END"
+    return (f"ALTER TABLE messages ADD COLUMN prio INTEGER NOT NULL DEFAULT {UNREGISTERED};\n"
+            f"UPDATE messages SET prio = {case};\n")
 
 # SQLite primary result codes that mean "the disk or file is in trouble", not a bug.
 DISK_ERRORS = {5: "busy", 6: "locked", 7: "out of memory", 8: "read-only", 10: "I/O error",
@@ -146,7 +155,7 @@ def migrate(db: sqlite3.Connection, names: tuple[str, ...] = ()) -> None:
     with transaction(db):
         # executescript() would commit first: run the statements one by one inside this transaction
         if cols and "prio" not in cols:
-            for stmt in _statements(MIGRATE_V0):
+            for stmt in _statements(_migrate_v0()):
                 db.execute(stmt)
         for stmt in _statements(SCHEMA):
             db.execute(stmt)

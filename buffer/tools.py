@@ -19,7 +19,7 @@ from typing import Callable, Iterable, TextIO
 import orjson
 
 from edge_agent.buffer import counts, sinks as sink_table
-from edge_agent.buffer.schema import ADD_DROPS, priority, transaction
+from edge_agent.buffer.schema import ADD_DROPS, stored_priority, transaction
 from edge_agent.errors import EdgeAgentError
 from edge_agent.units import format_age, parse_duration
 
@@ -33,7 +33,7 @@ def table_stats(db: sqlite3.Connection, now: float | None = None) -> dict:
     try:
         by_type, backlog = counts.read(db)
         oldest = {t: db.execute("SELECT time FROM messages WHERE prio = ? AND type = ? ORDER BY seq LIMIT 1",
-                                (priority(t), t)).fetchone() for t in by_type}
+                                (stored_priority(t), t)).fetchone() for t in by_type}
         types = {t: (n, b, oldest[t][0] if oldest[t] else now) for t, (n, b) in by_type.items()}
     except sqlite3.OperationalError:     # no counts tables: an older file the agent has not opened yet
         types = {t: (n, b or 0, tm) for t, n, b, tm in db.execute(

@@ -76,7 +76,7 @@ class Agent:
         # need it).  No row is for the files alone, so the MQTT consumer's seq
         # has no gaps that are not loss.
         self.routes = Routes(all=every, live=live)
-        self.pipeline = Pipeline(site, self.routes, self.pending)
+        self.pipeline = Pipeline(site, self.routes, self.pending, states=self.fzss_states)
         self.devices = [DeviceState() for _ in site.devices]
         self.drivers = [self._driver(i, site, self.pipeline) for i in range(len(site.devices))]
         self.driver_tasks: list[asyncio.Task | None] = [None] * len(self.drivers)
@@ -122,7 +122,7 @@ class Agent:
         if self.fzss_dirty:
             self.fzss_dirty = False
             self.fzss_sent = True
-            self.pipeline.fzss(self.fzss_states(), time.time())
+            self.pipeline.fzss(time.time())
         if not self.pending:
             return
         batch = self.pending[:]
@@ -152,7 +152,7 @@ class Agent:
 
     def snapshot(self, now: float) -> None:
         """Every realtime_every: every point and every device's status, to every sink."""
-        self.pipeline.snapshot(now, self.fzss_states())
+        self.pipeline.snapshot(now)
         self.fzss_sent = True
 
     def statistics(self, now: float) -> None:
@@ -290,7 +290,7 @@ class Agent:
                 log.warning("reload: %s settings changed; restart the service to apply them", key)
         new = new.model_copy(update={"buffer": old.buffer, "forward": old.forward, "metrics": old.metrics})
         try:
-            pipeline = Pipeline(new, self.routes, self.pending, previous=self.pipeline)
+            pipeline = Pipeline(new, self.routes, self.pending, states=self.fzss_states, previous=self.pipeline)
             keep = [i for i, dev in enumerate(new.devices) if i < len(old.devices) and
                     _acquisition(old.devices[i]) == _acquisition(dev) and
                     [p.index for p in self.pipeline.catalog.by_device[i]] ==

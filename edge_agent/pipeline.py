@@ -1,9 +1,12 @@
 """The frame path of one configuration: catalogue, derived conditions, kernel, encoder, routing.
 
-    pipeline = Pipeline(site, routes, pending, previous=old_pipeline)
-    pipeline.on_frame(frame)              # per poll; queues CDSS/YCBJ messages
-    pipeline.snapshot(now, states)        # every realtime_every: every point, every device
-    pipeline.statistics(now) / definitions(now) / fzss(states, now)
+    pipeline = Pipeline(site, routes, pending, states=device_states, previous=old_pipeline)
+    pipeline.on_frame(frame)              # per poll: live CDSS, and the `event` record types (YCBJ)
+    pipeline.snapshot(now)                # every realtime_every: the `snapshot` types (CDSS, FZSS)
+    pipeline.statistics(now) / definitions(now) / fzss(now)
+
+The record types come from the registry (`edge_agent/profile/types.py`): each cadence
+produces every registered type of that cadence the profile lists, in registration order.
 
 Everything here is derived from one `Site` and built whole in the constructor, so a
 reload either gets a complete new pipeline or keeps the old one (the constructor is the
@@ -21,7 +24,9 @@ from __future__ import annotations
 import logging
 from array import array
 from dataclasses import dataclass
+from typing import Callable
 
+from edge_agent import registry
 from edge_agent.derived import Derived
 from edge_agent.filtering import Kernel
 from edge_agent.frame import Frame
@@ -38,8 +43,10 @@ class Routes:
 
 
 class Pipeline:
-    def __init__(self, site, routes: Routes, pending: list, *, previous: "Pipeline | None" = None):
+    def __init__(self, site, routes: Routes, pending: list, *, states: Callable[[], list] = list,
+                 previous: "Pipeline | None" = None):
         self.site = site
+        self.states = states          # each device's (run, power) status, for FZSS
         self.profile = site.loaded_profile
         self.catalog = Catalog(site, self.profile)
         self.derived = Derived(site, self.catalog)
@@ -50,6 +57,10 @@ class Pipeline:
                              stats_window=rep.stats_window)
         self.routes = routes
         self.pending = pending
+        sent = [rt for rt in registry.record_types().values() if rt.code in self.profile.records]
+        self._types = {c: [rt for rt in sent if rt.cadence == c] for c in registry.CADENCES}
+        self._live = routes.live if "CDSS" in self.profile.records else 0
+        self._fzss = next((rt for rt in sent if rt.code == "FZSS"), None)
         self.carried = 0
         if previous is not None:
             self._carry_over(previous)
@@ -81,38 +92,40 @@ class Pipeline:
             if status is not None:
                 self._filter(status)     # the derived points' status, reported like any point
         if events:
-            self.pending.append(("YCBJ", self.routes.all, frame.wall, self.encoder.ycbj(events, frame.wall)))
+            self.produce("event", frame.wall, events)
 
     def _filter(self, frame: Frame) -> None:
         """Run `frame` through the kernel; queue a CDSS of the points it says to report."""
         k = self.kernel
         report = k.process(frame)
-        if len(report) and self.routes.live:
-            self.pending.append(("CDSS", self.routes.live, frame.wall,
+        if len(report) and self._live:
+            self.pending.append(("CDSS", self._live, frame.wall,
                                  self.encoder.cdss(report, k.value, k.status, k.time, frame.wall)))
         # switch/multistate changes are already in this frame's report (their
         # value moved); drain them so the kernel's change log stays bounded
         k.take_changes()
 
-    # ------------------------------------------------------------------ records at the edges
+    # ------------------------------------------------------------------ records by cadence (the scheduler's calls)
 
-    def fzss(self, states: list[tuple[int, int]], now: float) -> None:
-        """Every device's (run, power) status."""
-        self.pending.append(("FZSS", self.routes.all, now, self.encoder.fzss(states, now)))
+    def produce(self, cadence: str, now: float, data=None) -> None:
+        """Queue a message of every record type of this cadence that the profile sends."""
+        for rt in self._types[cadence]:
+            body = rt.produce(self, now, data)
+            if body is not None:
+                self.pending.append((rt.code, self.routes.all, now, body))
 
-    def definitions(self, now: float) -> None:
-        self.pending.append(("CDDY", self.routes.all, now, self.encoder.cddy(now)))
-        self.pending.append(("FZDY", self.routes.all, now, self.encoder.fzdy(now)))
-
-    def snapshot(self, now: float, states: list[tuple[int, int]]) -> None:
+    def snapshot(self, now: float) -> None:
         """Every realtime_every: every point and every device's status, to every sink."""
-        if self.routes.all:
-            k = self.kernel
-            self.pending.append(("CDSS", self.routes.all, now,
-                                 self.encoder.cdss(range(len(self.catalog)), k.value, k.status, k.time, now)))
-        self.fzss(states, now)
+        self.produce("snapshot", now)
 
     def statistics(self, now: float) -> None:
-        stats = self.kernel.take_stats(now)
-        if stats:
-            self.pending.append(("TJSJ", self.routes.all, now, self.encoder.tjsj(stats, now)))
+        """Statistics windows that closed by `now`."""
+        self.produce("statistics", now, self.kernel.take_stats(now))
+
+    def definitions(self, now: float) -> None:
+        self.produce("definitions", now)
+
+    def fzss(self, now: float) -> None:
+        """Every device's (run, power) status, when one changed."""
+        if self._fzss is not None:
+            self.pending.append(("FZSS", self.routes.all, now, self._fzss.produce(self, now)))
