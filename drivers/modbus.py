@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import struct
 import time
 from array import array
@@ -34,6 +33,7 @@ from typing import Callable
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
 from edge_agent.drivers.modbus_spec import ModbusConfig
+from edge_agent.backoff import Backoff
 from edge_agent.drivers.codec import BlockReader, Codec
 from edge_agent.drivers.link import Link, Unreachable, acquire, release
 from edge_agent.drivers.plan import Block, Plan
@@ -107,7 +107,7 @@ class ModbusDriver:
         # spread devices over the period (golden-ratio offsets) instead of firing
         # every device at the same instant: servers and serial gateways see an even load
         deadline = loop.time() + (self.index * 0.6180339887 % 1.0) * min(period, 1.0)
-        backoff = 0.0
+        retry = Backoff(self.BACKOFF_START, self.BACKOFF_CAP)
         me = asyncio.current_task()
         while True:
             if me is not None and me.cancelling():
@@ -118,7 +118,7 @@ class ModbusDriver:
             if delay > 0:
                 await asyncio.sleep(delay)
             if await self.poll_once():
-                backoff = 0.0
+                retry.reset()
                 deadline += period
                 late = loop.time() - deadline
                 if late >= period:          # overran whole periods: skip them, do not stack
@@ -126,8 +126,7 @@ class ModbusDriver:
                     self.counters["skipped"] += missed
                     deadline += missed * period
             else:
-                backoff = min(self.BACKOFF_CAP, max(self.BACKOFF_START, backoff * 2))
-                wait = max(period, backoff * random.uniform(0.8, 1.2))
+                wait = max(period, retry.next())
                 self.counters["backoff"] = round(wait, 3)
                 deadline = loop.time() + wait
 

@@ -14,14 +14,12 @@ What callers may rely on:
   logs the password.  `describe(exc, ...)` turns what it raised into one line.
 - `resolve(client, addresses)` maps every point to a NodeId in as few
   requests as possible, or to a reason why it cannot.
-- `backoff_delays()` yields 1, 2, 4 ... 60 s; `jittered(d)` is d +-20 %.
 - Importing this module quiets asyncua's own logging (see below).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 import socket
 from dataclasses import dataclass
@@ -37,9 +35,6 @@ from edge_agent.errors import EdgeAgentError
 from edge_agent.secrets import read_secret
 from edge_agent.secrets import resolve as secret_path
 
-BACKOFF_START = 1.0
-BACKOFF_MAX = 60.0
-JITTER = 0.2
 
 # asyncua logs each step of a failing connect or a lost link at WARNING, some
 # with tracebacks; the driver reports the outage itself in one line.  Only
@@ -111,22 +106,6 @@ def parse_address(text: str) -> ua.NodeId | list[ua.QualifiedName]:
     except (ua.UaStringParsingError, ValueError):
         raise ValueError(f"{text!r} is not an OPC UA address; write a NodeId (ns=2;s=Belt1.Speed, ns=2;i=1001) "
                          "or a browse path (/Objects/2:Belt1/2:Speed)") from None
-
-
-def backoff_delays(start: float = BACKOFF_START, cap: float = BACKOFF_MAX):
-    """Nominal reconnect delays: start, doubling, capped (jitter is applied by the caller)."""
-    d = start
-    while True:
-        yield d
-        d = min(d * 2, cap)
-
-
-_rng = random.Random()
-
-
-def jittered(d: float) -> float:
-    """`d` +-20 %, so devices that lost one server together do not reconnect in lockstep."""
-    return d * (1.0 + _rng.uniform(-JITTER, JITTER))
 
 
 def show_url(url: str) -> str:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import orjson
 
+from edge_agent.backoff import Backoff
+
 from edge_agent.forward.files_spec import FilesCfg
 from edge_agent.profile.tables import Profile
 from edge_agent.profile.textfile import write_file
@@ -105,7 +107,7 @@ class FileSink:
 
     async def run(self) -> None:
         push_task = asyncio.create_task(self.push.run(), name="sink:ftp") if self.push is not None else None
-        delay = self.backoff[0]
+        retry = Backoff(*self.backoff)
         try:
             while True:
                 self.wake.clear()
@@ -118,13 +120,12 @@ class FileSink:
                         log.error("outbox %s: cannot write spec files (%s); nothing acknowledged, retrying "
                                   "with backoff; free space or fix permissions", self.directory, reason)
                     self.failing = reason
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.backoff[1])
+                    await asyncio.sleep(retry.next())
                     continue
                 if self.failing is not None:
                     log.warning("outbox %s: writing spec files again", self.directory)
                     self.failing = None
-                delay = self.backoff[0]
+                retry.reset()
                 if n < self.batch:
                     await self._wait()
         finally:

@@ -33,12 +33,12 @@ import asyncio
 import ftplib
 import logging
 import os
-import random
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from edge_agent.backoff import Backoff
 from edge_agent.errors import ConfigError, EdgeAgentError, Problem
 from edge_agent.forward.files_spec import FilesCfg, parse_upload
 from edge_agent.secrets import read_secret
@@ -98,7 +98,7 @@ class FtpPush:
         await asyncio.to_thread(self._close)
 
     async def run(self) -> None:
-        delay = self.backoff[0]
+        retry = Backoff(*self.backoff)
         while True:
             self.wake.clear()
             try:
@@ -106,8 +106,7 @@ class FtpPush:
             except OSError as exc:
                 files = []
                 self._failed(f"cannot read the outbox {self.directory}: {exc.strerror or exc}", None)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.backoff[1])
+                await asyncio.sleep(retry.next())
                 continue
             for path in files:
                 try:
@@ -117,13 +116,12 @@ class FtpPush:
                     await asyncio.to_thread(self._close)
                     if self._leftovers:
                         await asyncio.to_thread(self._clean)
-                    await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                    delay = min(delay * 2, self.backoff[1])
+                    await asyncio.sleep(retry.next())
                     break
                 if self.failing is not None:
                     log.warning("FTP push to %s:%d: uploading again", self.target.host, self.target.port)
                     self.failing = None
-                delay = self.backoff[0]
+                retry.reset()
             else:
                 if not self.wake.is_set():
                     try:

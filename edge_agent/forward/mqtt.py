@@ -15,7 +15,7 @@ What callers may rely on:
   `trouble` (None while connected); `name`: its sink name in the buffer (`mqtt` by default).
 - `run()` never raises for broker, network, TLS, login or credential-file errors: it logs one
   line naming the broker and the reason, then retries with backoff (1 s doubling, cap 60 s,
-  jitter).  A line that repeats unchanged is logged again only every 10 minutes.
+  +-20 % jitter: `edge_agent.backoff`).  A line that repeats unchanged is logged again only every 10 minutes.
 - Failover: `cfg.url` may be a list.  A failed or lost broker makes the next attempt go to the
   next URL.  With `return_to_primary`, while on another broker the first one is probed (a real
   MQTT connect) every `primary_probe_every` seconds and used again once it accepts.
@@ -34,13 +34,13 @@ import asyncio
 import errno
 import logging
 import math
-import random
 import time
 from typing import Callable
 
 import aiomqtt
 import orjson
 
+from edge_agent.backoff import Backoff
 from edge_agent.errors import ConfigError, EdgeAgentError, Problem
 from edge_agent.forward.tls import Broker, explain, plaintext_problem, tls_context
 from edge_agent.secrets import read_secret
@@ -154,7 +154,7 @@ class MqttSink:
 
     async def run(self) -> None:
         """Deliver until cancelled; on cancel, leave the broker cleanly and return by raising CancelledError."""
-        failures = 0
+        retry = Backoff(self.backoff_base, self.backoff_cap)
         while True:
             broker = self.brokers[self._index]
             self._connected_since = None
@@ -168,24 +168,19 @@ class MqttSink:
                 reason = explain(exc, broker, detail=getattr(exc, "detail", None),
                                  connecting=self._connected_since is None)
             if reason is None:                 # left on purpose for the primary: no backoff
-                failures = 0
+                retry.reset()
                 self._index = 0
                 continue
             self._counts["errors"] += 1
             if self._connected_since is not None and time.monotonic() - self._connected_since > 10.0:
-                failures = 0                   # a long healthy session: start the backoff again from 1 s
-            delay = self._backoff(failures)
-            failures += 1
+                retry.reset()                  # a long healthy session: start the backoff again from 1 s
+            delay = retry.next()
             if len(self.brokers) > 1:
                 self._index = (self._index + 1) % len(self.brokers)
             nxt = self.brokers[self._index]
             then = f"trying {nxt} in {delay:.1f}s" if nxt is not broker else f"retrying in {delay:.1f}s"
             self._log_failure(f"mqtt: {broker}: {reason}; {then}")
             await asyncio.sleep(delay)
-
-    def _backoff(self, failures: int) -> float:
-        d = min(self.backoff_cap, self.backoff_base * 2 ** min(failures, 30))
-        return d / 2 + random.uniform(0, d / 2)       # equal jitter: gateways don't reconnect in lockstep
 
     def _log_failure(self, line: str) -> None:
         now = time.monotonic()
