@@ -6,9 +6,15 @@ file.  A file that is not a database, or fails `PRAGMA quick_check`, is renamed
 every message still readable from the old one is copied into it (oldest
 first, until the first unreadable page), seq continues after the highest seq
 found, and one line is logged.  It never raises for a corrupt file.
+
+The buffer's folder is created durably (`fsutil.make_dirs`).  A file that
+knows no seq history (new, or a corrupt one whose next seq is unreadable)
+continues at the seq mark beside it (`seqmark`), with one line, so seq never
+repeats after the buffer was lost.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -17,7 +23,8 @@ from pathlib import Path
 
 from edge_agent.buffer import counts, sinks as sink_table
 from edge_agent.buffer.schema import connect, migrate, stored_priority, transaction
-from edge_agent.fsutil import sync_dir
+from edge_agent.buffer.seqmark import mark_path, read_mark
+from edge_agent.fsutil import make_dirs, sync_dir
 
 log = logging.getLogger("edge_agent.buffer")
 
@@ -59,15 +66,22 @@ def move_aside(path: Path) -> Path:
     return dest
 
 
-def salvage(old: Path, db: sqlite3.Connection) -> tuple[int, int]:
-    """Copy the readable messages of `old` into `db` (one transaction); return (copied, next seq)."""
+def salvage(old: Path, db: sqlite3.Connection, floor: int = 1) -> tuple[int, int]:
+    """Copy the readable messages of `old` into `db` (one transaction); return (copied, next seq).
+
+    The next seq is the old file's own when readable, else above every row copied and at
+    least `floor` (the seq mark)."""
     had_wal = Path(f"{old}-wal").exists()
     try:
         # without a WAL of its own, read it as immutable: no -wal/-shm appear beside the old file
         src = sqlite3.connect(f"file:{old}?mode=ro" + ("" if had_wal else "&immutable=1"), uri=True)
     except sqlite3.Error:
-        return 0, 1
-    copied, top, next_seq = 0, 0, 1
+        src = None
+    copied, top, next_seq = 0, 0, floor
+    if src is None:
+        with transaction(db):
+            db.execute(SET_NEXT, (next_seq,))
+        return copied, next_seq
     try:
         try:
             next_seq = int(src.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0])
@@ -114,6 +128,31 @@ def _open_checked(path: Path, durability: str, sinks: tuple[str, ...] = ()) -> s
         raise
 
 
+def _mark(path: Path) -> tuple[int, str | None]:
+    """(the seq mark beside `path` or 1, why it could not be read or None)."""
+    mark = mark_path(path)
+    try:
+        return read_mark(mark) or 1, None
+    except (OSError, ValueError) as exc:
+        return 1, f"its seq mark {mark.name} is unreadable ({exc})"
+
+
+def _continue_at_mark(db: sqlite3.Connection, path: Path) -> None:
+    """A file that knows no seq history continues above every seq handed out before (one line)."""
+    if db.execute("SELECT 1 FROM meta WHERE key='next_seq' UNION ALL SELECT 1 FROM messages LIMIT 1").fetchone():
+        return
+    floor, unreadable = _mark(path)
+    if unreadable:
+        log.error("buffer: %s is new and %s; seq starts at 1, so a consumer that drops repeated seqs may "
+                  "drop new messages: tell the platform, or restore the mark", path, unreadable)
+    elif floor > 1:
+        with transaction(db):
+            db.execute(SET_NEXT, (floor,))
+        log.warning("buffer: %s is new or was lost, but seqs up to %d were handed out before (seq mark %s); "
+                    "seq continues at %d: a gap for the lost messages, never a repeat",
+                    path, floor - 1, mark_path(path).name, floor)
+
+
 def open_db(path: Path, durability: str, sinks: tuple[str, ...] = ()) -> sqlite3.Connection:
     """A connection to `path` with the current schema; a corrupt file is moved aside and salvaged.
 
@@ -122,20 +161,31 @@ def open_db(path: Path, durability: str, sinks: tuple[str, ...] = ()) -> sqlite3
     Raises sqlite3/OS errors for a disk that refuses (read-only, full, I/O error): the
     caller decides what to tell the user.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     try:
-        return _open_checked(path, durability, sinks)
+        db = _open_checked(path, durability, sinks)
     except (CorruptFile, sqlite3.DatabaseError) as exc:
         if not _is_corrupt(exc):
             raise
         reason = str(exc)
+    else:
+        try:
+            _continue_at_mark(db, path)
+        except BaseException:
+            db.close()
+            raise
+        return db
     dest = move_aside(path)
     db = _open_checked(path, durability)
+    floor, _ = _mark(path)
     try:
-        copied, next_seq = salvage(dest, db)
+        copied, next_seq = salvage(dest, db, floor)
     except sqlite3.Error as exc:            # the new file refused the copy: start empty rather than loop
-        copied, next_seq = 0, 1
+        copied, next_seq = 0, floor
         log.debug("buffer: salvage from %s failed: %s", dest, exc)
+        with contextlib.suppress(sqlite3.Error):
+            with transaction(db):
+                db.execute(SET_NEXT, (floor,))
     log.error("buffer: %s is corrupt (%s); moved it to %s and started a new buffer with the %d messages "
               "still readable (seq continues at %d); the old file is kept for inspection",
               path, reason, dest.name, copied, next_seq)

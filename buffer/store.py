@@ -12,7 +12,9 @@ What callers may rely on:
   and `tick` retries.  Nothing can overtake rows waiting in memory.
 - `peek` returns only committed rows, and in `normal` mode only rows whose WAL
   frames are on disk (it syncs the WAL first when it must), so a seq a sink has
-  seen is never handed out again after a power loss.
+  seen is never handed out again after a power loss.  It raises the seq mark
+  (`seqmark`) before a sink sees a seq above it: a lost buffer file never makes
+  seq repeat either.
 - Bounds drop by class (CDSS/FZSS, then TJSJ, then CDDY/FZDY, then YCBJ),
   oldest first; `max_age` never drops definitions or alarms.  Every drop is
   counted by type (`drops`, persisted) and reported once (`take_drop_report`).
@@ -43,6 +45,7 @@ from edge_agent.buffer import counts, sinks as sink_table
 from edge_agent.buffer.bounds import enforce_age, enforce_size, row_cost, shed, used_bytes
 from edge_agent.buffer.drops import DropLog
 from edge_agent.buffer.opening import open_db
+from edge_agent.buffer.seqmark import SeqMark
 from edge_agent.fsutil import sync_dir
 from edge_agent.buffer.schema import (ADD_DROPS, DELETE_DONE, INSERT, SET_META, disk_error, priority,
                                      transaction)
@@ -95,6 +98,7 @@ class Buffer:
         self._next_seq = max(int(row[0]) if row else 1, top + 1)
         self._committed_top = self._next_seq - 1
         self._synced_top = self._committed_top      # what we found at open is what survived
+        self._mark = SeqMark(self.path, retry_every)
         drops = db.execute("SELECT type, total, unreported FROM drops").fetchall()
         self._drops = DropLog({t: n for t, n, _ in drops})
         self._drops.restore_report({t: u for t, _, u in drops}, None, None)
@@ -229,6 +233,8 @@ class Buffer:
             rows = [r for r in rows if r[0] not in acked][:limit]
         if rows and rows[-1][0] > self._synced_top and not self._guard(self._sync):
             rows = [r for r in rows if r[0] <= self._synced_top]
+        if rows and rows[-1][0] >= self._mark.reserved:
+            self._mark.reserve(max(rows[-1][0] + 1, self._next_seq))
         return [Row(*r) for r in rows]
 
     def ack(self, sink: str, seqs: Iterable[int]) -> None:

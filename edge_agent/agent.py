@@ -85,6 +85,10 @@ class Agent:
         self.started = time.time()
         self.last_clock = time.monotonic()
         self.reloads = 0
+        self.alarms = None
+        if site.alarms.enabled:            # the alarm book: level changes in, alarm records out
+            from edge_agent.alarms.wiring import AgentAlarms
+            self.alarms = AgentAlarms(self)
 
     @property
     def kernel(self):
@@ -93,6 +97,31 @@ class Agent:
     @property
     def catalog(self):
         return self.pipeline.catalog
+
+    @property
+    def encoder(self):
+        return self.pipeline.encoder
+
+    @property
+    def profile(self):
+        return self.pipeline.profile
+
+    def sinks_of_kind(self, kind: str) -> list:
+        return [s for s in self.sinks if self.sink_specs[s.name].kind == kind]
+
+    @property
+    def mqtt(self):
+        """The first MQTT sink, or None (the console's uplink panel)."""
+        return next(iter(self.sinks_of_kind("mqtt")), None)
+
+    @property
+    def files(self):
+        """The first spec-file sink, or None."""
+        return next(iter(self.sinks_of_kind("files")), None)
+
+    def mask_of_kind(self, kind: str) -> int:
+        """The buffer mask of every sink of this kind (the alarm book's MQTT-only records)."""
+        return self.buffer.mask(*(s.name for s in self.sinks_of_kind(kind)))
 
     def _driver(self, i: int, site: Site, pipeline: Pipeline):
         drv = make_driver(i, site.devices[i], pipeline.catalog.by_device[i], self.on_frame, base_dir=site.base_dir)
@@ -108,7 +137,9 @@ class Agent:
         st = self.devices[frame.device]
         st.frames += 1
         st.last_frame = frame.wall
-        self.pipeline.on_frame(frame)
+        events = self.pipeline.on_frame(frame)
+        if self.alarms is not None:
+            self.alarms.after_frame(frame, self.kernel, events)
         if self.pending and self._commit_at is None:
             # frames arriving within batch_every share one transaction; none waits longer
             self._commit_at = asyncio.get_running_loop().call_later(self.site.report.batch_every, self._commit_due)
@@ -231,8 +262,19 @@ class Agent:
         if self.site.metrics.enabled:
             from edge_agent.metrics import MetricsServer
             metrics = MetricsServer(self.site.metrics.listen, self.metrics_snapshot)
+        self.console = None
         watchdog = sdnotify.Watchdog()
-        async with _all(([metrics] if metrics else []) + self.sinks):
+        web = None
+        if self.site.console.enabled:      # the local web server: alarm API (and the console's pages)
+            from edge_agent.web import WebServer, optional
+            web = WebServer(self.site.console.listen)
+            if self.alarms is not None:
+                self.alarms.add_routes(web.app)
+            from edge_agent.console import Console
+            self.console = Console(web, self)       # the operator console's pages on the same server
+        self.web = web
+        extra = ([self.alarms] if self.alarms is not None else []) + ([optional(web), self.console] if web else [])
+        async with _all(([metrics] if metrics else []) + self.sinks + extra):
             for i, drv in enumerate(self.drivers):
                 await drv.__aenter__()
                 self._start_driver(i)
@@ -285,10 +327,11 @@ class Agent:
         """
         old = self.site
         sdnotify.reloading()
-        for key in ("buffer", "forward", "metrics"):
+        restart_keys = ("buffer", "forward", "metrics", "alarms", "console")
+        for key in restart_keys:
             if getattr(old, key) != getattr(new, key):
                 log.warning("reload: %s settings changed; restart the service to apply them", key)
-        new = new.model_copy(update={"buffer": old.buffer, "forward": old.forward, "metrics": old.metrics})
+        new = new.model_copy(update={key: getattr(old, key) for key in restart_keys})
         try:
             pipeline = Pipeline(new, self.routes, self.pending, states=self.fzss_states, previous=self.pipeline)
             keep = [i for i, dev in enumerate(new.devices) if i < len(old.devices) and
@@ -304,6 +347,8 @@ class Agent:
         old_cddy = self.pipeline.encoder.cddy(0.0)
         old_drivers, old_tasks, old_states = self.drivers, self.driver_tasks, self.devices
         self.site, self.pipeline = new, pipeline
+        if self.alarms is not None:
+            self.alarms.bind(self)
         self.drivers = [old_drivers[i] if i in keep else fresh[i] for i in range(len(new.devices))]
         self.driver_tasks = [old_tasks[i] if i in keep else None for i in range(len(new.devices))]
         self.devices = [old_states[i] if i in keep else DeviceState() for i in range(len(new.devices))]

@@ -2,13 +2,15 @@
 
 `load_site` already refused everything `run` would refuse (`check` and `run` share it);
 what is here only reports: warnings (secret files others can read, certificate files
-not there yet, no sink), the points marked writable, each driver's read plan (`-v`), and
-`--connect` (each driver that can reach its devices from `check` does so).
+not there yet, no sink, the safety mark expiry, local codes), the points marked writable, each
+driver's read plan (`-v`), `--connect` (each driver that can reach its devices from `check` does
+so) and `--receiver` (what a strict receiver would flag in the site's files).
 """
 from __future__ import annotations
 
 from edge_agent import registry
 from edge_agent.config import Site
+from edge_agent.i18n import _
 from edge_agent.points import Catalog
 
 
@@ -18,8 +20,11 @@ def warnings(site: Site) -> list[str]:
     out: list[str] = []
     where = site.source or "site file"
     if not site.forward.enabled():
-        out.append(f"{where}: forward: no sink configured (mqtt or files); records will only be buffered")
+        out.append(_("{file}: forward: no sink configured (mqtt or files); records will only be buffered").format(
+            file=where))
     out += permission_warnings(site)
+    from edge_agent.alarms.config import warnings as alarm_warnings
+    out += alarm_warnings(site)
     for dev in site.devices:
         for loc, reason in registry.driver(dev.driver).warnings_of(dev, site):
             out.append(f"{where}: devices[{dev.name}].{_dotted(loc)}: {reason}")
@@ -49,20 +54,36 @@ def connect_report(site: Site) -> list[str]:
     return asyncio.run(run())
 
 
+def receiver_report(site: Site) -> tuple[list[str], bool]:
+    """`check --receiver`: what a strict receiver would flag in the site's files (one line per rule and type),
+    and whether any of it is a rule break (not only a risk)."""
+    from edge_agent.profile.receiver import BREAK, site_findings, summary
+    profile = site.loaded_profile
+    findings = site_findings(site, profile, Catalog(site, profile))
+    if not findings:
+        return ["receiver: nothing a strict receiver would flag in CDDY, FZDY, FZSS, CDSS, TJSJ or YCBJ"], False
+    return summary(findings), any(f.severity == BREAK for f in findings)
+
+
 def check_report(site: Site, *, verbose: bool = False) -> list[str]:
+    from edge_agent.profile.receiver import site_warnings
     profile = site.loaded_profile
     catalog = Catalog(site, profile)
-    lines = [f"{site.source}: ok: {len(site.devices)} devices, {len(catalog)} points, profile {profile.name}"]
-    lines += [f"warning: {w}" for w in warnings(site)]
+    lines = [_("{file}: ok: {devices} devices, {points} points, profile {profile}").format(
+        file=site.source, devices=len(site.devices), points=len(catalog), profile=profile.name)]
+    receiver_warnings, notes = site_warnings(site, profile, catalog)
+    lines += [_("warning: {text}").format(text=w) for w in warnings(site) + receiver_warnings]
+    lines += [_("note: {text}").format(text=n) for n in notes]
     writable = [f"{site.devices[rp.device].name}/{rp.id}" for rp in catalog.points if rp.cfg.writable]
     if writable:
-        lines.append(f"writable points ({len(writable)}): {', '.join(writable)}")
+        lines.append(_("writable points ({n}): {points}").format(n=len(writable), points=", ".join(writable)))
     else:
-        lines.append("writable points: none (the agent never writes to devices)")
+        lines.append(_("writable points: none (the agent never writes to devices)"))
     if verbose:
         for i, dev in enumerate(site.devices):
             describe = registry.load(registry.driver(dev.driver).describe)
-            lines.append(f"device {dev.name} ({dev.driver}, poll {dev.poll:g}s): {len(dev.points)} points")
+            lines.append(_("device {name} ({driver}, poll {poll}s): {n} points").format(
+                name=dev.name, driver=dev.driver, poll=format(dev.poll, "g"), n=len(dev.points)))
             if describe is not None:
                 lines += [f"  {line}" for line in describe(dev, catalog.by_device[i])]
     return lines

@@ -74,8 +74,10 @@ def cmd_run(args) -> int:
 
 def cmd_check(args) -> int:
     from edge_agent.checks import check_report
+    from edge_agent.config import load_site
     try:
-        site = _load(args.config)     # every check `run` relies on
+        # every check `run` relies on, and the receivers' code lengths
+        site = load_site(args.config, receiver_limits=True)
     except ConfigError as exc:
         return _print_problems(exc)
     for line in check_report(site, verbose=args.verbose):
@@ -87,7 +89,13 @@ def cmd_check(args) -> int:
             print(line, file=sys.stderr)
         if unreachable:
             return 1
-        print("connect: every OPC UA device answered and every node resolved")
+        from edge_agent.i18n import _
+        print(_("connect: every OPC UA device answered and every node resolved"))
+    if args.receiver:
+        from edge_agent.checks import receiver_report
+        lines, broken = receiver_report(site)
+        print("\n".join(lines))
+        return 1 if broken else 0
     return 0
 
 
@@ -98,7 +106,8 @@ def cmd_demo(args) -> int:
     from edge_agent.demo import run_demo
     logs.setup("plain", args.log_level)
     return asyncio.run(run_demo(duration=args.duration, mqtt=args.mqtt, workdir=Path(args.workdir),
-                                scenario=args.scenario, every=args.every))
+                                scenario=args.scenario, every=args.every, console=args.console,
+                                open_browser=not args.no_open))
 
 
 def cmd_simulate(args) -> int:
@@ -130,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-v", "--verbose", action="store_true", help="also print every device's read plan")
     c.add_argument("--connect", action="store_true",
                    help="also connect to every OPC UA device and resolve its nodes and browse paths")
+    c.add_argument("--receiver", action="store_true",
+                   help="also list what a strict receiver would flag in the site's files (exit 1 on a rule break)")
     c.set_defaults(func=cmd_check)
 
     d = sub.add_parser("demo", help="run the built-in simulated mine and the agent on it")
@@ -140,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="buffer and outbox live here; a rerun continues the same seq (default %(default)s)")
     d.add_argument("--scenario", default="normal", metavar="NAME", help="simulator scenario (default normal)")
     d.add_argument("--every", type=float, default=3.0, metavar="S", help="summary interval (default 3 s)")
+    d.add_argument("--console", default=None, metavar="HOST:PORT",
+                   help="the operator console's address (default 127.0.0.1:8080, a free port when taken; '' = none)")
+    d.add_argument("--no-open", action="store_true", help="do not open the console in a browser")
     d.add_argument("--log-level", default="WARNING")
     d.set_defaults(func=cmd_demo)
 
@@ -158,8 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars():
     """Subcommands that live beside the library they skin."""
     from edge_agent import opcua_cert, pointtable, service
+    from edge_agent.alarms import cli as alarms_cli
     from edge_agent.buffer import cli as buffer_cli
-    return [buffer_cli.register, opcua_cert.register, service.register, pointtable.register]
+    from edge_agent.console import cli as console_cli
+    return [buffer_cli.register, opcua_cert.register, service.register, pointtable.register, alarms_cli.register,
+            console_cli.register]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from pydantic import BeforeValidator, Field, PlainValidator, PrivateAttr, Serial
 from pydantic_core import PydanticCustomError
 
 from edge_agent import registry
+from edge_agent.alarms.config import AlarmsCfg, ConsoleCfg
 from edge_agent.equipment import Equipment, expand_equipment
 from edge_agent.errors import ConfigError, Problem
 from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, SinkConfig, Size, field_error
@@ -38,6 +39,20 @@ class SiteInfo(Model):
     system_name: FreeText = "安全监控系统"
     manufacturer: FreeText = ""
     timezone: str | None = None        # the mine's IANA zone, when the machine's clock runs in another
+    safety_mark_expiry: str | None = None   # yyyy-MM-dd (安全标志有效期): CDDY header field 6
+
+    @field_validator("safety_mark_expiry", mode="before")
+    @classmethod
+    def _expiry(cls, v: Any) -> str | None:
+        import datetime as dt
+        if v is None or isinstance(v, dt.date):     # YAML reads an unquoted 2027-06-30 as a date
+            return None if v is None else v.strftime("%Y-%m-%d")
+        try:
+            if re.fullmatch(r"\d{4}-\d\d-\d\d", str(v)):
+                return dt.date.fromisoformat(str(v)).isoformat()
+        except ValueError:
+            pass
+        raise ValueError(f"{v!r} is not a date; write the safety mark's expiry as yyyy-MM-dd, e.g. 2027-06-30")
 
     @field_validator("mine_code", mode="before")
     @classmethod
@@ -172,6 +187,8 @@ class Site(Model):
     metrics: MetricsCfg = MetricsCfg()
     devices: tuple[AnyDevice, ...] = ()
     equipment: tuple[Equipment, ...] = ()   # belts and bins; their points are already in `devices`
+    alarms: AlarmsCfg = AlarmsCfg()         # graded warning: deadlines, the local API's token
+    console: ConsoleCfg = ConsoleCfg()      # the agent's web server (local API, console pages)
     # set by load_site: where the file was, for relative paths
     source: str = Field("", exclude=True)
     _profile: Any = PrivateAttr(None)
@@ -232,8 +249,11 @@ def _foreign_key(err: dict, loc: tuple, data: Any) -> str | None:
             f"{'have' if len(owners) > 1 else 'has'} it); remove it, or check `driver:`")
 
 
-def load_site(path: str | os.PathLike, *, check_files: bool = True) -> "Site":
-    """Parse and validate a site file, its point tables, its profile and its components."""
+def load_site(path: str | os.PathLike, *, check_files: bool = True, receiver_limits: bool = False) -> "Site":
+    """Parse and validate a site file, its point tables, its profile and its components.
+
+    `receiver_limits` (`edge-agent check`): also refuse original numbers, point codes and substation codes
+    longer than the profile's receivers take (`run` only logs that such codes exist)."""
     from edge_agent.profile.tables import load_profile  # profile depends on errors only
 
     p = Path(path)
@@ -267,8 +287,18 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True) -> "Site":
     except ConfigError as exc:
         raise ConfigError(problems + exc.problems)
     problems.extend(semantic_problems(site, site.loaded_profile, where, data, lines))
+    if receiver_limits:
+        from edge_agent.profile.receiver import site_problems
+        for loc, reason in site_problems(site, site.loaded_profile):
+            loc = _point_loc(loc, data)
+            problems.append(Problem(where, line_for(loc, lines), pretty_loc(loc, data), reason))
     if not problems:
         problems.extend(component_problems(site, where, data, lines))
+    from edge_agent.alarms.spec import alarm_spec
+    try:
+        alarm_spec(site.loaded_profile)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
     return site
@@ -292,9 +322,7 @@ def semantic_problems(site: Site, profile, where: str, data: Any, lines) -> list
         names[dev.name] = di
         seen: dict[str, int] = {}
         for pi, pt in enumerate(dev.points):
-            loc = ("devices", di, "points", pi)
-            if pi >= len((data.get("devices") or [{}])[di].get("points") or []):
-                loc = ("devices", di, "points_file")
+            loc = _point_loc(("devices", di, "points", pi), data)
             if pt.id in seen:
                 add(loc + ("id",), f"point id {pt.id!r} appears twice in device {dev.name}")
             seen[pt.id] = pi
@@ -308,6 +336,15 @@ def semantic_problems(site: Site, profile, where: str, data: Any, lines) -> list
                                    "differ for points of the same kind and sensor type")
             codes[code] = f"{dev.name}/{pt.id}"
     return out
+
+
+def _point_loc(loc: tuple, data: Any) -> tuple:
+    """A point given by (device, point) indices points at its entry, or at `points_file` for a CSV row."""
+    if len(loc) >= 4 and loc[0] == "devices" and loc[2] == "points":
+        di, pi = loc[1], loc[3]
+        if pi >= len((data.get("devices") or [{}])[di].get("points") or []):
+            return ("devices", di, "points_file")
+    return loc
 
 
 def component_problems(site: Site, where: str, data: Any, lines) -> list[Problem]:
@@ -334,4 +371,5 @@ def component_problems(site: Site, where: str, data: Any, lines) -> list[Problem
 def point_code(site: Site, pt: Point, profile) -> str:
     """mine code + system code + value kind + sensor type + original point number (PROFILE.md)."""
     kind = pt.kind or profile.sensors[pt.sensor].kind
-    return f"{site.site.mine_code}{site.site.system_code}{profile.value_kinds[kind]}{pt.sensor}{pt.id}"
+    number = profile.options.point_number(pt.id) if profile.options is not None else pt.id
+    return f"{site.site.mine_code}{site.site.system_code}{profile.value_kinds[kind]}{pt.sensor}{number}"

@@ -7,15 +7,16 @@ import signal
 import socket
 import sys
 import time
-import unicodedata
 from importlib import resources
 from pathlib import Path
 
-from edge_agent.config import Site, load_site
+from edge_agent.config import ConsoleCfg, Site, load_site
 from edge_agent.drivers.sim.harness import free_port
+from edge_agent.fsutil import make_dirs
+from edge_agent.i18n import N_, _, pad
 
-STATUS_NAMES = {1: "ALARM", 2: "CUT-OFF", 4: "calibrating", 8: "over-range", 16: "substation-fault",
-                32: "not-polled", 64: "paused", 128: "sensor-fault"}
+STATUS_NAMES = {1: N_("ALARM"), 2: N_("CUT-OFF"), 4: N_("calibrating"), 8: N_("over-range"),
+                16: N_("substation-fault"), 32: N_("not-polled"), 64: N_("paused"), 128: N_("sensor-fault")}
 
 
 def demo_site_path() -> Path:
@@ -31,8 +32,20 @@ def _port_free(port: int) -> bool:
             return False
 
 
-def demo_site(workdir: Path, mqtt: str | None, port: int) -> Site:
-    """The bundled demo site, pointed at DIR and at the simulator's port."""
+DEMO_USER, DEMO_PASSWORD = "demo", "demo-demo"     # README: how to log in to the demo's console
+
+
+def demo_console(workdir: Path, listen: str) -> ConsoleCfg:
+    """The demo's console: `listen`, and a password file with the demo login (made once in DIR)."""
+    from edge_agent.console.auth import parse_users, set_user
+    pw = workdir.resolve() / "console.pass"
+    if not pw.exists() or DEMO_USER not in parse_users(pw.read_text(encoding="utf-8"), str(pw)):
+        set_user(pw, DEMO_USER, DEMO_PASSWORD)
+    return ConsoleCfg(listen=listen, password_file=str(pw))
+
+
+def demo_site(workdir: Path, mqtt: str | None, port: int, console: str | None = None) -> Site:
+    """The bundled demo site, pointed at DIR and at the simulator's port (and a console on `console`)."""
     site = load_site(demo_site_path())
     workdir = workdir.resolve()
     devices = tuple(d.model_copy(update={"port": port}) for d in site.devices)
@@ -44,19 +57,14 @@ def demo_site(workdir: Path, mqtt: str | None, port: int) -> Site:
         "devices": devices,
         "buffer": site.buffer.model_copy(update={"path": str(workdir / "buffer.sqlite")}),
         "forward": fwd,
+        "console": demo_console(workdir, console) if console else ConsoleCfg(enabled=False),
     })
 
 
 def status_text(bits: int) -> str:
     if bits == 0:
-        return "ok"
-    return ",".join(name for bit, name in STATUS_NAMES.items() if bits & bit)
-
-
-def pad(text: str, width: int) -> str:
-    """Left-align in terminal columns: CJK characters take two."""
-    cols = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-    return text + " " * max(0, width - cols)
+        return _("ok")
+    return ",".join(_(name) for bit, name in STATUS_NAMES.items() if bits & bit)
 
 
 def format_value(v: float, decimals: int) -> str:
@@ -66,20 +74,22 @@ def format_value(v: float, decimals: int) -> str:
 def summary(agent, out=sys.stdout) -> None:
     k = agent.kernel
     now = time.strftime("%H:%M:%S")
-    up = next((s for s in agent.sinks if s.name == "mqtt"), None)
+    up = agent.mqtt
     if up is None:
-        uplink = "files only"
+        uplink = _("files only")
     elif up.connected:
-        uplink = f"connected to {up.broker}"
+        uplink = _("connected to {broker}").format(broker=up.broker)
     else:
-        uplink = "down, buffering"
+        uplink = _("down, buffering")
     stats = agent.buffer.stats()
     backlog = ", ".join(f"{s} {n}" for s, n in stats["backlog"].items())
-    lines = [f"--- {now}  seq {agent.buffer.next_seq - 1}  buffer: {stats['rows']} rows ({backlog})  "
-             f"uplink: {uplink}  frames: {agent.frames}"]
+    lines = [_("--- {now}  seq {seq}  buffer: {rows} rows ({backlog})  uplink: {uplink}  frames: {frames}").format(
+        now=now, seq=agent.buffer.next_seq - 1, rows=stats["rows"], backlog=backlog, uplink=uplink,
+        frames=agent.frames)]
     for di, dev in enumerate(agent.site.devices):
         st = agent.devices[di]
-        state = "online" if st.online else ("offline: " + st.reason if st.online is False else "starting")
+        state = _("online") if st.online else (_("offline: {reason}").format(reason=st.reason)
+                                                if st.online is False else _("starting"))
         lines.append(f"  {dev.name} [{state}]")
         for rp in agent.catalog.by_device[di]:
             lines.append(f"    {pad(rp.id, 4)} {pad(rp.sensor_name, 14)} "
@@ -88,23 +98,51 @@ def summary(agent, out=sys.stdout) -> None:
     print("\n".join(lines), file=out, flush=True)
 
 
+def _console_listen(wanted: str | None) -> str | None:
+    """The demo console's address: `wanted`, or 127.0.0.1:8080 when free, else a free port."""
+    if wanted is not None:
+        return wanted or None
+    return "127.0.0.1:8080" if _port_free(8080) else f"127.0.0.1:{free_port()}"
+
+
+def _open_browser(url: str) -> None:
+    """Open the console in the desktop's browser, only where there is a desktop (never a text browser)."""
+    import os
+    import webbrowser
+    if (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and sys.stdout.isatty():
+        try:
+            webbrowser.open(url)
+        except Exception:  # no browser: the address is printed anyway
+            pass
+
+
 async def run_demo(*, duration: float | None, mqtt: str | None, workdir: Path, scenario: str = "normal",
-                   every: float = 3.0) -> int:
+                   every: float = 3.0, console: str | None = None, open_browser: bool = True) -> int:
+    """`console`: None = 127.0.0.1:8080 (or a free port), "" = no console, else host:port."""
     from edge_agent.agent import Agent
     from edge_agent.drivers import sim
 
-    workdir.mkdir(parents=True, exist_ok=True)
+    make_dirs(workdir)              # durably: the buffer and outbox live in it
     port = 15020 if _port_free(15020) else free_port()
-    site = demo_site(workdir, mqtt, port)
+    site = demo_site(workdir, mqtt, port, _console_listen(console))
     server = await sim.start(site, port=port, scenario=scenario)
     agent = Agent(site)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"edge-agent demo: simulated mine on 127.0.0.1:{port} (scenario {scenario}); "
-          f"work folder {workdir.resolve()}; uplink {mqtt or 'none'}; "
-          f"{'running ' + format(duration, 'g') + ' s' if duration else 'Ctrl-C to stop'}", flush=True)
+    running = _("running {s} s").format(s=format(duration, "g")) if duration else _("Ctrl-C to stop")
+    print(_("edge-agent demo: simulated mine on 127.0.0.1:{port} (scenario {scenario}); work folder {dir}; "
+            "uplink {uplink}; {running}").format(port=port, scenario=scenario, dir=workdir.resolve(),
+                                                 uplink=mqtt or _("none"), running=running), flush=True)
+
+    def ready() -> None:
+        if agent.web is not None:
+            print(_("edge-agent demo: console on {url} (log in as {user}, password {password}, to acknowledge "
+                    "and dispose of warnings)").format(url=agent.web.url, user=DEMO_USER, password=DEMO_PASSWORD),
+                  flush=True)
+            if open_browser:
+                _open_browser(agent.web.url)
 
     async def printer():
         while not stop.is_set():
@@ -122,13 +160,14 @@ async def run_demo(*, duration: float | None, mqtt: str | None, workdir: Path, s
 
     tasks = [asyncio.create_task(printer()), asyncio.create_task(timer())]
     try:
-        await agent.run(stop)
+        await agent.run(stop, ready=ready)
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         await server.stop()
     outbox = workdir / "outbox"
     files = sorted(outbox.glob("*.txt")) if outbox.exists() else []
-    print(f"edge-agent demo: stopped at seq {agent.buffer.next_seq - 1}; {len(files)} spec files in {outbox.resolve()}"
-          + (f" (latest {files[-1].name})" if files else ""), flush=True)
+    print(_("edge-agent demo: stopped at seq {seq}; {n} spec files in {dir}").format(
+        seq=agent.buffer.next_seq - 1, n=len(files), dir=outbox.resolve())
+        + (_(" (latest {name})").format(name=files[-1].name) if files else ""), flush=True)
     return 0

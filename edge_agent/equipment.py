@@ -27,11 +27,13 @@ Signals (slot, sensor code, what):
     belt  1 running 1004 | 2 belt_speed 0060 | 3 current 0017 | 4 bearing_temp 0026
           5 motor_temp 0028 | 6 drive_speed 0901 | 7 smoke 1008 | 8 deviation 1901 (跑偏)
           9 tear 1902 (撕裂) | 10 pull_cord 1903 (拉线急停) | 11 pileup 1904 (堆煤) | 12 co 0004
-    bin   1 level 0008 or 0050 | 2 feeder 1004 | 3 full 1007 | 4 gate 0902 | 5 inflow 1004
+    bin   1 level 0008 or 0050 | 2 feeder 1004 | 3 full 1007 | 4 gate 0051 (开度) | 5 inflow 1004
 
-`running` (belt) and `level` (bin) are required.  Sensor codes 0901, 0902 and
-1901-1904 are project-local rows of config/sensors.csv (the spec's public
-excerpt has no codes for them); a province's table may renumber them.
+`running` (belt) and `level` (bin) are required.  The receivers' code table has
+no code for belt speed, drive-drum speed, deviation, tear, pull-cord and pile-up:
+0060, 0901 and 1901-1904 are project-local codes, declared in the profile's
+`local_sensors` (the default profile acquires and evaluates them but sends no
+record of them; a profile may renumber them or send them).
 
 Rule parameters (`rules:`), with defaults; the rules themselves are in
 `edge_agent/derived.py`:
@@ -125,7 +127,7 @@ TEMPLATES: dict[str, Template] = {
         "level": Signal(1, ("0008", "0050"), {"deadband": 0.1}, required=True),
         "feeder": Signal(2, ("1004",), {}),
         "full": Signal(3, ("1007",), {}),
-        "gate": Signal(4, ("0902",), {"deadband": 1}),
+        "gate": Signal(4, ("0051",), {"deadband": 1}),
         "inflow": Signal(5, ("1004",), {}),
     }, {
         "min_drop": (0.2, _positive), "block_for": (60.0, _window), "collapse_drop": (2.0, _positive),

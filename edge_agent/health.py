@@ -72,6 +72,7 @@ def snapshot(agent) -> dict:
         "sinks": sinks,
         "buffer": buffer,
         "kernel": {"alarms_active": alarms, "points": len(agent.catalog), "rejected": agent.kernel.rejected},
+        "alarms": agent.alarms.metrics() if getattr(agent, "alarms", None) is not None else None,
         "health": _health(agent, devices, sinks, buffer),
         "uptime_s": round(time.time() - agent.started, 1),
         "reloads": agent.reloads,

@@ -10,6 +10,7 @@ The dict (every key optional; missing or None values are left out):
                         "inflight", "connected"}},                     # gauge, bool
      "buffer":  {"rows", "bytes", "oldest_age", "drops": {type: n}, "backlog": {sink: n}},
      "kernel":  {"alarms_active", "points"},
+     "alarms":  {"open": {colour: n}, "overdue", "unacknowledged", "escalations"},   # the alarm book
      "health":  {"state": "ok" | "degraded" | "down", "reasons": [str, ...]},
      "gateway": "gw-01"}
 
@@ -64,6 +65,11 @@ _BUFFER_GAUGES = (("rows", "edge_agent_buffer_rows", "Messages waiting in the bu
                   ("oldest_age", "edge_agent_buffer_oldest_age_seconds", "Age of the oldest waiting message"))
 _KERNEL_GAUGES = (("alarms_active", "edge_agent_alarms_active", "Points in alarm or cut-off now"),
                   ("points", "edge_agent_points", "Points configured"))
+_BOOK = (("overdue", "edge_agent_alarms_overdue", "Alarms past their time to acknowledge", GaugeMetricFamily),
+         ("unacknowledged", "edge_agent_alarms_unacknowledged", "Alarms not yet acknowledged or disposed of",
+          GaugeMetricFamily),
+         ("escalations", "edge_agent_alarm_escalations", "Alarms escalated for a missed deadline",
+          CounterMetricFamily))
 
 
 def _num(v: Any) -> float | None:
@@ -114,6 +120,14 @@ def families(snap: dict) -> list[Metric]:
     for key, name, doc in _KERNEL_GAUGES:
         if _num(kern.get(key)) is not None:
             out.append(GaugeMetricFamily(name, doc, value=_num(kern[key])))
+    book = snap.get("alarms") or {}
+    if book:
+        out += _labelled({c: {"n": n} for c, n in (book.get("open") or {}).items()}, "level",
+                         (("n", "edge_agent_alarms_open", "Open alarms in the alarm book, by current level"),),
+                         GaugeMetricFamily)
+        for key, name, doc, family in _BOOK:
+            if _num(book.get(key)) is not None:
+                out.append(family(name, doc, value=_num(book[key])))
     state = health_of(snap)["state"]
     h = GaugeMetricFamily("edge_agent_health", "1 for the current overall state", labels=["state"])
     for s in HEALTH_STATES:
@@ -153,19 +167,21 @@ def health_document(snap: dict) -> dict:
     return doc
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """'127.0.0.1:9108', '[::1]:9108', 'localhost:9108' or '9108' (loopback) -> (host, port)."""
+def parse_listen(text: str, *, field: str = "metrics.listen") -> tuple[str, int]:
+    """'127.0.0.1:9108', '[::1]:9108', 'localhost:9108' or '9108' (loopback) -> (host, port).
+
+    Errors name `field` (the site-file key the text came from)."""
     text = str(text).strip()
     if re.fullmatch(r"\d+", text):
         host, port = "127.0.0.1", text
     else:
         m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^\s:\[\]]+):(\d+)", text)
         if not m:
-            raise EdgeAgentError(f"metrics.listen: {text!r} is not host:port; write 127.0.0.1:9108 "
+            raise EdgeAgentError(f"{field}: {text!r} is not host:port; write 127.0.0.1:9108 "
                                  "(or [::1]:9108)")
         host, port = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
     if not 0 <= int(port) <= 65535:
-        raise EdgeAgentError(f"metrics.listen: port {port} is out of range (1-65535)")
+        raise EdgeAgentError(f"{field}: port {port} is out of range (1-65535)")
     return host, int(port)
 
 

@@ -106,6 +106,9 @@ class Point(Model):
     deadband: float | str = 0.0
     writable: bool = False
     decimals: int | None = Field(None, ge=0, le=6)
+    sensor_name: FreeText | None = None  # default: the code table's name for the sensor type
+    on_text: FreeText | None = None      # switch points (KG): the state 1 / state 0 texts; default: the code table's
+    off_text: FreeText | None = None
 
     @field_validator("id", mode="before")
     @classmethod

@@ -31,7 +31,7 @@ from edge_agent.derived import Derived
 from edge_agent.filtering import Kernel
 from edge_agent.frame import Frame
 from edge_agent.points import Catalog
-from edge_agent.profile.encode import Encoder
+from edge_agent.profile.encode import EMPTY, Encoder
 
 log = logging.getLogger("edge_agent.pipeline")
 
@@ -79,8 +79,9 @@ class Pipeline:
 
     # ------------------------------------------------------------------ hot path
 
-    def on_frame(self, frame: Frame) -> None:
-        """Run a driver's frame through the kernel and the derived conditions; queue what they report."""
+    def on_frame(self, frame: Frame) -> list:
+        """Run a driver's frame through the kernel and the derived conditions; queue what they report.
+        Returns the frame's events (the kernel's and the derived conditions')."""
         k = self.kernel
         self._filter(frame)
         events = k.take_events()
@@ -93,14 +94,16 @@ class Pipeline:
                 self._filter(status)     # the derived points' status, reported like any point
         if events:
             self.produce("event", frame.wall, events)
+        return events
 
     def _filter(self, frame: Frame) -> None:
         """Run `frame` through the kernel; queue a CDSS of the points it says to report."""
         k = self.kernel
         report = k.process(frame)
         if len(report) and self._live:
-            self.pending.append(("CDSS", self._live, frame.wall,
-                                 self.encoder.cdss(report, k.value, k.status, k.time, frame.wall)))
+            body = self.encoder.cdss(report, k.value, k.status, k.time, frame.wall)
+            if body != EMPTY:         # only points the profile does not send: no message
+                self.pending.append(("CDSS", self._live, frame.wall, body))
         # switch/multistate changes are already in this frame's report (their
         # value moved); drain them so the kernel's change log stays bounded
         k.take_changes()

@@ -17,7 +17,7 @@ from edge_agent.profile.tables import Profile
 NAN = math.nan
 
 KIND_CODE = {"analog": 0, "switch": 1, "cumulative": 2, "multistate": 3}
-DERIVED_SENSOR = "1990"    # project-local: the status of a derived condition (config/sensors.csv)
+DERIVED_SENSOR = "1990"    # project-local: the status of a derived condition (the profile's local_sensors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +36,18 @@ class ResolvedPoint:
     deadband: float         # absolute
     on_text: str
     off_text: str
+    sent: bool = True       # False: a local code the profile does not send (no record of this point goes out)
+    integral: bool = False  # every value is a whole number (integer wire type, whole scale and offset)
 
     @property
     def id(self) -> str:
         return self.cfg.id
+
+
+def _integral(pt: Point) -> bool:
+    """Whether every value of the point is a whole number (JSON integers, not 42.0)."""
+    return (pt.data_type.startswith(("int", "uint")) or pt.data_type == "bool") and \
+        float(pt.scale).is_integer() and float(pt.offset).is_integer()
 
 
 def _f(v: float | None) -> float:
@@ -61,12 +69,15 @@ class Catalog:
                 lo, hi = pt.range if pt.range is not None else (sensor.range_low, sensor.range_high)
                 rp = ResolvedPoint(
                     index=len(self.points), device=di, cfg=pt, code=point_code(site, pt, profile),
-                    kind=pt.kind or sensor.kind, type=pt.data_type, sensor_name=sensor.name,
+                    kind=pt.kind or sensor.kind, type=pt.data_type,
+                    sensor_name=pt.sensor_name if pt.sensor_name is not None else sensor.name,
                     unit=pt.unit if pt.unit is not None else sensor.unit,
                     range_low=float(lo), range_high=float(hi),
                     decimals=pt.decimals if pt.decimals is not None else sensor.decimals,
                     deadband=pt.deadband_abs(float(hi) - float(lo)),
-                    on_text=sensor.on_text, off_text=sensor.off_text,
+                    on_text=pt.on_text if pt.on_text is not None else sensor.on_text,
+                    off_text=pt.off_text if pt.off_text is not None else sensor.off_text,
+                    sent=sensor.send, integral=_integral(pt),
                 )
                 self.points.append(rp)
                 mine.append(rp)
@@ -92,7 +103,7 @@ class Catalog:
                 index=len(self.points), device=dp.device, cfg=cfg, code=point_code(self.site, cfg, self.profile),
                 kind="multistate", type="uint16", sensor_name=sensor.name, unit=sensor.unit,
                 range_low=sensor.range_low, range_high=sensor.range_high, decimals=0, deadband=0.0,
-                on_text="", off_text="")
+                on_text="", off_text="", sent=sensor.send, integral=True)
             dp.vpoint = rp.index
             self.points.append(rp)
 
@@ -100,8 +111,12 @@ class Catalog:
         return len(self.points)
 
     def device_code(self, di: int) -> str:
+        """The device's `substation:`, else the profile's substation code template for its position."""
         dev: Device = self.site.devices[di]
-        return dev.substation if dev.substation is not None else f"{di + 1:03d}"
+        if dev.substation is not None:
+            return dev.substation
+        info = self.site.site
+        return self.profile.options.substation(di + 1, info.mine_code, info.system_code)
 
     def thresholds(self) -> dict[str, array]:
         """Structure-of-arrays view for the kernel; NaN means 'not configured'."""

@@ -33,7 +33,8 @@ CSV_COLUMNS = ("id", "sensor", "kind", "address", "type", "order", "length", "sc
                "range_low", "range_high", "location", "x", "y", "z", "relations",
                "alarm.high", "alarm.high_clear", "alarm.low", "alarm.low_clear",
                "cutoff.high", "cutoff.restore", "cutoff.low", "cutoff.low_restore",
-               "warn.high", "warn.low", "delay", "deadband", "writable", "decimals")
+               "warn.high", "warn.low", "delay", "deadband", "writable", "decimals",
+               "sensor_name", "on_text", "off_text")
 
 
 def _row_to_point(row: dict[str, str]) -> dict[str, Any]:

@@ -47,7 +47,7 @@ SINK_COUNTERS = ("published", "acked", "reconnects", "inflight")
 # keys the pipeline reads and no driver does: a reload applies them without a restart
 LIVE_DEVICE_FIELDS = frozenset({"location", "x", "y", "z", "substation"})
 LIVE_POINT_FIELDS = frozenset({"alarm", "cutoff", "warn", "deadband", "delay", "location", "relations", "x", "y",
-                               "z", "decimals", "unit", "range", "kind"})
+                               "z", "decimals", "unit", "range", "kind", "sensor_name", "on_text", "off_text"})
 
 Ref = str | Callable | None
 Problems = list[tuple[tuple | str, str]]
@@ -159,7 +159,8 @@ class RecordType:
     alarms last); `retained`: MQTT retained unless the profile says otherwise; `cadence`:
     when the pipeline produces it (`snapshot` every report.realtime_every, `statistics`
     when windows close, `definitions` at start, on change and every definitions_every,
-    `event` when the kernel or a rule reports anomalies); `producer`: "module:function"
+    `event` when the kernel or a rule reports anomalies; None: its own component makes it,
+    e.g. the alarm book's MQTT records); `producer`: "module:function"
     called `producer(pipeline, now, data)` -> the message body, or None for nothing (`data`:
     the closed windows for `statistics`, the events for `event`, else None).
     A profile produces the registered types it lists under `records:`.
@@ -167,14 +168,14 @@ class RecordType:
     code: str
     fields: tuple[str, ...]
     priority: int
-    cadence: str
+    cadence: str | None
     producer: Ref
     retained: bool = False
 
     def __post_init__(self):
         if self.priority not in PRIORITY_CLASSES:
             raise ValueError(f"record type {self.code}: priority must be one of {sorted(PRIORITY_CLASSES)}")
-        if self.cadence not in CADENCES:
+        if self.cadence is not None and self.cadence not in CADENCES:
             raise ValueError(f"record type {self.code}: cadence must be one of {', '.join(CADENCES)}")
 
     def produce(self, pipeline, now: float, data=None) -> bytes | None:

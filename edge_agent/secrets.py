@@ -107,6 +107,12 @@ def read_secret(value: str, *, field: str, site: "Site | None" = None) -> Secret
 
 def secret_files(site: "Site") -> Iterator[tuple[str, str]]:
     """(field, configured value) for every file in the site file that holds a secret."""
+    alarms = getattr(site, "alarms", None)
+    if alarms is not None and alarms.enabled and resolve(alarms.token_file, site).exists():
+        yield "alarms.token_file", alarms.token_file     # missing: edge_agent.alarms.config.warnings says so
+    console = site.console
+    if console is not None and console.password_file:
+        yield "console.password_file", console.password_file
     from edge_agent import registry
     for cfg in site.forward.sinks:
         for name in registry.sink(cfg.kind).secret_fields:

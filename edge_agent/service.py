@@ -29,6 +29,8 @@ from pathlib import Path
 
 from edge_agent.buffer.tools import format_size
 from edge_agent.errors import EdgeAgentError
+from edge_agent.fsutil import make_dirs
+from edge_agent.i18n import N_, _
 from edge_agent.units import format_age
 
 UNIT_NAME = "edge-agent.service"
@@ -99,11 +101,11 @@ def install_service(unit_dir: str = DEFAULT_UNIT_DIR, config_dir: str = DEFAULT_
     unit_path, site_path = udir / UNIT_NAME, cdir / "site.yaml"
     lines = []
     try:
-        udir.mkdir(parents=True, exist_ok=True)
+        make_dirs(udir)
         existed = unit_path.exists()
         _write_atomic(unit_path, render_unit(exe, str(cdir)), 0o644)
         lines.append(f"{'updated' if existed else 'wrote'} {unit_path} (ExecStart={exe} run -c {site_path})")
-        cdir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        make_dirs(cdir, 0o755)
         if site_path.exists():
             lines.append(f"kept {site_path} (an existing site file is never overwritten)")
         else:
@@ -176,10 +178,11 @@ def fetch_status(url: str = DEFAULT_URL, timeout: float = 3.0) -> dict:
             out["metrics"] = _metric_values(body.decode("utf-8"))
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        out["error"] = (f"cannot reach {url} ({getattr(reason, 'strerror', None) or reason}); is the service "
-                        "running? try: systemctl status edge-agent")
+        out["error"] = _("cannot reach {url} ({reason}); is the service running? try: systemctl status "
+                         "edge-agent").format(url=url, reason=getattr(reason, "strerror", None) or reason)
     except ValueError as exc:
-        out["error"] = f"{url}/health did not answer like edge-agent ({exc}); check --url"
+        out["error"] = _("{url}/health did not answer like edge-agent ({reason}); check --url").format(
+            url=url, reason=exc)
     return out
 
 
@@ -194,43 +197,47 @@ def _scalar(metrics: dict, name: str) -> float | None:
 def format_status(st: dict) -> list[str]:
     """The readable summary of `fetch_status()`: state, devices, alarms, buffer, uplink."""
     if st["error"]:
-        return [f"edge-agent {st['url']}: DOWN", f"  {st['error']}"]
+        return [f"edge-agent {st['url']}: {_('DOWN')}", f"  {st['error']}"]
     h, m = st["health"], st["metrics"]
     now = h.get("time") or time.time()
-    lines = [f"edge-agent {st['url']}: {str(h.get('state')).upper()}"]
+    state = {"ok": N_("OK"), "degraded": N_("DEGRADED"), "down": N_("DOWN")}.get(h.get("state"))
+    lines = [f"edge-agent {st['url']}: {_(state) if state else str(h.get('state')).upper()}"]
     lines += [f"  - {r}" for r in h.get("reasons") or []]
     devices = h.get("devices") or {}
     online = sum(1 for d in devices.values() if d.get("online"))
-    lines.append(f"devices: {online}/{len(devices)} online")
+    lines.append(_("devices: {online}/{total} online").format(online=online, total=len(devices)))
     polls = _by_label(m, "edge_agent_device_polls_total", "device")
     errors = _by_label(m, "edge_agent_device_errors_total", "device")
     latency = _by_label(m, "edge_agent_device_poll_latency_seconds", "device")
     width = max((len(n) for n in devices), default=0)
     for name, d in devices.items():
-        state = {True: "online", False: "OFFLINE"}.get(d.get("online"), "unknown")
+        state = {True: _("online"), False: _("OFFLINE")}.get(d.get("online"), _("unknown"))
         last = d.get("last_poll")
-        parts = [f"  {name:<{width}}  {state:<7}", f"last poll {format_age(now - last)} ago" if last else "no poll yet"]
+        parts = [f"  {name:<{width}}  {state:<7}", _("last poll {age} ago").format(age=format_age(now - last))
+                 if last else _("no poll yet")]
         n_polls, n_err = polls.get(name, d.get("polls")), errors.get(name, d.get("errors"))
         if n_polls is not None:
-            parts.append(f"polls {n_polls:.0f}")
+            parts.append(_("polls {n}").format(n=f"{n_polls:.0f}"))
         if n_err is not None:
-            parts.append(f"errors {n_err:.0f}")
+            parts.append(_("errors {n}").format(n=f"{n_err:.0f}"))
         if name in latency:
-            parts.append(f"latency {latency[name] * 1000:.0f} ms")
+            parts.append(_("latency {ms} ms").format(ms=f"{latency[name] * 1000:.0f}"))
         lines.append("  ".join(parts))
     alarms, points = _scalar(m, "edge_agent_alarms_active"), _scalar(m, "edge_agent_points")
     if alarms is not None:
-        lines.append(f"alarms active: {alarms:.0f}" + (f" of {points:.0f} points" if points is not None else ""))
+        lines.append(_("alarms active: {n}").format(n=f"{alarms:.0f}")
+                     + (_(" of {n} points").format(n=f"{points:.0f}") if points is not None else ""))
     rows = _scalar(m, "edge_agent_buffer_rows")
     if rows is not None:
-        buf = f"buffer: {rows:.0f} messages waiting"
+        buf = _("buffer: {n} messages waiting").format(n=f"{rows:.0f}")
         size, oldest = _scalar(m, "edge_agent_buffer_bytes"), _scalar(m, "edge_agent_buffer_oldest_age_seconds")
         if size is not None:
             buf += f", {format_size(size)}"
         if oldest:
-            buf += f", oldest {format_age(oldest)}"
+            buf += _(", oldest {age}").format(age=format_age(oldest))
         drops = {t: v for t, v in _by_label(m, "edge_agent_buffer_dropped_total", "type").items() if v}
-        buf += "; dropped: " + (", ".join(f"{t} {v:.0f}" for t, v in sorted(drops.items())) if drops else "none")
+        buf += _("; dropped: ") + (", ".join(f"{t} {v:.0f}" for t, v in sorted(drops.items())) if drops
+                                   else _("none"))
         lines.append(buf)
     connected = _by_label(m, "edge_agent_sink_connected", "sink")
     if connected:
@@ -239,13 +246,13 @@ def format_status(st: dict) -> list[str]:
         reconnects = _by_label(m, "edge_agent_sink_reconnects_total", "sink")
         sinks = []
         for s in sorted(connected):
-            desc = f"{s} {'connected' if connected[s] else 'DISCONNECTED'}"
-            extra = [f"{k} {d[s]:.0f}" for k, d in (("acked", acked), ("inflight", inflight),
-                                                    ("reconnects", reconnects)) if s in d]
+            desc = f"{s} {_('connected') if connected[s] else _('DISCONNECTED')}"
+            extra = [f"{k} {d[s]:.0f}" for k, d in ((_("acked"), acked), (_("inflight"), inflight),
+                                                    (_("reconnects"), reconnects)) if s in d]
             sinks.append(desc + (f" ({', '.join(extra)})" if extra else ""))
-        lines.append("uplink: " + "; ".join(sinks))
+        lines.append(_("uplink: ") + "; ".join(sinks))
     elif m:
-        lines.append("uplink: no sink configured")
+        lines.append(_("uplink: no sink configured"))
     return lines
 
 

@@ -13,6 +13,8 @@ import pytest
 from edge_agent.drivers.sim.harness import free_port, wait_port  # noqa: F401 (re-exported to tests)
 
 ROOT = Path(__file__).resolve().parents[1]
+# the CLI follows LANG/LANGUAGE (edge_agent.i18n): tests read its English text unless they ask for Chinese
+os.environ["LANGUAGE"] = "en"
 
 
 def stop_process(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:

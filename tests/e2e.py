@@ -138,8 +138,9 @@ class Subscriber:
         return [p["seq"] for p in self.payloads() if "seq" in p]
 
 
-def catalog_size(site_path) -> int:
-    """Every point the agent reports for a site file: device points and derived-condition points."""
+def catalog_size(site_path, *, sent: bool = False) -> int:
+    """Every point the agent has for a site file: device points and derived-condition points; with `sent`,
+    only those its records carry (not the local codes the profile does not send)."""
     from edge_agent.config import load_site
     from edge_agent.derived import Derived
     from edge_agent.points import Catalog
@@ -148,7 +149,7 @@ def catalog_size(site_path) -> int:
     site = load_site(site_path)
     catalog = Catalog(site, load_profile(site.profile))
     catalog.add_derived(Derived(site, catalog).points)
-    return len(catalog)
+    return sum(rp.sent or not sent for rp in catalog.points)
 
 
 @contextlib.asynccontextmanager

@@ -21,8 +21,9 @@ from edge_agent.drivers.sim.equipment_scenarios import FAULTS
 from edge_agent.filtering import Kernel
 from edge_agent.frame import Frame
 from edge_agent.points import Catalog
-from edge_agent.profile.encode import Encoder
+from edge_agent.profile.encode import EMPTY, Encoder
 from edge_agent.profile.tables import load_profile
+from local_codes import local_codes_profile
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -36,9 +37,9 @@ POLL = 1.0
 class Mine:
     """Simulated devices -> kernel -> derived, one frame per device per POLL, on a synthetic clock."""
 
-    def __init__(self, scenario: str, seed: int = 1, site=DEMO):
+    def __init__(self, scenario: str, seed: int = 1, site=DEMO, profile=PROFILE):
         self.site = site
-        self.catalog = Catalog(site, PROFILE)
+        self.catalog = Catalog(site, profile)
         self.kernel = Kernel(len(self.catalog), self.catalog.thresholds(), realtime_every=20.0, stats_window=300.0)
         self.derived = Derived(site, self.catalog)
         rng = random.Random(seed)
@@ -96,7 +97,7 @@ CASES = [  # scenario, rule, when the condition starts (s), its configured windo
 
 @pytest.mark.parametrize("scenario,rule,onset,window,others", CASES, ids=[c[0] for c in CASES])
 def test_each_scenario_raises_one_begin_in_its_window_and_one_end_after_recovery(scenario, rule, onset, window,
-                                                                                 others):
+                                                                                 others, tmp_path):
     mine = Mine(scenario).run(300)
     begins, ends = mine.of(rule, True), mine.of(rule, False)
     start = onset(mine)
@@ -106,10 +107,19 @@ def test_each_scenario_raises_one_begin_in_its_window_and_one_end_after_recovery
     assert len(ends) == 1 and fault.end <= ends[0] <= fault.end + 90.0, (fault, ends)
     assert {e.rule for _, e in mine.events} <= {rule, *others}, mine.events
     # the record the agent sends: the profile's code, on the rule's main point, open then closed
-    enc = Encoder(DEMO, mine.catalog, PROFILE)
+    enc, codes = Encoder(DEMO, mine.catalog, PROFILE), CODES
     begin, end = [e for _, e in mine.events if e.rule == rule]
+    if not mine.catalog.points[begin.point].sent:
+        # slip is on belt speed, a local code the default profile does not send: no record there;
+        # a profile that sends local codes carries it
+        assert enc.ycbj([begin, end], T0 + mine.t) == EMPTY
+        profile = load_profile(str(local_codes_profile(tmp_path)))
+        mine = Mine(scenario, profile=profile).run(300)
+        enc = Encoder(DEMO, mine.catalog, profile)
+        codes = {k: v["code"] for k, v in profile.raw["derived_anomalies"].items()}
+        begin, end = [e for _, e in mine.events if e.rule == rule]
     recs = orjson.loads(enc.ycbj([begin, end], T0 + mine.t))
-    assert [r["anomaly"] for r in recs] == [CODES[rule]] * 2
+    assert [r["anomaly"] for r in recs] == [codes[rule]] * 2
     assert recs[0]["point_code"] == mine.catalog.points[begin.point].code and recs[0]["end"] is None
     assert recs[1]["end"] is not None and recs[1]["start"] == recs[0]["start"]
     assert recs[1]["min"] <= recs[1]["avg"] <= recs[1]["max"]
@@ -146,7 +156,7 @@ def test_faulted_level_during_a_blockage_raises_nothing_and_says_so_once(caplog)
 def test_derived_points_carry_the_rule_status():
     mine = Mine("belt-slip").run(FAULTS["belt-slip"].start + BELT["slip_for"] + 2)
     slip = next(p for p in mine.derived.points if p.rule == "belt_slip")
-    assert (slip.status, slip.anomaly, slip.name) == (ST_ACTIVE, "101", "皮带打滑")
+    assert (slip.status, slip.anomaly, slip.name) == (ST_ACTIVE, "010", "皮带打滑")
     assert mine.catalog.points[slip.point].id == "B2"
     mine.run(60)
     assert slip.status == ST_NORMAL
@@ -174,14 +184,15 @@ def test_unmapped_signals_say_so_once_at_start_and_the_rest_still_works(tmp_path
 def test_agent_sends_the_slip_record_from_the_simulated_belt(tmp_path):
     from e2e import Proc, make_site, start_simulator, wait_for
     port = free_port()
-    site = make_site(tmp_path, port, None)
+    # belt speed and the derived points are local codes: a profile that sends them
+    site = make_site(tmp_path, port, None, profile=str(local_codes_profile(tmp_path)))
     sim = start_simulator(tmp_path, site, port, scenario="belt-slip")
     agent = Proc(["run", "-c", str(site)], tmp_path / "agent.log")
     try:
         def slip_records():
             out = []
             for f in sorted((tmp_path / "outbox").glob("*_YCBJ_*.txt")):
-                out += [r for r in f.read_text(encoding="utf-8").split("~") if f";{CODES['belt_slip']};" in r]
+                out += [r for r in f.read_text(encoding="utf-8").split("~") if ";101;" in r]
             return out
         got = wait_for(slip_records, 60.0, "a YCBJ record with the slip code in the outbox")
         assert "0060B2" in got[0]

@@ -84,7 +84,7 @@ def test_end_to_end_records_reach_broker_and_spec_files(tmp_path, mosquitto, sim
         assert len(segments) >= 2
     cdss_file = outbox_files(tmp_path, "CDSS")[0].read_text("utf-8")
     records = [s.split(";") for s in cdss_file[:-2].split("~")[1:-1]]
-    assert len(records) == catalog_size(site) and all(len(r) == 7 for r in records)
+    assert len(records) == catalog_size(site, sent=True) and all(len(r) == 7 for r in records)
     sub.stop()
 
 

@@ -23,7 +23,7 @@ equipment:
 """
 
 BELT = """\
-  - name: main-belt
+  - name: mb
     template: belt
     device: belt-1
     signals:
@@ -58,7 +58,7 @@ def test_demo_belt_and_bin_expand_to_the_points_they_replaced():
     assert got["B1"] == ("1004", "co:0") and got["B2"] == ("0060", "hr:0")
     assert got["B3"] == ("0017", "hr:2") and got["B4"] == ("0026", "hr:3")
     assert set(got) == {f"B{i}" for i in range(1, 13)}
-    assert {p.id: p.sensor for p in bin_.points} == {"C1": "0008", "C2": "1004", "C3": "1007", "C4": "0902",
+    assert {p.id: p.sensor for p in bin_.points} == {"C1": "0008", "C2": "1004", "C3": "1007", "C4": "0051",
                                                     "C5": "1004"}
     b4 = next(p for p in belt.points if p.id == "B4")
     assert (b4.alarm.high, b4.alarm.high_clear, b4.deadband, b4.scale) == (75, 70, 0.5, 0.1)
@@ -70,13 +70,13 @@ def test_expansion_fills_ids_kinds_units_and_defaults(tmp_path):
     site = load(tmp_path, HEAD + BELT)
     cat = Catalog(site, load_profile("default"))
     pts = {rp.id: rp for rp in cat.by_device[0]}
-    assert list(pts) == ["X1", "main-belt.1", "main-belt.2", "main-belt.3", "main-belt.7"]
-    run, speed, cur, smoke = (pts[f"main-belt.{i}"] for i in (1, 2, 3, 7))
+    assert list(pts) == ["X1", "mb.1", "mb.2", "mb.3", "mb.7"]
+    run, speed, cur, smoke = (pts[f"mb.{i}"] for i in (1, 2, 3, 7))
     assert (run.kind, run.type, speed.unit, speed.deadband, cur.cfg.alarm.high) == ("switch", "bool", "m/s", 0.05, 180)
     assert smoke.kind == "switch" and smoke.cfg.alarm.high == 1
-    assert speed.code == "14021100123401MN0060main-belt.2"
+    assert speed.code == "14021100123401MN0060mb.2"
     eq = site.equipment[0]
-    assert eq.point_id("pileup") == "main-belt.11"
+    assert eq.point_id("pileup") == "mb.11"
     assert eq.params() == {**{k: d for k, (d, _) in TEMPLATES["belt"].params.items()}}
 
 
@@ -138,14 +138,27 @@ def test_mistakes_are_one_line_with_the_line_number(tmp_path, item, needle, expe
 
 
 def test_two_equipment_on_one_device_need_different_prefixes_and_names(tmp_path):
-    other = BELT.replace("name: main-belt", "name: other-belt").replace("    device", "    ids: main-belt.\n    device")
+    other = BELT.replace("name: mb", "name: other-belt").replace("    device", "    ids: mb.\n    device")
     got = problems(tmp_path, HEAD + BELT + other)
-    assert any("point id 'main-belt.1' is already a point of device belt-1" in p for p in got), got
+    assert any("point id 'mb.1' is already a point of device belt-1" in p for p in got), got
     text = HEAD + BELT + BELT.replace("    device", "    ids: M\n    device")
     got = problems(tmp_path, text)
     second = len((HEAD + BELT).splitlines()) + 1
-    assert got == [f"{tmp_path / 'site.yaml'}:{second}: equipment[main-belt].name: "
-                   "equipment name 'main-belt' is used twice"], got
+    assert got == [f"{tmp_path / 'site.yaml'}:{second}: equipment[mb].name: "
+                   "equipment name 'mb' is used twice"], got
+
+
+def test_default_ids_longer_than_receivers_take_are_refused_by_check(tmp_path):
+    """`<name>.<slot>` of a long name is more than the 8 characters of an original point number: `check`
+    refuses it (`run` takes it, and logs that such codes exist)."""
+    text = HEAD + BELT.replace("name: mb", "name: main-belt")
+    load(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_site(tmp_path / "site.yaml", receiver_limits=True)
+    got = [str(p) for p in err.value.problems]
+    assert len(got) == 4, got          # running, belt_speed, current, smoke
+    assert all("original number 'main-belt." in p and "receivers take at most 8" in p and "set `ids:`" in p
+               for p in got), got
 
 
 def test_check_command_prints_one_line_per_equipment_mistake(tmp_path):
@@ -160,9 +173,9 @@ def test_check_command_prints_one_line_per_equipment_mistake(tmp_path):
     assert "Traceback" not in out.stderr
     assert len(lines) == 2, lines
     lines.sort(key=lambda ln: int(ln.split("site.yaml:")[1].split(":")[0]))
-    assert f"site.yaml:{line_of(text, 'signals:')}: equipment[main-belt].signals: unknown signal 'runing'" in lines[1]
+    assert f"site.yaml:{line_of(text, 'signals:')}: equipment[mb].signals: unknown signal 'runing'" in lines[1]
     assert "a belt needs signal 'running'" in lines[1]
-    assert lines[0].endswith(f"site.yaml:{line_of(text, 'belt-2')}: equipment[main-belt].device: no device named "
+    assert lines[0].endswith(f"site.yaml:{line_of(text, 'belt-2')}: equipment[mb].device: no device named "
                              "'belt-2'; name one of: belt-1, bin-1"), lines
 
 

@@ -117,7 +117,7 @@ def test_plain_ftp_to_vsftpd(tmp_path, vsftpd_factory):
     assert sorted(q.name for q in srv.up.iterdir()) == sorted(q.name for q in paths)
 
 
-def test_a_store_vsftpd_refuses_leaves_no_part_file(tmp_path, vsftpd_factory, pki):
+def test_a_store_vsftpd_refuses_leaves_no_part_file(tmp_path, vsftpd_factory, pki, caplog):
     """ftplib's own FTP_TLS does not resume the session on the data connection: vsftpd answers 522
     and drops the connection after it created the .part file.  The push deletes it over a new login."""
     ca, server_cert = pki
@@ -127,7 +127,8 @@ def test_a_store_vsftpd_refuses_leaves_no_part_file(tmp_path, vsftpd_factory, pk
     outbox = tmp_path / "outbox"
     make_outbox(outbox, [20_000])
     run_push(p, lambda: p.failures >= 2)
-    assert "522" in (p.failing or ""), p.failing
+    # the first refusal is the 522; vsftpd then drops the connection, which may read as a TLS EOF
+    assert any("522" in r.getMessage() for r in caplog.records if r.name == "edge_agent.forward.ftp"), p.failing
     log = srv.commands()
     stored = [ln for ln in log if '"STOR .' in ln]
     deleted = [i for i, ln in enumerate(log) if '"DELE .' in ln and ".part" in ln]

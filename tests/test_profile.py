@@ -91,17 +91,20 @@ def test_unknown_profile_name_is_one_line():
     assert "not found" in line and "built-in profiles are in" in line
 
 
-def test_sensor_table_with_framing_characters_or_text_codes_is_rejected(tmp_path):
+def test_sensor_table_with_framing_characters_is_rejected(tmp_path):
     table = tmp_path / "sensors.csv"
-    table.write_text("code,kind,name,unit,range_low,range_high,decimals,on_text,off_text\n"
+    table.write_text("# comment lines keep the line numbers of the rows\n"
+                     "code,kind,name,unit,range_low,range_high,decimals,on_text,off_text\n"
                      "0001,analog,甲烷;高浓,%CH4,0,4,2,,\n"
-                     "1001,switch,局部通风机,,0,1,0,开,停\n", encoding="utf-8")
+                     "1001,switch,局部通风机,,0,1,0,开~,停\n"
+                     "1002,switch,风门,,0,1,0,风门打开,风门关闭\n", encoding="utf-8")
     path = variant(tmp_path, lambda t: t.replace(f"sensor_table: {SENSORS}", f"sensor_table: {table}"))
     with pytest.raises(ConfigError) as exc:
         load_profile(str(path))
     lines = problems(exc)
-    assert any(f"{table}:2: sensor_table: name '甲烷;高浓'" in l and "separators" in l for l in lines)
-    assert any(f"{table}:3: sensor_table: on_text '开' must be an integer code" in l for l in lines)
+    assert any(f"{table}:3: sensor_table: name '甲烷;高浓'" in l and "separators" in l for l in lines)
+    assert any(f"{table}:4: sensor_table: on_text '开~'" in l and "separators" in l for l in lines)
+    assert len(lines) == 2, "texts (风门打开) are what receivers want for on/off descriptions"
 
 
 SITE = """\
@@ -199,13 +202,14 @@ finite = st.floats(allow_nan=True, allow_infinity=True, width=64)
        times=st.lists(st.one_of(st.just(math.nan), st.floats(1e9, 2e9)), min_size=8, max_size=8),
        picks=st.lists(st.integers(0, 7), max_size=20))
 def test_cdss_fast_path_equals_dicts_through_orjson(golden, values, statuses, times, picks):
-    """The byte templates give exactly what orjson gives for the equivalent record dicts."""
+    """The byte templates give exactly what orjson gives for the equivalent record dicts (numbers as
+    `Encoder.number`, statuses as `Encoder.status` give them)."""
     site, profile, catalog, enc = golden
     want = []
     for i in picks:
         rp = catalog.points[i]
         want.append({"point_code": rp.code, "sensor_name": rp.sensor_name, "location": rp.cfg.location,
-                     "value": num(values[i], rp.decimals), "unit": rp.unit, "status": statuses[i],
+                     "value": enc.number(rp, values[i]), "unit": rp.unit, "status": enc.status(statuses[i], times[i]),
                      "time": enc.times.text(times[i] if times[i] > 0 else T0)})
     assert enc.cdss(picks, values, statuses, times, T0) == orjson.dumps(want)
 
@@ -233,7 +237,17 @@ def test_cddy_carries_codes_and_thresholds_as_numbers(golden):
     assert (ch4["cutoff_high"], ch4["restore_high"], ch4["on_text"]) == (1.5, 1.0, None)
     assert ch4["relations"] == "D-14021100123401KG100908" and ch4["time"] == "2026-11-29 10:00:20"
     relay = recs["14021100123401KG100908"]
-    assert (relay["value_kind"], relay["on_text"], relay["off_text"]) == ("KG", 1, 0)
+    assert (relay["value_kind"], relay["on_text"], relay["off_text"]) == ("KG", "复电", "断电")
+    # strict receivers: unit, range and thresholds only for MN points; on/off texts only for KG
+    limits = ("unit", "range_high", "range_low", "alarm_high", "alarm_high_clear", "alarm_low", "alarm_low_clear",
+              "cutoff_high", "restore_high", "cutoff_low", "restore_low")
+    for code, rec in recs.items():
+        filled = [k for k in limits if rec[k] is not None]
+        if rec["value_kind"] == "MN":
+            assert "range_high" in filled and rec["on_text"] is None is rec["off_text"], code
+        else:
+            assert filled == [], code
+            assert (rec["on_text"] is None) is (rec["value_kind"] != "KG"), code
     assert recs["14021100123401LJ300107"]["value_kind"] == "LJ"
 
 

@@ -31,7 +31,8 @@ FIELDS = {"CDDY": 24, "CDSS": 7, "TJSJ": 12, "YCBJ": 17, "FZDY": 5, "FZSS": 4}
 HEADER = {"CDDY": 7, "CDSS": 3, "TJSJ": 3, "YCBJ": 3, "FZDY": 3, "FZSS": 3}
 TIMES = {"CDDY": [23], "CDSS": [6], "TJSJ": [4, 5, 7, 9, 11], "YCBJ": [5, 6, 8, 10, 16], "FZDY": [],
          "FZSS": [3]}
-NUMBERS = {"CDDY": [6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20, 21], "CDSS": [3],
+# (CDDY 17/18, the on/off descriptions, are texts: SYSTEMS.md, receiver rules)
+NUMBERS = {"CDDY": [6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 19, 20, 21], "CDSS": [3],
            "TJSJ": [6, 8, 10], "YCBJ": [7, 9, 11], "FZDY": [2, 3, 4], "FZSS": [1, 2]}
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 NUMBER_RE = re.compile(r"^-?\d+(\.\d+)?$")

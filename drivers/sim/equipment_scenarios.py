@@ -195,7 +195,7 @@ class BinModel(_Model):
             return 1.0 if self.inflow else 0.0
         if s == "1007":
             return 1.0 if self.level >= self.full_at else 0.0
-        if s == "0902":
+        if s == "0051":                               # gate opening (开度), %
             return 100.0 if self.feeder else 0.0
         return self.other(p, n)
 

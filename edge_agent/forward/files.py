@@ -27,8 +27,8 @@ from pathlib import Path
 import orjson
 
 from edge_agent.backoff import Backoff
-
 from edge_agent.forward.files_spec import FilesCfg
+from edge_agent.fsutil import make_dirs
 from edge_agent.profile.tables import Profile
 from edge_agent.profile.textfile import write_file
 from edge_agent.profile.timefmt import zone_of
@@ -158,7 +158,7 @@ class FileSink:
 
     def _write_rows(self, rows, done: list[int]) -> None:
         """In a worker thread: one file per row, in seq order; appends each finished seq to `done`."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.directory)       # durably: a row is acked only once its file and every folder are
         for row in rows:
             try:
                 records = orjson.loads(row.body)

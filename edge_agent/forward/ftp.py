@@ -34,13 +34,12 @@ import ftplib
 import logging
 import os
 import ssl
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from edge_agent.backoff import Backoff
 from edge_agent.errors import ConfigError, EdgeAgentError, Problem
 from edge_agent.forward.files_spec import FilesCfg, parse_upload
+from edge_agent.fsutil import make_dirs, sync_dir
 from edge_agent.secrets import read_secret
 
 log = logging.getLogger("edge_agent.forward.ftp")
@@ -234,8 +233,9 @@ class FtpPush:
         self._leftovers.discard(part)
         if self.cfg.keep_uploaded:
             done = self.directory / "uploaded"
-            done.mkdir(exist_ok=True)
+            make_dirs(done)
             os.replace(path, done / name)
+            sync_dir(done)              # the kept copy survives a cut (lost from the outbox: a re-upload)
         else:
             path.unlink()
         self.uploaded += 1

@@ -23,7 +23,8 @@ from edge_agent.secrets import SecretError, read_secret
 from edge_agent.secrets import resolve as secret_path
 
 if TYPE_CHECKING:
-    from edge_agent.config import MqttCfg, Site
+    from edge_agent.config import Site
+    from edge_agent.forward.mqtt_spec import MqttCfg
 
 
 class TlsSetupError(EdgeAgentError):

@@ -3,9 +3,12 @@
 Every encoder returns a message BODY: the bytes of a JSON array of record
 objects whose keys are the profile's field names for that type, in the
 profile's order (PROFILE.md).  Numbers are JSON numbers rounded to the point's
-decimals (an integer when it has 0 decimals); a missing value, threshold or
-time is `null` (an empty field in the text file).  Times are strings in the
-profile's time format, local time of the mine (see `timefmt`).
+decimals (an integer when it has 0 decimals, or when the point's values are
+whole numbers by construction and this one is whole); a missing value,
+threshold or time is `null` (an empty field in the text file).  Times are
+strings in the profile's time format, local time of the mine (see `timefmt`).
+Points of a local code the profile does not send (`send: false`) appear in no
+record; a body may then be `[]`, which the caller does not send.
 
 The body is what the buffer stores; `envelope()` splices it, unparsed, into
 the MQTT payload, and the file sink parses it back into records for the text
@@ -21,9 +24,13 @@ from typing import Any, Iterable, Sequence
 
 import orjson
 
+import logging
+
 from edge_agent.errors import ConfigError, Problem
 from edge_agent.profile.tables import FRAMING, Profile
 from edge_agent.profile.timefmt import TimeText, zone_of
+
+log = logging.getLogger("edge_agent.profile")
 
 _CDSS_SLOTS = ("value", "status", "time")
 _EXACT = 2.0 ** 53
@@ -52,13 +59,14 @@ def num(v: Any, decimals: int) -> int | float | None:
     return v
 
 
-def _plain(v: Any) -> float | None:
-    return None if v is None or not math.isfinite(float(v)) else float(v)
+EMPTY = b"[]"     # a body without records: nothing to send
 
 
-def _code(v: Any) -> int | None:
-    """on/off descriptions: receivers parse them as integer codes."""
-    return int(v) if v not in (None, "") else None
+def whole(n: int | float | None, integral: bool) -> int | float | None:
+    """`n` (from num()) as an int when the point's values are whole numbers and this one is."""
+    if integral and isinstance(n, float) and n.is_integer() and -_EXACT < n < _EXACT:
+        return int(n)
+    return n
 
 
 def framing_problems(site, catalog, profile: Profile) -> list[Problem]:
@@ -114,7 +122,21 @@ class Encoder:
                       + b',"gateway":' + orjson.dumps(info.gateway).replace(b"%", b"%%")
                       + b',"time":%b,"ts":%.3f,"records":')
         self._type_json = {t: orjson.dumps(t) for t in profile.records}
+        opts = profile.options
+        self._status = opts.status_table()
+        self._not_polled = next((b for b, name in profile.status_bits.items() if name == "not_polled"), 0)
+        self._defined_kinds, self._text_kinds = opts.definition_kinds, opts.text_kinds
+        self._xyz = opts.coordinate_decimals
         self._build_cdss_templates()
+        long = sum(len(rp.code) > opts.point_code_max or len(rp.id) > opts.point_number_max for rp in catalog.points)
+        if long:
+            log.warning("%d point codes are longer than the profile's receivers take (%d characters, original "
+                        "numbers %d): they may be refused; `edge-agent check` lists them", long,
+                        opts.point_code_max, opts.point_number_max)
+        unsent = sorted({rp.cfg.sensor for rp in catalog.points if not rp.sent})
+        if unsent:
+            log.info("profile %s sends no record of local code(s) %s (%d points): receivers have no code for them",
+                     profile.name, ", ".join(unsent), sum(not rp.sent for rp in catalog.points))
 
     # ------------------------------------------------------------------ MQTT
 
@@ -136,6 +158,17 @@ class Encoder:
         return self._head % (seq, tj, self.times.json(time), time) + body + b"}"
 
     # ------------------------------------------------------------------ generic records
+
+    def number(self, rp, v: Any) -> int | float | None:
+        """A value of point `rp` as the records carry it (its decimals; whole numbers of integer points as ints)."""
+        return whole(num(v, rp.decimals), rp.integral)
+
+    def status(self, st: int, t: float) -> int:
+        """A CDSS status as sent: the not-polled bit when the point was never sampled (time NaN or 0), then
+        the profile's status encoding (mask, or only the highest bit)."""
+        if not t > 0:
+            st |= self._not_polled
+        return self._status[st] if 0 <= st < 256 else st
 
     def _body(self, type: str, rows: Iterable[dict]) -> bytes:
         fields = self.profile.records[type]
@@ -166,18 +199,32 @@ class Encoder:
                 "sensor_type": None, "substation_code": code}
 
     def cddy(self, now: float) -> bytes:
-        """Every point's definition (CDDY)."""
+        """Every sent point's definition (CDDY).
+
+        Unit, range and the ten thresholds only for the profile's `definition_kinds` (MN), on/off texts
+        only for its `text_kinds` (KG); empty for every other kind, as strict receivers want them.
+        """
         t = self.times.text(now)
         kinds = self.profile.value_kinds
         system = self.site.site.system_code
         rows = []
         for rp in self.catalog.points:
+            if not rp.sent:
+                continue
             p, d = rp.cfg, rp.decimals
             a, c, w = p.alarm, p.cutoff, p.warn
-            coded = rp.kind in ("switch", "multistate")
+            kind = kinds[rp.kind]
             row = self._point_fields(rp)
+            row.update({"system_code": system, "value_kind": kind, "relations": p.relations or None, "time": t,
+                        "x": num(p.x, self._xyz), "y": num(p.y, self._xyz), "z": num(p.z, self._xyz),
+                        "on_text": None, "off_text": None})
+            if kind in self._text_kinds:
+                row.update({"on_text": rp.on_text or None, "off_text": rp.off_text or None})
+            if kind not in self._defined_kinds:
+                row["unit"] = None
+                rows.append(row)
+                continue
             row.update({
-                "system_code": system, "value_kind": kinds[rp.kind],
                 "range_high": num(rp.range_high, d), "range_low": num(rp.range_low, d),
                 # clear/restore levels as the kernel applies them: the level itself when not configured
                 "alarm_high": num(a.high, d),
@@ -189,10 +236,6 @@ class Encoder:
                 "cutoff_low": num(c.low, d),
                 "restore_low": num(c.low_restore if c.low_restore is not None else c.low, d),
                 "warn_high": num(w.high, d), "warn_low": num(w.low, d),
-                "on_text": _code(rp.on_text) if coded else None,
-                "off_text": _code(rp.off_text) if coded else None,
-                "x": _plain(p.x), "y": _plain(p.y), "z": _plain(p.z),
-                "relations": p.relations or None, "time": t,
             })
             rows.append(row)
         return self._body("CDDY", rows)
@@ -200,8 +243,9 @@ class Encoder:
     def fzdy(self, now: float) -> bytes:
         """Every device (substation) definition (FZDY)."""
         t = self.times.text(now)
+        xyz = self._xyz
         rows = [{"substation_code": self.catalog.device_code(di), "location": dev.location, "name": dev.name,
-                 "x": _plain(dev.x), "y": _plain(dev.y), "z": _plain(dev.z), "time": t}
+                 "x": num(dev.x, xyz), "y": num(dev.y, xyz), "z": num(dev.z, xyz), "time": t}
                 for di, dev in enumerate(self.site.devices)]
         return self._body("FZDY", rows)
 
@@ -219,13 +263,15 @@ class Encoder:
         tt = self.times.text
         t = tt(now)
         rows = []
+        n = self.number
         for s in stats:
             rp = self._point(s.point)
-            d = rp.decimals
+            if not rp.sent:
+                continue
             row = self._point_fields(rp)
-            row.update({"start": tt(s.start), "end": tt(s.end), "max": num(s.max, d), "max_time": tt(s.max_time),
-                        "min": num(s.min, d), "min_time": tt(s.min_time), "avg": num(s.avg, d),
-                        "count": int(s.count), "delta": num(getattr(s, "delta", None), d), "time": t})
+            row.update({"start": tt(s.start), "end": tt(s.end), "max": n(rp, s.max), "max_time": tt(s.max_time),
+                        "min": n(rp, s.min), "min_time": tt(s.min_time), "avg": n(rp, s.avg),
+                        "count": int(s.count), "delta": n(rp, getattr(s, "delta", None)), "time": t})
             rows.append(row)
         return self._body("TJSJ", rows)
 
@@ -235,8 +281,10 @@ class Encoder:
         An event has point (global index; None or < 0 with `device` set for a
         device-level anomaly such as 006), anomaly ('001'..'010' or an int),
         begin, start, end (None while open), value, max, max_time, min,
-        min_time, avg.  A record for an open event has an empty end; absent
-        max/min/avg fall back to `value` at `start`; NaN ones are empty.
+        min_time, avg; optionally level_code (the profile's number for its colour) and the
+        disposal slots cause, action, entered_at (epoch), entered_by.  A record for an open
+        event has an empty end; absent max/min/avg fall back to `value` at `start`; NaN ones
+        are empty.
         """
         tt = self.times.text
         t = tt(now)
@@ -244,9 +292,12 @@ class Encoder:
         for e in events:
             rp = self._point(getattr(e, "point", None))
             if rp is not None:
-                row, d = self._point_fields(rp), rp.decimals
+                if not rp.sent:
+                    continue
+                row = self._point_fields(rp)
+                n = lambda v, rp=rp: self.number(rp, v)    # noqa: E731
             else:
-                row, d = self._device_fields(int(e.device)), 2
+                row, n = self._device_fields(int(e.device)), lambda v: num(v, 2)
             anomaly = e.anomaly if isinstance(e.anomaly, str) else f"{int(e.anomaly):03d}"
             value = getattr(e, "value", None)
 
@@ -257,11 +308,14 @@ class Encoder:
 
             row.update({
                 "anomaly": anomaly, "start": tt(e.start), "end": tt(getattr(e, "end", None)),
-                "value": num(value, d),
-                "max": num(get("max", value), d), "max_time": tt(get("max_time", e.start)),
-                "min": num(get("min", value), d), "min_time": tt(get("min_time", e.start)),
-                "avg": num(get("avg", value), d),
-                "cause": None, "action": None, "entered_at": None, "entered_by": None, "time": t,
+                "value": n(value),
+                "max": n(get("max", value)), "max_time": tt(get("max_time", e.start)),
+                "min": n(get("min", value)), "min_time": tt(get("min_time", e.start)),
+                "avg": n(get("avg", value)),
+                # a disposal (edge_agent.alarms) fills these; the kernel's events never do
+                "cause": getattr(e, "cause", None), "action": getattr(e, "action", None),
+                "entered_at": tt(getattr(e, "entered_at", None)), "entered_by": getattr(e, "entered_by", None),
+                "level": getattr(e, "level_code", None), "time": t,
             })
             rows.append(row)
         return self._body("YCBJ", rows)
@@ -274,8 +328,11 @@ class Encoder:
         fields = self.profile.records["CDSS"]
         slots = [f for f in fields if f in _CDSS_SLOTS]
         self._cdss_order = tuple(_CDSS_SLOTS.index(f) for f in slots)
-        self._cdss_parts: list[tuple[bytes, ...]] = []
+        self._cdss_parts: list[tuple[bytes, ...] | None] = []
         for rp in self.catalog.points:
+            if not rp.sent:
+                self._cdss_parts.append(None)
+                continue
             consts = self._point_fields(rp)
             parts, cur = [], b"{"
             for k, f in enumerate(fields):
@@ -288,8 +345,11 @@ class Encoder:
             parts.append(cur + b"}")
             self._cdss_parts.append(tuple(parts))
         self._cdss_pow = [_POW[rp.decimals] if rp.decimals > 0 else 1.0 for rp in self.catalog.points]
-        self._cdss_int = [rp.decimals <= 0 for rp in self.catalog.points]
+        # 0: float; 1: 0 decimals (always an int); 2: whole-number point with decimals (an int when whole)
+        self._cdss_int = [1 if rp.decimals <= 0 else 2 if rp.integral else 0 for rp in self.catalog.points]
+        self._cdss_ipow = [int(p) for p in self._cdss_pow]
         self._cdss_empty_when_down = self.profile.down_value == "empty"
+        self._status_text = [_STATUS[s] for s in self._status]
 
     def cdss(self, indices: Iterable[int], values: Sequence[float], statuses: Sequence[int],
              times: Sequence[float], now: float) -> bytes:
@@ -297,9 +357,11 @@ class Encoder:
 
         A value is null when it is NaN/inf, or when the point's device is down
         (status bit 16) and the profile says `down_value: empty`.  A point never
-        sampled (time NaN or 0) carries `now` as its time: receivers need one.
+        sampled (time NaN or 0) carries `now` as its time (receivers need one)
+        and the not-polled status bit.  Status goes out as `status()` says.
+        Points the profile does not send are skipped.
         """
-        parts_of, pows, ints = self._cdss_parts, self._cdss_pow, self._cdss_int
+        parts_of, pows, ints, ipows = self._cdss_parts, self._cdss_pow, self._cdss_int, self._cdss_ipow
         tjson = self.times.json
         tcache = self.times.json_cache
         dumps = orjson.dumps
@@ -307,15 +369,19 @@ class Encoder:
         order = self._cdss_order
         usual = order == (0, 1, 2)
         now_json = tjson(now)
-        status_text = _STATUS
+        status_text = self._status_text
+        not_polled = self._not_polled
         out = []
         append = out.append
         join = b"".join
         last_t, tb = None, now_json
-        # the same numbers as num(), inlined: this loop runs per point per report.  Each record is
+        # the same numbers as number(), inlined: this loop runs per point per report.  Each record is
         # joined at once: keeping orjson's outputs alive until one big join costs 10x more
         # (every dumps() then gets a fresh over-allocated buffer)
         for i in indices:
+            parts = parts_of[i]
+            if parts is None:
+                continue
             v = float(values[i])
             st = int(statuses[i])
             if empty_down and st & 16:
@@ -324,17 +390,25 @@ class Encoder:
                 p = pows[i]
                 x = v * p
                 if -_EXACT < x < _EXACT:
-                    vb = b"%d" % round(x) if ints[i] else dumps(round(x) / p)
-                elif v - v == 0.0:       # finite, too large for the decimals: as it is
-                    vb = dumps(v)
+                    mode = ints[i]
+                    if mode == 0:
+                        vb = dumps(round(x) / p)
+                    elif mode == 1:
+                        vb = b"%d" % round(x)
+                    else:
+                        k = round(x)
+                        vb = b"%d" % (k // ipows[i]) if k % ipows[i] == 0 else dumps(k / p)
+                elif v - v == 0.0:       # finite, too large for the decimals: as it is (whole: an int)
+                    vb = b"%d" % v if ints[i] == 2 and v.is_integer() and -_EXACT < v < _EXACT else dumps(v)
                 else:
                     vb = b"null"
             t = times[i]
             if t != last_t:              # the points of one frame share their time
                 last_t = t
                 tb = (tcache.get(int(t)) or tjson(t)) if t > 0 else now_json
+            if not t > 0:
+                st |= not_polled
             sb = status_text[st] if 0 <= st < 256 else b"%d" % st
-            parts = parts_of[i]
             if usual:
                 append(join((parts[0], vb, parts[1], sb, parts[2], tb, parts[3])))
             else:

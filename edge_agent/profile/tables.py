@@ -17,7 +17,7 @@ KINDS = ("analog", "switch", "cumulative", "multistate")
 # (edge_agent/profile/types.py); a profile lists the types it sends and their fields, in the
 # order its receivers expect; the names are also the MQTT JSON keys.
 HEADER_FIELDS = ("mine_code", "mine_name", "system_model", "system_name", "manufacturer", "date", "time",
-                 "gateway")
+                 "gateway", "safety_mark_expiry")
 SAME_SECOND = ("wait",)
 DOWN_VALUES = ("last", "empty")
 # what may never appear inside a text-file field (the default separators; a
@@ -36,6 +36,8 @@ class SensorType:
     decimals: int
     on_text: str = ""
     off_text: str = ""
+    local: bool = False      # a project-local code of the profile (`local_sensors:`), not the receivers' table
+    send: bool = True        # False: acquired and evaluated, but no record of it is sent in this profile
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Profile:
     sensors: dict[str, SensorType] = field(repr=False)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     timezone: str = "local"     # IANA name, or local (the machine's zone)
+    options: Any = None         # edge_agent.profile.options.Options (receiver rules, code forms)
 
     def mine_code_ok(self, code: str) -> bool:
         return re.fullmatch(self.mine_code_pattern, code) is not None
@@ -71,8 +74,13 @@ def load_sensor_table(path: Path) -> dict[str, SensorType]:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise ConfigError([Problem(str(path), None, "sensor_table", f"cannot read: {exc.strerror}")])
-    reader = csv.DictReader(text.splitlines())
-    for row_no, row in enumerate(reader, start=2):
+    # `#` lines say where the table's facts come from; they keep their line numbers for errors
+    lines = [("" if ln.lstrip().startswith("#") else ln) for ln in text.splitlines()]
+    first = next((i for i, ln in enumerate(lines) if ln.strip()), 0)
+    reader = csv.DictReader(lines[first:])
+    for row_no, row in enumerate(reader, start=first + 2):
+        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+            continue
         try:
             code = row["code"].strip()
             kind = row["kind"].strip()
@@ -83,21 +91,17 @@ def load_sensor_table(path: Path) -> dict[str, SensorType]:
             if code in table:
                 raise ValueError(f"code {code} appears twice")
             name, unit = row["name"].strip(), (row.get("unit") or "").strip()
-            for what, text in (("name", name), ("unit", unit)):
+            on, off = (row.get("on_text") or "").strip(), (row.get("off_text") or "").strip()
+            for what, text in (("name", name), ("unit", unit), ("on_text", on), ("off_text", off)):
                 bad = [c for c in FRAMING if c in text]
                 if bad:
                     raise ValueError(f"{what} {text!r} contains {' '.join(map(repr, bad))}, which the spec files "
                                      "use as separators; remove it")
-            for what in ("on_text", "off_text"):
-                text = (row.get(what) or "").strip()
-                if text and not re.fullmatch(r"-?\d+", text):
-                    raise ValueError(f"{what} {text!r} must be an integer code or empty (receivers parse it "
-                                     "as a number)")
             table[code] = SensorType(
                 code=code, kind=kind, name=row["name"].strip(), unit=(row.get("unit") or "").strip(),
                 range_low=float(row["range_low"]), range_high=float(row["range_high"]),
                 decimals=int(row.get("decimals") or 2),
-                on_text=(row.get("on_text") or "").strip(), off_text=(row.get("off_text") or "").strip(),
+                on_text=on, off_text=off,
             )
         except (KeyError, ValueError, TypeError) as exc:
             problems.append(Problem(str(path), row_no, "sensor_table", str(exc)))
@@ -218,9 +222,20 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
     table_path = Path(data.get("sensor_table", "../sensors.csv"))
     if not table_path.is_absolute():
         table_path = (path.parent / table_path).resolve()
+    from edge_agent.profile.options import parse as parse_options
+    options = parse_options(data, bad, SensorType, KINDS, FRAMING)
+    sensors = {}
+    if not problems:
+        sensors = load_sensor_table(table_path)
+        for code in set(options.local_sensors) & set(sensors):
+            bad(f"local_sensors.{code}", f"{code} is in the sensor table {table_path}: a local code must not "
+                                         "shadow a code the receivers know")
+        for code in set(options.local_anomalies) & set(anomalies):
+            bad("local_anomalies", f"{code} is in `anomalies`: a local code must not shadow a code the receivers know")
+        _derived_codes(data, set(anomalies) | set(options.local_anomalies), bad)
     if problems:
         raise ConfigError(problems)
-    sensors = load_sensor_table(table_path)
+    sensors.update(options.local_sensors)
     return Profile(
         name=str(data.get("name", path.stem)),
         path=path,
@@ -241,4 +256,18 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
         sensors=sensors,
         raw=data,
         timezone=str(timezone),
+        options=options,
     )
+
+
+def _derived_codes(data: dict, known: set[str], bad) -> None:
+    """Every derived condition's anomaly code is one the receivers know, or a declared local code."""
+    table = data.get("derived_anomalies") or {}
+    if not isinstance(table, dict):
+        bad("derived_anomalies", "a mapping of rule: {code, name}")
+        return
+    for rule, entry in table.items():
+        code = str((entry or {}).get("code", "")) if isinstance(entry, dict) else ""
+        if code and code not in known:
+            bad("derived_anomalies", f"{rule}: code {code!r} is neither in `anomalies` (the receivers' codes) nor "
+                                     "declared in `local_anomalies`")

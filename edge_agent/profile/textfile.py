@@ -61,7 +61,8 @@ def header_values(profile: Profile, site, type: str, when: dt.datetime) -> dict[
     info = site.site
     return {"mine_code": info.mine_code, "mine_name": info.mine_name, "system_model": info.system_model,
             "system_name": info.system_name, "manufacturer": info.manufacturer, "gateway": info.gateway,
-            "date": when.strftime(profile.date_format), "time": when.strftime(profile.time_format)}
+            "date": when.strftime(profile.date_format), "time": when.strftime(profile.time_format),
+            "safety_mark_expiry": getattr(info, "safety_mark_expiry", None) or ""}
 
 
 def file_name(profile: Profile, site, type: str, when: dt.datetime) -> str:
@@ -142,9 +143,9 @@ def write_file(profile: Profile, site, type: str, time: float, records: list[dic
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
+        if mtime_ns is not None:        # before the fsync, so the stamp the push orders by is durable too
+            os.utime(f.fileno(), ns=(mtime_ns, mtime_ns))
         os.fsync(f.fileno())
-    if mtime_ns is not None:
-        os.utime(tmp, ns=(mtime_ns, mtime_ns))
     os.rename(tmp, target)
     sync_dir(directory)
     return target, second, True

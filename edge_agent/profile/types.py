@@ -10,13 +10,19 @@ The pipeline offers `encoder`, `kernel`, `catalog`, `routes`, `states()` (each d
 """
 from __future__ import annotations
 
+from edge_agent.profile.encode import EMPTY
 from edge_agent.registry import RecordType, register_record_type
+
+
+def _records(body: bytes) -> bytes | None:
+    """None for a body without records (only points the profile does not send): no message."""
+    return None if body == EMPTY else body
 
 
 # ------------------------------------------------------------------------- producers
 
 def cddy(p, now, _data):
-    return p.encoder.cddy(now)
+    return _records(p.encoder.cddy(now))
 
 
 def fzdy(p, now, _data):
@@ -28,7 +34,7 @@ def cdss(p, now, _data):
     if not p.routes.all:
         return None
     k = p.kernel
-    return p.encoder.cdss(range(len(p.catalog)), k.value, k.status, k.time, now)
+    return _records(p.encoder.cdss(range(len(p.catalog)), k.value, k.status, k.time, now))
 
 
 def fzss(p, now, _data):
@@ -36,11 +42,11 @@ def fzss(p, now, _data):
 
 
 def tjsj(p, now, stats):
-    return p.encoder.tjsj(stats, now) if stats else None
+    return _records(p.encoder.tjsj(stats, now)) if stats else None
 
 
 def ycbj(p, now, events):
-    return p.encoder.ycbj(events, now) if events else None
+    return _records(p.encoder.ycbj(events, now)) if events else None
 
 
 # ------------------------------------------------------------------------- the types, in production order
@@ -60,7 +66,7 @@ for rt in (
                priority=1, cadence="statistics", producer=f"{HERE}:tjsj"),
     RecordType("YCBJ", ("point_code", "sensor_name", "location", "unit", "anomaly", "start", "end", "max",
                         "max_time", "min", "min_time", "avg", "cause", "action", "entered_at", "entered_by", "time",
-                        "sensor_type", "value"),
+                        "sensor_type", "value", "level"),
                priority=3, cadence="event", producer=f"{HERE}:ycbj"),
     RecordType("FZDY", ("substation_code", "location", "x", "y", "z", "name", "time"),
                priority=2, cadence="definitions", producer=f"{HERE}:fzdy", retained=True),
@@ -68,3 +74,7 @@ for rt in (
                priority=0, cadence="snapshot", producer=f"{HERE}:fzss"),
 ):
     register_record_type(rt)
+
+# the alarm book's MQTT-only records (edge_agent/alarms/records.py makes them): the alarms class
+for code in ("alarm", "disposal", "escalation"):
+    register_record_type(RecordType(code, (), priority=3, cadence=None, producer=None))

@@ -52,7 +52,7 @@ def inputs():
     # 0 CH4 (alarm), 1 CO, 2 O2, 3 temperature (sensor fault), 4 cut-off relay,
     # 5 belt running (device down: status 16, last value), 6 motor current (alarm), 7 output (never polled)
     values = array("d", [1.0200000001, 12.6, 20.04999, NAN, 1.0, 1.0, 182.349, NAN])
-    statuses = array("B", [1, 0, 0, 128, 0, 16, 1, 32])
+    statuses = array("B", [1, 0, 0, 128, 0, 16, 1, 0])   # 7: the kernel starts at 0; never sampled -> 32
     times = array("d", [NOW - 1.2, NOW - 0.5, NOW - 0.5, NOW - 0.5, NOW - 0.5, NOW - 61.9, NOW - 3.0, NAN])
     w0 = NOW - 320.0   # the 5-minute window 09:55:00-10:00:00
     stats = [
