@@ -192,6 +192,7 @@ class Site(Model):
     # set by load_site: where the file was, for relative paths
     source: str = Field("", exclude=True)
     _profile: Any = PrivateAttr(None)
+    _catalog: Any = PrivateAttr(None)
 
     @property
     def base_dir(self) -> Path | None:
@@ -202,6 +203,11 @@ class Site(Model):
         """A path from the site file, relative to the site file's folder."""
         q = Path(os.path.expanduser(p))
         return q if q.is_absolute() or self.base_dir is None else self.base_dir / q
+
+    def checked_catalog(self):
+        """The point catalogue `load_site` resolved for this very site (handed out once), or None."""
+        catalog, self._catalog = self._catalog, None
+        return catalog if catalog is not None and catalog.site is self else None
 
     @property
     def loaded_profile(self):
@@ -363,7 +369,7 @@ def component_problems(site: Site, where: str, data: Any, lines) -> list[Problem
     for cfg in site.forward.enabled():
         for loc, reason in registry.sink(cfg.kind).problems_of(cfg, site):
             add(site.forward.loc(cfg) + ((loc,) if isinstance(loc, str) else tuple(loc)), reason)
-    catalog = Catalog(site, site.loaded_profile)
+    site._catalog = catalog = Catalog(site, site.loaded_profile)      # the pipeline starts from it
     out.extend(framing_problems(site, catalog, site.loaded_profile))
     return out
 

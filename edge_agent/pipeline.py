@@ -48,7 +48,7 @@ class Pipeline:
         self.site = site
         self.states = states          # each device's (run, power) status, for FZSS
         self.profile = site.loaded_profile
-        self.catalog = Catalog(site, self.profile)
+        self.catalog = site.checked_catalog() or Catalog(site, self.profile)
         self.derived = Derived(site, self.catalog)
         self.catalog.add_derived(self.derived.points)
         self.encoder = Encoder(site, self.catalog, self.profile)

@@ -51,7 +51,19 @@ def _key_lines(text: str) -> dict[tuple, int]:
     return lines
 
 
-def _read(name_or_path: str, base: Path | None) -> tuple[Path, dict, dict[tuple, int]]:
+class _Lines:
+    """A file's key lines, composed only when a problem asks (a valid profile never pays for it)."""
+
+    def __init__(self, text: str):
+        self.text, self._lines = text, None
+
+    def get(self, key: tuple, default=None):
+        if self._lines is None:
+            self._lines = _key_lines(self.text)
+        return self._lines.get(key, default)
+
+
+def _read(name_or_path: str, base: Path | None) -> tuple[Path, dict, _Lines]:
     path = resolve(name_or_path, base)
     where = str(path)
     try:
@@ -69,7 +81,7 @@ def _read(name_or_path: str, base: Path | None) -> tuple[Path, dict, dict[tuple,
         raise ConfigError([Problem(where, None, "profile", "must be a mapping")])
     if isinstance(data.get("sensor_table"), str) and not Path(data["sensor_table"]).is_absolute():
         data["sensor_table"] = str((path.parent / data["sensor_table"]).resolve())
-    return path, data, _key_lines(text)
+    return path, data, _Lines(text)
 
 
 def _merge(below: Any, above: Any) -> Any:
@@ -81,7 +93,7 @@ def _merge(below: Any, above: Any) -> Any:
 def read_layers(name_or_path: str, base: Path | None = None
                 ) -> tuple[Path, dict, Callable[[str], tuple[str, int | None]]]:
     """(top file, merged data, where(key) -> (file, line)); see the module docstring."""
-    layers: list[tuple[Path, dict, dict]] = []
+    layers: list[tuple[Path, dict, _Lines]] = []
     ref, at = name_or_path, base
     while True:
         path, data, lines = _read(ref, at)
