@@ -3,7 +3,8 @@
 `drivers/` and `buffer/` install as `edge_agent.drivers` and
 `edge_agent.buffer`; `config/` ships as the package data `edge_agent.data`
 (profiles, code tables, example site files).  The filtering kernel is one
-Cython pure-Python-mode source: compiled when Cython and a C compiler are
+Cython pure-Python-mode source (kernel.py, and ladder.py, its graded-warning
+pass): compiled when Cython and a C compiler are
 available, importable as plain Python otherwise.
 """
 import os
@@ -13,6 +14,7 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 KERNEL = "edge_agent/filtering/kernel.py"
+LADDER = "edge_agent/filtering/ladder.py"       # the kernel's graded-warning pass, compiled with it
 
 
 class OptionalBuildExt(build_ext):
@@ -39,7 +41,7 @@ def extensions():
     except ImportError:
         return []
     return cythonize(
-        [KERNEL],
+        [KERNEL, LADDER],
         compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False,
                              "cdivision": True, "initializedcheck": False},
         quiet=True,

@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sqlite3
 import time
 from dataclasses import dataclass, field
 
 from edge_agent import health, registry, sdnotify
+from edge_agent.baseline import BaselineStore, store_path
 from edge_agent.buffer import Buffer
 from edge_agent.config import Site
 from edge_agent.drivers import make_driver
+from edge_agent.filtering.rules import V_RULES
 from edge_agent.frame import Frame
 from edge_agent.pipeline import Pipeline, Routes
 
@@ -50,6 +53,7 @@ class Agent:
         self.buffer = Buffer(site.path(b.path), durability=b.durability, max_size=b.max_size,
                              max_age=b.max_age, sync_every=b.sync_every, memory_limit=b.memory_limit,
                              sinks=[c.sink_name for c in wanted])
+        self.on_level_changes = None      # graded warning: called with each frame's level changes (points, items)
         self.pending: list[tuple[str, int, float, bytes]] = []
         self._commit_at: asyncio.TimerHandle | None = None
         self.fzss_dirty = False
@@ -77,6 +81,7 @@ class Agent:
         # has no gaps that are not loss.
         self.routes = Routes(all=every, live=live)
         self.pipeline = Pipeline(site, self.routes, self.pending, states=self.fzss_states)
+        self.baselines = self._open_baselines()
         self.devices = [DeviceState() for _ in site.devices]
         self.drivers = [self._driver(i, site, self.pipeline) for i in range(len(site.devices))]
         self.driver_tasks: list[asyncio.Task | None] = [None] * len(self.drivers)
@@ -123,6 +128,19 @@ class Agent:
         """The buffer mask of every sink of this kind (the alarm book's MQTT-only records)."""
         return self.buffer.mask(*(s.name for s in self.sinks_of_kind(kind)))
 
+    def _open_baselines(self) -> BaselineStore | None:
+        """The graded-warning file beside the buffer, when a point has `levels:` or `rules:` (a site with
+        only the old thresholds gets no new file)."""
+        if not any(f & V_RULES for f in self.kernel.ladder.lvf):
+            return None
+        path = store_path(self.site.path(self.site.buffer.path))
+        try:
+            return BaselineStore.open(path, self.catalog, self.kernel, time.time())
+        except (OSError, sqlite3.Error) as exc:
+            log.error("baseline file %s: cannot open it (%s); levels run without baselines or restored state",
+                      path, exc)
+            return None
+
     def _driver(self, i: int, site: Site, pipeline: Pipeline):
         drv = make_driver(i, site.devices[i], pipeline.catalog.by_device[i], self.on_frame, base_dir=site.base_dir)
         drv.state_changed = self.on_device_state
@@ -137,9 +155,11 @@ class Agent:
         st = self.devices[frame.device]
         st.frames += 1
         st.last_frame = frame.wall
-        events = self.pipeline.on_frame(frame)
+        events, levels = self.pipeline.on_frame(frame)
+        if levels and self.on_level_changes is not None:
+            self.on_level_changes(levels)
         if self.alarms is not None:
-            self.alarms.after_frame(frame, self.kernel, events)
+            self.alarms.after_frame(frame, self.kernel, events, levels)
         if self.pending and self._commit_at is None:
             # frames arriving within batch_every share one transaction; none waits longer
             self._commit_at = asyncio.get_running_loop().call_later(self.site.report.batch_every, self._commit_due)
@@ -228,6 +248,8 @@ class Agent:
             if now >= next_tick:
                 self.statistics(now)
                 self.buffer.tick(now)
+                if self.baselines is not None:
+                    self.baselines.tick(now)
                 next_tick = now + 1.0
             if now >= next_defs:
                 self.definitions(now)
@@ -304,6 +326,8 @@ class Agent:
             for t in self.sink_tasks:
                 t.cancel()
             await _settle(self.sink_tasks, SHUTDOWN_GRACE)
+        if self.baselines is not None:
+            self.baselines.close(time.time())
         self.buffer.close()
         log.info("stopped; buffer closed at seq %d", self.buffer.next_seq - 1)
 
@@ -347,6 +371,10 @@ class Agent:
         old_cddy = self.pipeline.encoder.cddy(0.0)
         old_drivers, old_tasks, old_states = self.drivers, self.driver_tasks, self.devices
         self.site, self.pipeline = new, pipeline
+        if self.baselines is not None:          # the new kernel already carries the points over
+            self.baselines.attach(self.kernel, self.catalog, time.time(), carried=True)
+        else:
+            self.baselines = self._open_baselines()
         if self.alarms is not None:
             self.alarms.bind(self)
         self.drivers = [old_drivers[i] if i in keep else fresh[i] for i in range(len(new.devices))]

@@ -19,11 +19,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BeforeValidator, Field, PlainValidator, PrivateAttr, SerializeAsAny, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from edge_agent import levels as warning
 from edge_agent import registry
 from edge_agent.alarms.config import AlarmsCfg, ConsoleCfg
 from edge_agent.equipment import Equipment, expand_equipment
 from edge_agent.errors import ConfigError, Problem
 from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, SinkConfig, Size, field_error
+from edge_agent.rollup import Item
+from edge_agent.rollup import problems as rollup_problems
 from edge_agent.yamlsrc import line_for, pretty_loc, read_yaml_with_lines, validation_problems
 
 # every device is validated by its driver's config model (registry.validate_device)
@@ -187,6 +190,7 @@ class Site(Model):
     metrics: MetricsCfg = MetricsCfg()
     devices: tuple[AnyDevice, ...] = ()
     equipment: tuple[Equipment, ...] = ()   # belts and bins; their points are already in `devices`
+    items: tuple[Item, ...] = ()            # graded warning: points roll up to items, items to the facility
     alarms: AlarmsCfg = AlarmsCfg()         # graded warning: deadlines, the local API's token
     console: ConsoleCfg = ConsoleCfg()      # the agent's web server (local API, console pages)
     # set by load_site: where the file was, for relative paths
@@ -341,6 +345,10 @@ def semantic_problems(site: Site, profile, where: str, data: Any, lines) -> list
                 add(loc + ("id",), f"point code {code} is also built by {codes[code]}; original numbers must "
                                    "differ for points of the same kind and sensor type")
             codes[code] = f"{dev.name}/{pt.id}"
+            for tail, reason in warning.point_problems(dev, pt, site.buffer):
+                add(loc + tail, reason)
+    for loc, reason in rollup_problems(site):
+        add(loc, reason)
     return out
 
 

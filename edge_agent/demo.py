@@ -10,11 +10,13 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from edge_agent.codes import LEVEL_NAMES_ZH, LEVELS
 from edge_agent.config import ConsoleCfg, Site, load_site
 from edge_agent.drivers.sim.harness import free_port
 from edge_agent.fsutil import make_dirs
 from edge_agent.i18n import N_, _, pad
 
+# edge_agent.codes.STATUS_BITS' labels, spelled out so gettext finds them (tests/test_codes.py compares)
 STATUS_NAMES = {1: N_("ALARM"), 2: N_("CUT-OFF"), 4: N_("calibrating"), 8: N_("over-range"),
                 16: N_("substation-fault"), 32: N_("not-polled"), 64: N_("paused"), 128: N_("sensor-fault")}
 
@@ -92,9 +94,11 @@ def summary(agent, out=sys.stdout) -> None:
                                                 if st.online is False else _("starting"))
         lines.append(f"  {dev.name} [{state}]")
         for rp in agent.catalog.by_device[di]:
+            level = k.level[rp.index]
             lines.append(f"    {pad(rp.id, 4)} {pad(rp.sensor_name, 14)} "
                          f"{format_value(k.value[rp.index], rp.decimals):>8} {pad(rp.unit, 7)} "
-                         f"{status_text(int(k.status[rp.index]))}")
+                         f"{status_text(int(k.status[rp.index]))}"
+                         + (f"  {LEVEL_NAMES_ZH[level]} {LEVELS[level]}" if level else ""))
     print("\n".join(lines), file=out, flush=True)
 
 

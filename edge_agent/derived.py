@@ -43,13 +43,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
+from edge_agent.codes import FAULT_BITS, ST_NOT_POLLED, ST_SENSOR_FAULT
 from edge_agent.filtering.records import Event
 from edge_agent.frame import Frame
 
 log = logging.getLogger("edge_agent.derived")
 
-FAULT_BITS = 16 | 128
-ST_NORMAL, ST_ACTIVE, ST_NOT_CONFIGURED, ST_CANNOT = 0, 1, 32, 128
+# a derived point's status: 0 normal, 1 active, and the status bits for "not configured"/"cannot evaluate"
+ST_NORMAL, ST_ACTIVE, ST_NOT_CONFIGURED, ST_CANNOT = 0, 1, ST_NOT_POLLED, ST_SENSOR_FAULT
 
 
 @dataclass(slots=True)

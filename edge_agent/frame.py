@@ -8,10 +8,8 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 
-# per-point quality from the driver: status bits the kernel ORs in
-Q_OK = 0
-Q_SUBSTATION_FAULT = 16   # device unreachable: value is stale or missing
-Q_SENSOR_FAULT = 128      # device answered, this value is bad (NaN/Inf, exception, Bad status)
+# per-point quality from the driver: status bits the kernel ORs in (one table: edge_agent/codes.py)
+from edge_agent.codes import Q_OK, Q_SENSOR_FAULT, Q_SUBSTATION_FAULT  # noqa: F401
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
     model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from edge_agent import levels as warning
 from edge_agent.units import parse_duration, parse_size
 
 def _longer_than_zero(v: float) -> float:
@@ -102,6 +103,8 @@ class Point(Model):
     alarm: Alarm = Alarm()
     cutoff: Cutoff = Cutoff()
     warn: Warn = Warn()
+    levels: warning.Levels | None = None        # graded warning: blue < yellow < orange < red (levels.py)
+    rules: tuple[warning.Rule, ...] = ()        # rate, baseline and ratio rules, each giving a level
     delay: Duration = 0.0
     deadband: float | str = 0.0
     writable: bool = False

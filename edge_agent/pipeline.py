@@ -32,6 +32,7 @@ from edge_agent.filtering import Kernel
 from edge_agent.frame import Frame
 from edge_agent.points import Catalog
 from edge_agent.profile.encode import EMPTY, Encoder
+from edge_agent.rollup import Rollup
 
 log = logging.getLogger("edge_agent.pipeline")
 
@@ -64,6 +65,10 @@ class Pipeline:
         self.carried = 0
         if previous is not None:
             self._carry_over(previous)
+        self.rollup = None            # items and the facility (`items:`), from the points' levels as they are
+        if site.items:
+            self.rollup = Rollup(site.items, self.catalog)
+            self.rollup.seed(self.kernel.level)
 
     def _carry_over(self, old: "Pipeline") -> None:
         def key(p) -> tuple:
@@ -79,9 +84,10 @@ class Pipeline:
 
     # ------------------------------------------------------------------ hot path
 
-    def on_frame(self, frame: Frame) -> list:
+    def on_frame(self, frame: Frame) -> tuple[list, list]:
         """Run a driver's frame through the kernel and the derived conditions; queue what they report.
-        Returns the frame's events (the kernel's and the derived conditions')."""
+        Returns the frame's events (the kernel's and the derived conditions') and its level changes
+        (the points', then the items' and the facility's they roll up to)."""
         k = self.kernel
         self._filter(frame)
         events = k.take_events()
@@ -94,7 +100,10 @@ class Pipeline:
                 self._filter(status)     # the derived points' status, reported like any point
         if events:
             self.produce("event", frame.wall, events)
-        return events
+        levels = k.take_level_changes()
+        if levels and self.rollup is not None:
+            levels += self.rollup.update(levels)     # items and the facility: ItemLevelChanges after the points'
+        return events, levels
 
     def _filter(self, frame: Frame) -> None:
         """Run `frame` through the kernel; queue a CDSS of the points it says to report."""

@@ -10,7 +10,9 @@ import math
 from array import array
 from dataclasses import dataclass
 
+from edge_agent.codes import legacy_levels
 from edge_agent.config import Site, point_code
+from edge_agent.levels import rule_specs
 from edge_agent.model import Device, Point
 from edge_agent.profile.tables import Profile
 
@@ -119,7 +121,8 @@ class Catalog:
         return self.profile.options.substation(di + 1, info.mine_code, info.system_code)
 
     def thresholds(self) -> dict[str, array]:
-        """Structure-of-arrays view for the kernel; NaN means 'not configured'."""
+        """Structure-of-arrays view for the kernel; NaN means 'not configured'.  Beside the columns:
+        "rules" (per point, its graded-warning RuleSpecs) and "legacy_levels" (per old-ladder machine)."""
         cols: dict[str, array] = {name: array("d") for name in (
             "range_low", "range_high", "alarm_high", "alarm_high_clear", "alarm_low", "alarm_low_clear",
             "cutoff_high", "cutoff_restore", "cutoff_low", "cutoff_low_restore", "warn_high", "warn_low",
@@ -146,4 +149,7 @@ class Catalog:
             cols["delay"].append(float(p.delay))
             kind.append(KIND_CODE[rp.kind])
         cols["kind"] = kind  # type: ignore[assignment]
+        # graded warning: the rules per point and the levels of the old ladder (filtering/rules.py)
+        cols["rules"] = [rule_specs(rp.cfg) for rp in self.points]  # type: ignore[assignment]
+        cols["legacy_levels"] = self.profile.legacy_levels or legacy_levels()  # type: ignore[assignment]
         return cols

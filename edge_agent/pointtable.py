@@ -34,7 +34,9 @@ CSV_COLUMNS = ("id", "sensor", "kind", "address", "type", "order", "length", "sc
                "alarm.high", "alarm.high_clear", "alarm.low", "alarm.low_clear",
                "cutoff.high", "cutoff.restore", "cutoff.low", "cutoff.low_restore",
                "warn.high", "warn.low", "delay", "deadband", "writable", "decimals",
-               "sensor_name", "on_text", "off_text")
+               "sensor_name", "on_text", "off_text") + tuple(
+    f"levels.{colour}.{key}" for colour in ("blue", "yellow", "orange", "red")      # graded warning
+    for key in ("high", "high_clear", "low", "low_clear", "delay"))
 
 
 def _row_to_point(row: dict[str, str]) -> dict[str, Any]:
@@ -49,8 +51,11 @@ def _row_to_point(row: dict[str, str]) -> dict[str, Any]:
         if key in ("range_low", "range_high"):
             continue
         if "." in key:
-            group, sub = key.split(".", 1)
-            out.setdefault(group, {})[sub] = value
+            *groups, sub = key.split(".")
+            node = out
+            for group in groups:
+                node = node.setdefault(group, {})
+            node[sub] = value
         else:
             out[key] = value
     lo, hi = (row.get("range_low") or "").strip(), (row.get("range_high") or "").strip()

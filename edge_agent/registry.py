@@ -47,7 +47,8 @@ SINK_COUNTERS = ("published", "acked", "reconnects", "inflight")
 # keys the pipeline reads and no driver does: a reload applies them without a restart
 LIVE_DEVICE_FIELDS = frozenset({"location", "x", "y", "z", "substation"})
 LIVE_POINT_FIELDS = frozenset({"alarm", "cutoff", "warn", "deadband", "delay", "location", "relations", "x", "y",
-                               "z", "decimals", "unit", "range", "kind", "sensor_name", "on_text", "off_text"})
+                               "z", "decimals", "unit", "range", "kind", "sensor_name", "on_text", "off_text",
+                               "levels", "rules"})
 
 Ref = str | Callable | None
 Problems = list[tuple[tuple | str, str]]

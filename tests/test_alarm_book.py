@@ -213,17 +213,7 @@ def test_a_crash_between_book_and_buffer_sends_the_records_at_the_next_start(tmp
 
 
 def test_item_alarms_have_no_ycbj(tmp_path):
-    from dataclasses import dataclass
-
-    @dataclass
-    class ItemLevelChange:            # the contract's roll-up change: `item` instead of `point`
-        item: str
-        level: int
-        previous: int
-        rule: str
-        threshold: float
-        value: float
-        time: float
+    from edge_agent.rollup import ItemLevelChange   # the contract's roll-up change: `item` instead of `point`
 
     bench = Bench(tmp_path)
     bench.book.apply([ItemLevelChange("浸润线-1断面", 2, 0, "rollup", math.nan, 4, bench.clock.wall())])

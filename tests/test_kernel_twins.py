@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.filtering import SOURCE, load_pure
+from edge_agent.filtering import SOURCES, load_pure
 from test_kernel import COLUMNS, NOT_BUILT, T0, compiled_module, frame, plain
 
 NAN, INF = math.nan, math.inf
@@ -28,9 +28,13 @@ def twins():
     mod = compiled_module()
     if mod is None:
         pytest.skip(NOT_BUILT)
-    so = __import__("pathlib").Path(mod.__file__)
-    if so.stat().st_mtime < SOURCE.stat().st_mtime:
-        pytest.fail(f"{so.name} is older than kernel.py: rebuild it (python setup.py build_ext --inplace)")
+    from edge_agent.filtering import ladder
+    if not ladder.COMPILED:
+        pytest.fail("kernel.py is compiled but ladder.py is not: rebuild (python setup.py build_ext --inplace)")
+    for built, source in zip((mod, ladder), SOURCES):
+        so = __import__("pathlib").Path(built.__file__)
+        if so.stat().st_mtime < source.stat().st_mtime:
+            pytest.fail(f"{so.name} is older than {source.name}: rebuild it (python setup.py build_ext --inplace)")
     return mod.Kernel, load_pure().Kernel
 
 
@@ -126,3 +130,50 @@ def test_twins_agree_on_a_large_site(twins):
         if f % 10 == 9:
             ops.append(("stats", T0 + f))
     run_both(fast, slow, ops)
+
+
+# ----------------------------------------------------------------------------- graded warning
+
+from edge_agent.filtering.rules import KINDS, RuleSpec, Step  # noqa: E402
+
+
+@st.composite
+def rule_specs(draw):
+    kind = draw(st.sampled_from(KINDS))
+    steps = []
+    for level in draw(st.lists(st.integers(1, 4), max_size=4, unique=True)):
+        high = draw(st.booleans())
+        enter = draw(st.sampled_from(LEVELS[2:] + [10.0, 30.0, -1.0]))
+        clear = enter + draw(st.sampled_from([NAN, 0.0, -0.2, 0.2, -5.0]))
+        steps.append(Step(level, high, enter, clear, draw(st.sampled_from([0.0, 0.0, 1.0, 2.5]))))
+    return RuleSpec(kind, tuple(steps), window=draw(st.sampled_from([2.0, 4.0, 8.0])),
+                    per=draw(st.sampled_from([1.0, 60.0])), against=86400.0, absolute=draw(st.booleans()))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_twins_agree_on_graded_levels(twins, data):
+    """Random rules of every kind over random streams: the same levels, level changes and hourly sums."""
+    fast_cls, slow_cls = twins
+    n, cols = data.draw(configs())
+    cols["rules"] = [tuple(data.draw(st.lists(rule_specs(), max_size=3))) for _ in range(n)]
+    cols["legacy_levels"] = tuple(data.draw(st.lists(st.integers(0, 4), min_size=6, max_size=6)))
+    fast, slow = fast_cls(n, cols, 5.0, 60.0), slow_cls(n, cols, 5.0, 60.0)
+    for r, _, _ in fast.ladder.baseline_rules():
+        base = data.draw(st.sampled_from([NAN, 0.0, 0.5, 1.0, 2.0]))
+        fast.ladder.set_baseline(r, base)
+        slow.ladder.set_baseline(r, base)
+    for op in data.draw(streams(n)):
+        if op[0] == "frame":
+            _, wall, index, values, quality = op
+            f = frame(wall, values, index, quality)
+            assert list(fast.process(f)) == list(slow.process(f))
+            assert plain(fast.take_level_changes()) == plain(slow.take_level_changes())
+        else:
+            partial = data.draw(st.booleans())
+            assert fast.ladder.take_hours(op[1], partial) == slow.ladder.take_hours(op[1], partial)
+        assert list(fast.level) == list(slow.level)
+        assert_same_state(fast, slow)
+    for i in range(n):
+        (sa, a), (sb, b) = fast.ladder.point_state(i), slow.ladder.point_state(i)
+        assert sa == sb and all(same(x, y) for x, y in zip(a, b))

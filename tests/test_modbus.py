@@ -200,7 +200,7 @@ def test_describe_prints_the_plan():
     cat = Catalog(site, load_profile("default"))
     lines = describe(site.devices[0], cat.by_device[0])
     assert lines[0].startswith("2 requests per poll")
-    assert "read hr:0-4 (5 registers): T1 T2 T3 T4" in lines[1]
+    assert "read hr:0-5 (6 registers): T1 T2 T3 T4 T6" in lines[1]
     assert "read ir:0-0 (1 registers): T5" in lines[2]
 
 

@@ -8,7 +8,9 @@ speed, motor current and bearing temperature; a coal bin's feeder drives its
 level (the feeder starts when the bin is nearly full and stops when it is
 low).  Methane (0001) idles at 0.2-0.5 %CH4 with noise and, every `gas_every`
 seconds on average, makes a ~20 s excursion through its alarm level and
-sometimes past its cut-off.
+sometimes past its cut-off.  A water level (0007 sump, 0502 borehole) idles below its lowest
+`levels:` entry; in the `borehole-rise` scenario it walks through every level
+and back (`WaterLevel`).
 
 Scenarios tune the models; add one by adding an entry to `SCENARIOS`.
 """
@@ -29,12 +31,15 @@ class Scenario:
     belt_stop_every: float = 600.0  # mean seconds between belt stops
     belt_stop_for: float = 30.0
     equipment: str = ""            # a scripted belt/bin fault (equipment_scenarios.FAULTS)
+    water_walk: bool = False       # water levels walk blue -> red and back (WaterLevel)
+    water_cycle: float = 180.0     # seconds per walk
 
 
 SCENARIOS: dict[str, Scenario] = {
     "normal": Scenario(),
     "gas-alarm": Scenario(gas_every=25.0, gas_first=3.0),   # frequent excursions, for tests and demos
     "steady": Scenario(gas_every=math.inf, gas_first=math.inf, belt_stop_every=math.inf),
+    "borehole-rise": Scenario(gas_every=math.inf, gas_first=math.inf, belt_stop_every=math.inf, water_walk=True),
 }
 SCENARIOS.update({name: Scenario(equipment=name) for name in EQUIPMENT_FAULTS})
 
@@ -77,6 +82,36 @@ class _Excursion:
         return shape * max(0.0, self.peak - base)
 
 
+WATER = ("0007", "0502")    # 水池水位 (safety monitoring), 长观孔水位 (water hazards)
+
+
+class WaterLevel:
+    """A borehole water level against its point's `levels:` (high entries; default 3.0 .. 4.5 m).
+
+    Idles a third of the ladder's span below its lowest entry.  Walking (every
+    CYCLE s from the model's first read): idle until 10 s, a steady rise to a
+    sixth of the span above the highest entry at 70 s, held until 90 s, a steady
+    fall back to idle at 150 s: every level is entered in order on the way up
+    (each held for more than 10 s) and left in order on the way down.  Another
+    `cycle` scales those times.
+    """
+
+    def __init__(self, p: Point, walk: bool, cycle: float = 180.0):
+        highs = [lv.high for lv in (p.levels.blue, p.levels.yellow, p.levels.orange, p.levels.red)
+                 if lv is not None and lv.high is not None] if p.levels is not None else []
+        lo, hi = (min(highs), max(highs)) if highs else (3.0, 4.5)
+        gap = (hi - lo) / 3 if hi > lo else 0.5
+        self.idle, self.peak, self.walk, self.cycle = lo - gap, hi + gap / 2, walk, cycle
+
+    def value(self, t: float, n: float) -> float:
+        noise = 0.003 * n
+        if not self.walk:
+            return self.idle + noise
+        c = (t % self.cycle) * 180.0 / self.cycle
+        share = 0.0 if c < 10 else (c - 10) / 60 if c < 70 else 1.0 if c < 90 else max(0.0, (150 - c) / 60)
+        return self.idle + share * (self.peak - self.idle) + noise
+
+
 class DeviceModel:
     """Every point of one simulated device, advanced together in time."""
 
@@ -95,6 +130,7 @@ class DeviceModel:
         self.noise = {p.id: _Noise(rng, 1.0) for p in device.points}
         self.gas = {p.id: _Excursion(rng, scenario, *self._gas_levels(p)) for p in device.points
                     if p.sensor in ("0001", "0043")}
+        self.water = {p.id: WaterLevel(p, scenario.water_walk, scenario.water_cycle) for p in device.points if p.sensor in WATER}
         # belts and bins (by their sensor codes) run the models of equipment_scenarios.py
         self.equipment = equipment_model(device, rng, scenario)
 
@@ -144,6 +180,8 @@ class DeviceModel:
         if s in ("0001", "0043"):
             base = min(0.5, max(0.2, 0.35 + 0.05 * n))
             return max(0.0, base + self.gas[p.id].extra(t, base))
+        if s in WATER:
+            return self.water[p.id].value(t, n)
         if s == "0002":
             return max(0.0, 2.2 + 0.3 * n)
         if s == "0003":

@@ -9,22 +9,9 @@ agent's alarm book derives them here from the events the kernel raises today
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from edge_agent.alarms.spec import LEVELS
-
-try:                                    # the contract's dataclass, once the `levels` branch is on main
-    from edge_agent.filtering.records import LevelChange
-except ImportError:                     # pragma: no cover - removed with this module
-    @dataclass(slots=True)
-    class LevelChange:                  # type: ignore[no-redef]
-        point: int
-        level: int
-        previous: int
-        rule: str
-        threshold: float
-        value: float
-        time: float
+from edge_agent.filtering.records import LevelChange
 
 DEFAULT_MAPPING = {"warn": "yellow", "alarm": "orange", "cutoff": "red"}
 RUNG = {"009": "warn", "010": "warn", "001": "alarm", "002": "cutoff"}

@@ -63,13 +63,15 @@ class AgentAlarms:
                 a.pending.append((typ, mask, t, body))
         a.commit()
 
-    def after_frame(self, frame, kernel, events) -> None:
-        """The frame's level changes to the book, then its samples of points in alarm."""
+    def after_frame(self, frame, kernel, events, changes=None) -> None:
+        """The frame's level changes to the book (`changes`: already drained from the kernel by the
+        agent), then its samples of points in alarm."""
         if kernel is not self.kernel:         # rebuilt on a reload: its levels start again from 0
             self.kernel = kernel
             self.legacy = LegacyLevels(self.agent.catalog, self.agent.profile.raw.get("legacy_levels"))
-        take = getattr(kernel, "take_level_changes", None)
-        changes = take() if take is not None else self.legacy.changes(events)
+        if changes is None:
+            take = getattr(kernel, "take_level_changes", None)
+            changes = take() if take is not None else self.legacy.changes(events)
         if changes:
             self.book.apply(changes, kernel.value)
         if self.book.watch:

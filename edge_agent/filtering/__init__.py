@@ -10,26 +10,20 @@ so tests can compare the two in one process.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
-from edge_agent.filtering.records import SLOTS, Change, Event, Stat
+from edge_agent.filtering._twins import load_source
+from edge_agent.filtering.records import SLOTS, Change, Event, LevelChange, Stat
 
 SOURCE = Path(__file__).with_name("kernel.py")
-_PURE_NAME = "edge_agent.filtering._pure_kernel"
+SOURCES = (SOURCE, Path(__file__).with_name("ladder.py"))    # what setup.py compiles
 
 
 def load_pure():
-    """The kernel module executed from kernel.py as plain Python (never the compiled build)."""
-    mod = sys.modules.get(_PURE_NAME)
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(_PURE_NAME, SOURCE)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[_PURE_NAME] = mod
-        spec.loader.exec_module(mod)
-    return mod
+    """The kernel module executed from kernel.py as plain Python (never the compiled build); its
+    graded-warning pass (ladder.py) is plain Python too."""
+    return load_source("_pure_kernel", "kernel.py")
 
 
 def _load():
@@ -43,4 +37,4 @@ _impl = _load()
 Kernel = _impl.Kernel
 COMPILED: bool = bool(_impl.COMPILED)
 
-__all__ = ["Kernel", "COMPILED", "Event", "Stat", "Change", "SLOTS", "load_pure"]
+__all__ = ["Kernel", "COMPILED", "Event", "Stat", "Change", "LevelChange", "SLOTS", "load_pure"]

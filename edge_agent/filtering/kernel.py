@@ -5,7 +5,9 @@ point now, which anomalies open or close, and feeds the per-window statistics.
 State is a structure of arrays indexed by the global point index (Catalog);
 the per-frame loop touches no Python object per point, runs without the GIL
 when compiled, and writes events/statistics into flat logs that `take_*`
-turns into objects.  The rules are tabled in README.md in this folder.
+turns into objects.  Points with graded levels (`levels:`, `rules:`, or old
+thresholds the profile maps onto levels) then go through the graded-warning
+pass (ladder.py).  The rules are tabled in README.md in this folder.
 """
 import math
 from array import array
@@ -15,11 +17,17 @@ try:
 except ImportError:  # an install without Cython runs this file as plain Python
     from edge_agent.filtering import _cython_shim as cython
 
+from edge_agent import codes
 from edge_agent.filtering import layout
 from edge_agent.filtering.layout import grown, zeros
 from edge_agent.filtering.records import SLOTS, Change, Event, Stat
 
 COMPILED = cython.compiled
+if cython.compiled:
+    from edge_agent.filtering import ladder as _ladder      # the compiled pass beside the compiled kernel
+else:
+    from edge_agent.filtering._twins import pure_ladder
+    _ladder = pure_ladder()
 
 NAN = cython.declare(cython.double, math.nan)
 NM = cython.declare(cython.const[cython.int], 6)          # machines: alarm, cut-off, warn; high/low
@@ -31,18 +39,35 @@ WIN = cython.declare(cython.const[cython.int], 8)         # window: start max ma
 EVW = cython.declare(cython.const[cython.int], 11)        # event log row (see _emit_event)
 STW = cython.declare(cython.const[cython.int], 10)        # stat log row (see _emit_stat)
 CHW = cython.declare(cython.const[cython.int], 4)         # change log row: point time old new
-B_RANGE = cython.declare(cython.const[cython.int], 64)    # latch bits: 1<<slot
+B_RANGE = cython.declare(cython.const[cython.int], 64)    # latch bits: 1<<slot (edge_agent/codes.py)
 B_FAULT = cython.declare(cython.const[cython.int], 128)
 B_SUB = cython.declare(cython.const[cython.int], 256)
 SLOT_BITS = cython.declare(cython.const[cython.int], 511)
 PEND = cython.declare(cython.const[cython.int], 512)      # PEND << m: machine m waits out its delay
 PEND_BITS = cython.declare(cython.const[cython.int], 63 * 512)
 MACHINE_BITS = cython.declare(cython.const[cython.int], 63 | 63 * 512)
+L_ALARM = cython.declare(cython.const[cython.int], 3)     # latch bits of the alarm machines -> status 1
+L_CUTOFF = cython.declare(cython.const[cython.int], 12)   # ... of the cut-off machines -> status 2
+ST_ALARM = cython.declare(cython.const[cython.int], 1)    # status bits (PROFILE.md, edge_agent/codes.py)
+ST_CUTOFF = cython.declare(cython.const[cython.int], 2)
+ST_OVER_RANGE = cython.declare(cython.const[cython.int], 8)
+ST_SUBSTATION = cython.declare(cython.const[cython.int], 16)
+ST_SENSOR = cython.declare(cython.const[cython.int], 128)
+V_EVERY = cython.declare(cython.const[cython.int], 6)     # ladder flags: every sample goes to the pass (rules.py)
+S_LEGACY = cython.declare(cython.const[cython.int], 1 << 30)   # ... and its old-ladder machines changed
 
 Q_SUBSTATION = cython.declare(cython.const[cython.int], 16)  # Frame.quality bits
 Q_SENSOR = cython.declare(cython.const[cython.int], 128)
 if (TH, LIM) != (layout.TH, layout.LIM):      # compile-time constants here, so check they agree
     raise ImportError("edge_agent.filtering: kernel.py and layout.py disagree on the array layout")
+_MINE = {"NM": NM, "NS": NS, "B_RANGE": B_RANGE, "B_FAULT": B_FAULT, "B_SUB": B_SUB, "L_ALARM": L_ALARM,
+         "L_CUTOFF": L_CUTOFF, "ST_ALARM": ST_ALARM, "ST_CUTOFF": ST_CUTOFF, "ST_OVER_RANGE": ST_OVER_RANGE,
+         "ST_SUBSTATION": ST_SUBSTATION, "ST_SENSOR": ST_SENSOR, "Q_SUBSTATION": Q_SUBSTATION,
+         "Q_SENSOR": Q_SENSOR}
+if _MINE != codes.kernel_constants() or SLOT_BITS != (1 << NS) - 1 or PEND != 1 << NS or \
+        V_EVERY != _ladder.spec.V_RULES | _ladder.spec.V_FRESH or S_LEGACY != _ladder.spec.S_LEGACY:
+    raise ImportError("edge_agent.filtering: kernel.py's constants disagree with edge_agent/codes.py: "
+                      f"{_MINE} vs {codes.kernel_constants()}")
 
 
 @cython.cfunc
@@ -134,6 +159,8 @@ class Kernel:
     valid value (NaN if none yet; faults keep it), the PROFILE.md status bits, and
     the wall time of the last accepted sample (NaN if none).  `rejected` counts
     point samples older than the point's last accepted one (dropped, state untouched).
+    `level` (array('B')) is each point's graded-warning level (edge_agent.codes.LEVELS);
+    `ladder` the graded-warning pass (baselines, hourly sums, carrying state).
     Frame arrays must be array('i') / array('d') / array('B') (the compiled twin
     reads their buffers).  Not thread-safe: one caller (the agent's event loop).
     """
@@ -145,6 +172,11 @@ class Kernel:
     n_points = cython.declare(cython.int, visibility="readonly")
     realtime_every = cython.declare(cython.double, visibility="readonly")
     stats_window = cython.declare(cython.double, visibility="readonly")
+    level = cython.declare(object, visibility="readonly")
+    ladder = cython.declare(object, visibility="readonly")
+    _lvf: cython.uchar[::1]          # the point has graded levels: its samples go to the ladder pass
+    _sel_arr = cython.declare(object)
+    _sel: cython.int[::1]            # this frame's samples for the ladder (j valid, -1-j fault)
     _th: cython.double[::1]          # per point TH: (entry, clear) per machine (layout.py)
     _rlo: cython.double[::1]
     _rhi: cython.double[::1]
@@ -208,16 +240,28 @@ class Kernel:
         self._ev_arr, self._st_arr, self._ch_arr = zeros(0), zeros(0), zeros(0)
         self._ev, self._st, self._ch = self._ev_arr, self._st_arr, self._ch_arr
         self._ev_n = self._st_n = self._ch_n = 0
+        self._sel_arr = array("i", [0]) * max(n, 1)
+        self._sel = self._sel_arr
+        self._set_ladder(_ladder.Ladder(n, thresholds, arrays["cfg"]))
+
+    def _set_ladder(self, ladder):
+        ladder.attach(self._latch, self._th)
+        self.ladder, self.level, self._lvf = ladder, ladder.level, ladder.lvf
 
     def set_thresholds(self, thresholds):
         """Replace every point's levels, range, deadband, delay and kind (a reload).
 
         Same points in the same order (n unchanged); per-point state, open events
-        and statistics windows are kept, so a new level applies from the next sample.
+        and statistics windows are kept, so a new level applies from the next sample.  Graded-warning
+        state is kept for every point whose rules kept their kinds, windows and levels (a pending
+        delay restarts).
         """
         arrays = layout.prepare(self.n_points, thresholds)
         self._th, self._cfg, self._rlo, self._rhi = arrays["th"], arrays["cfg"], arrays["rlo"], arrays["rhi"]
         self._lim, self._db, self._dly, self._kind = arrays["lim"], arrays["db"], arrays["dly"], arrays["kind"]
+        ladder = _ladder.Ladder(self.n_points, thresholds, arrays["cfg"])
+        ladder.carry_over(self.ladder, range(self.n_points))
+        self._set_ladder(ladder)
 
     def carry_over(self, old, old_index_of_new):
         """Take over the state of the points `old` (a Kernel of the previous configuration) had.
@@ -226,7 +270,8 @@ class Kernel:
         fresh.  Every per-point state array is copied: last value, time and status, open events
         and their accumulators, pending delays, what was last reported (deadband, heartbeat),
         and, when `stats_window` is unchanged, the open statistics windows and the windows
-        closed but not yet taken.  Call it on a new kernel, before its first frame.
+        closed but not yet taken; and the graded-warning pass's state of each point
+        (`Ladder.carry_over`).  Call it on a new kernel, before its first frame.
         """
         o: Kernel = old
         src: cython.int[::1] = array("i", old_index_of_new)
@@ -262,6 +307,7 @@ class Kernel:
                         self._st[self._st_n * STW + j] = o._st[k * STW + j]
                     self._st[self._st_n * STW] = i
                     self._st_n += 1
+        self.ladder.carry_over(o.ladder, old_index_of_new)      # graded levels, baselines, pending rules
         self.rejected += o.rejected
         self.invalid += o.invalid
 
@@ -270,6 +316,8 @@ class Kernel:
         if len(self._out_arr) < n:
             self._out_arr = array("i", [0]) * n
             self._out = self._out_arr
+            self._sel_arr = array("i", [0]) * n
+            self._sel = self._sel_arr
         self._ev_arr = grown(self._ev_arr, self._ev_n * EVW, (self._ev_n + NS * n) * EVW)
         self._st_arr = grown(self._st_arr, self._st_n * STW, (self._st_n + n + self.n_points) * STW)
         self._ch_arr = grown(self._ch_arr, self._ch_n * CHW, (self._ch_n + n) * CHW)
@@ -313,6 +361,9 @@ class Kernel:
         done: cython.double[::1] = self._done
         cum: cython.double[::1] = self._cum
         out: cython.int[::1] = self._out
+        lvf: cython.uchar[::1] = self._lvf
+        sel: cython.int[::1] = self._sel
+        ns: cython.Py_ssize_t = 0
         evlog: cython.double[::1] = self._ev
         stlog: cython.double[::1] = self._st
         chlog: cython.double[::1] = self._ch
@@ -406,17 +457,27 @@ class Kernel:
                             _acc_add(acc, a, v, t)
                         if (moved >> s) & 1:
                             ev_n = _emit_event(evlog, ev_n, acc, a, i, s, (new >> s) & 1, t, value[i])
+                # graded levels: every sample of a point with rules (or a restored level), and a point
+                # whose old thresholds map onto levels when one of its machines changed
+                if lvf[i] and ((lvf[i] & V_EVERY) or (valid and (old ^ new) & 63)):
+                    if not valid:
+                        sel[ns] = -1 - j
+                    elif (old ^ new) & 63:
+                        sel[ns] = j | S_LEGACY
+                    else:
+                        sel[ns] = j
+                    ns += 1
                 st = 0
-                if new & 3:
-                    st |= 1
-                if new & 12:
-                    st |= 2
+                if new & L_ALARM:
+                    st |= ST_ALARM
+                if new & L_CUTOFF:
+                    st |= ST_CUTOFF
                 if new & B_RANGE:
-                    st |= 8
+                    st |= ST_OVER_RANGE
                 if new & B_SUB:
-                    st |= 16
+                    st |= ST_SUBSTATION
                 if new & B_FAULT:
-                    st |= 128
+                    st |= ST_SENSOR
                 # report by exception, heartbeat, status change
                 if (st != status[i] or not (t - rep_t[i] < every)
                         or (valid and not (abs(v - rep_v[i]) <= db[i]))):
@@ -452,6 +513,8 @@ class Kernel:
                 if kind[i] == 2:
                     cum[i] = v
         self._ev_n, self._st_n, self._ch_n = ev_n, st_n, ch_n
+        if ns:
+            self.ladder.run(frame.index, frame.values, self._sel_arr, ns, t)
         if opened and ws < self._oldest:
             self._oldest = ws
         self.rejected += rejected
@@ -473,6 +536,10 @@ class Kernel:
                                 log[b + 8], log[b + 9], log[b + 10]))
         self._ev_n = 0
         return events
+
+    def take_level_changes(self):
+        """Drain the graded-warning level changes (LevelChange) since the last call, in order."""
+        return self.ladder.take_level_changes()
 
     def take_changes(self):
         """Drain the value changes of switch and multistate points since the last call."""

@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from array import array
 
-# state machines, in order: (entry column, clear column); even = high side, odd = low side.
-# Pre-warnings have no clear level: they clear where they enter.
-MACHINES = (("alarm_high", "alarm_high_clear"), ("alarm_low", "alarm_low_clear"),
-            ("cutoff_high", "cutoff_restore"), ("cutoff_low", "cutoff_low_restore"),
-            ("warn_high", "warn_high"), ("warn_low", "warn_low"))
+from edge_agent import codes
+
+# state machines, in order: (entry column, clear column); even = high side, odd = low side
+# (edge_agent/codes.py).  Pre-warnings have no clear level: they clear where they enter.
+MACHINES = tuple((m.enter, m.clear) for m in codes.MACHINES)
+# keys of Catalog.thresholds() that are not one value per point (the graded-warning pass reads them)
+NOT_COLUMNS = ("rules", "legacy_levels")
 TH = 2 * len(MACHINES)     # per point in `th`: (entry, clear) per machine
 LIM = 4                    # per point in `lim`: fault below, fault above, quiet band low, quiet band high
 FAR = 1.0                  # a value beyond the range by more than FAR x its span is a sensor fault
@@ -38,7 +40,7 @@ def prepare(n: int, thresholds: dict) -> dict[str, array]:
     """The kernel's read-only per-point arrays: th, cfg (bit m: machine m configured), rlo, rhi, lim,
     db, dly, kind.  Raises ValueError when a column's length is not n."""
     for name, column in thresholds.items():
-        if len(column) != n:
+        if name not in NOT_COLUMNS and len(column) != n:
             raise ValueError(f"thresholds[{name!r}] has {len(column)} entries for {n} points")
     nan = math.nan
     col = thresholds.get

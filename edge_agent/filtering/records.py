@@ -10,22 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The kernel's event slots, in order: slot -> (anomaly code, side).  Alarm and
-# cut-off have a high and a low state machine that share one anomaly code.
-SLOTS: tuple[tuple[str, str], ...] = (
-    ("001", "high"),   # alarm high
-    ("001", "low"),    # alarm low
-    ("002", "high"),   # cut-off high (断电)
-    ("002", "low"),    # cut-off low
-    ("009", "high"),   # upper pre-warning
-    ("010", "low"),    # lower pre-warning
-    ("008", ""),       # over range
-    ("004", ""),       # sensor fault / disconnected
-    ("006", ""),       # substation (device) unreachable
-)
-
-# status bits (PROFILE.md) the kernel sets
-ST_ALARM, ST_CUTOFF, ST_OVER_RANGE, ST_SUBSTATION_FAULT, ST_SENSOR_FAULT = 1, 2, 8, 16, 128
+# The kernel's event slots, in order: slot -> (anomaly code, side), and the
+# status bits (PROFILE.md) the kernel sets: one table, edge_agent/codes.py.
+# Alarm and cut-off have a high and a low state machine sharing one anomaly code.
+from edge_agent.codes import (SLOTS, ST_ALARM, ST_CUTOFF, ST_OVER_RANGE,  # noqa: F401
+                              ST_SENSOR_FAULT, ST_SUBSTATION_FAULT)
 
 KIND_ANALOG, KIND_SWITCH, KIND_CUMULATIVE, KIND_MULTISTATE = 0, 1, 2, 3
 
@@ -77,3 +66,23 @@ class Change:
     time: float
     old: float
     new: float
+
+
+@dataclass(slots=True)
+class LevelChange:
+    """A point's graded-warning level changed (edge_agent.codes.LEVELS: 0 none .. 4 red).
+
+    `rule` names what caused the change: "level" | "rate" | "baseline" | "ratio"
+    | "legacy" (the old warn/alarm/cut-off ladder, mapped by the profile); on a
+    fall, the rule that held the previous level.  `threshold` is the entry level
+    of the new level on a rise, the clear level of the level left on a fall (NaN
+    if unknown); `value` is the rule's quantity at that sample: the sample itself,
+    the rate (per the rule's `per`) or the percentage above the baseline.
+    """
+    point: int          # global point index (Catalog)
+    level: int          # new level 0..4
+    previous: int       # level before
+    rule: str
+    threshold: float
+    value: float
+    time: float         # wall time of the sample

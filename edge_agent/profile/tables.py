@@ -9,7 +9,7 @@ from typing import Any
 
 
 from edge_agent.errors import ConfigError, Problem
-from edge_agent.profile.layers import read_layers
+from edge_agent.profile.layers import builtin_dir, read_layers, resolve  # noqa: F401 (where they were before)
 
 KINDS = ("analog", "switch", "cumulative", "multistate")
 
@@ -61,6 +61,7 @@ class Profile:
     sensors: dict[str, SensorType] = field(repr=False)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     timezone: str = "local"     # IANA name, or local (the machine's zone)
+    legacy_levels: tuple[int, ...] = ()   # the level of each old-ladder machine (edge_agent.codes.MACHINES)
     options: Any = None         # edge_agent.profile.options.Options (receiver rules, code forms)
 
     def mine_code_ok(self, code: str) -> bool:
@@ -212,6 +213,15 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
     if not isinstance(value_kinds, dict) or set(value_kinds) != set(KINDS):
         bad("value_kinds", f"map each of {', '.join(KINDS)} to its code (MN, KG, LJ, DT)")
         value_kinds = {}
+    from edge_agent.codes import legacy_levels as _legacy
+    legacy = data.get("legacy_levels")
+    try:
+        if legacy is not None and not isinstance(legacy, dict):
+            raise ValueError("map warn, alarm and cutoff to a level, e.g. {warn: yellow, alarm: orange, cutoff: red}")
+        legacy_levels = _legacy(legacy)
+    except ValueError as exc:
+        bad("legacy_levels", str(exc))
+        legacy_levels = _legacy()
     timezone = data.get("timezone", "local")
     if timezone != "local":
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -256,6 +266,7 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
         sensors=sensors,
         raw=data,
         timezone=str(timezone),
+        legacy_levels=legacy_levels,
         options=options,
     )
 
