@@ -13,24 +13,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import sqlite3
 import time
 from dataclasses import dataclass, field
 
 from edge_agent import health, registry, sdnotify
-from edge_agent.baseline import BaselineStore, store_path
+from edge_agent.baseline import open_beside_buffer
 from edge_agent.buffer import Buffer
 from edge_agent.config import Site
 from edge_agent.drivers import make_driver
-from edge_agent.filtering.rules import V_RULES
 from edge_agent.frame import Frame
 from edge_agent.pipeline import Pipeline, Routes
+from edge_agent.tasks import SHUTDOWN_GRACE, close_devices, entered, settle
 
 log = logging.getLogger("edge_agent.agent")
 
 RUN_OK, RUN_LOST, RUN_UNKNOWN = 0, 1, 9      # substation run status (PROFILE.md)
 CLOCK_TICK = 0.2                             # granularity of snapshots, statistics and buffer upkeep
-SHUTDOWN_GRACE = 5.0                         # seconds a cancelled task gets before it is left behind
 POWER_UNKNOWN = 9
 
 
@@ -81,7 +79,7 @@ class Agent:
         # has no gaps that are not loss.
         self.routes = Routes(all=every, live=live)
         self.pipeline = Pipeline(site, self.routes, self.pending, states=self.fzss_states)
-        self.baselines = self._open_baselines()
+        self.baselines = open_beside_buffer(self.site, self.catalog, self.kernel)
         self.devices = [DeviceState() for _ in site.devices]
         self.drivers = [self._driver(i, site, self.pipeline) for i in range(len(site.devices))]
         self.driver_tasks: list[asyncio.Task | None] = [None] * len(self.drivers)
@@ -127,19 +125,6 @@ class Agent:
     def mask_of_kind(self, kind: str) -> int:
         """The buffer mask of every sink of this kind (the alarm book's MQTT-only records)."""
         return self.buffer.mask(*(s.name for s in self.sinks_of_kind(kind)))
-
-    def _open_baselines(self) -> BaselineStore | None:
-        """The graded-warning file beside the buffer, when a point has `levels:` or `rules:` (a site with
-        only the old thresholds gets no new file)."""
-        if not any(f & V_RULES for f in self.kernel.ladder.lvf):
-            return None
-        path = store_path(self.site.path(self.site.buffer.path))
-        try:
-            return BaselineStore.open(path, self.catalog, self.kernel, time.time())
-        except (OSError, sqlite3.Error) as exc:
-            log.error("baseline file %s: cannot open it (%s); levels run without baselines or restored state",
-                      path, exc)
-            return None
 
     def _driver(self, i: int, site: Site, pipeline: Pipeline):
         drv = make_driver(i, site.devices[i], pipeline.catalog.by_device[i], self.on_frame, base_dir=site.base_dir)
@@ -267,7 +252,7 @@ class Agent:
     async def _stop_drivers(self, which) -> None:
         """Stop these devices (indices into the current lists)."""
         which = list(which)
-        await _close_devices([(self.drivers[i], self.driver_tasks[i], self.site.devices[i].name) for i in which])
+        await close_devices([(self.drivers[i], self.driver_tasks[i], self.site.devices[i].name) for i in which])
         for i in which:
             self.driver_tasks[i] = None
 
@@ -296,7 +281,7 @@ class Agent:
             self.console = Console(web, self)       # the operator console's pages on the same server
         self.web = web
         extra = ([self.alarms] if self.alarms is not None else []) + ([optional(web), self.console] if web else [])
-        async with _all(([metrics] if metrics else []) + self.sinks + extra):
+        async with entered(([metrics] if metrics else []) + self.sinks + extra):
             for i, drv in enumerate(self.drivers):
                 await drv.__aenter__()
                 self._start_driver(i)
@@ -325,7 +310,7 @@ class Agent:
             await self._drain_briefly()
             for t in self.sink_tasks:
                 t.cancel()
-            await _settle(self.sink_tasks, SHUTDOWN_GRACE)
+            await settle(self.sink_tasks, SHUTDOWN_GRACE)
         if self.baselines is not None:
             self.baselines.close(time.time())
         self.buffer.close()
@@ -374,13 +359,13 @@ class Agent:
         if self.baselines is not None:          # the new kernel already carries the points over
             self.baselines.attach(self.kernel, self.catalog, time.time(), carried=True)
         else:
-            self.baselines = self._open_baselines()
+            self.baselines = open_beside_buffer(self.site, self.catalog, self.kernel)
         if self.alarms is not None:
             self.alarms.bind(self)
         self.drivers = [old_drivers[i] if i in keep else fresh[i] for i in range(len(new.devices))]
         self.driver_tasks = [old_tasks[i] if i in keep else None for i in range(len(new.devices))]
         self.devices = [old_states[i] if i in keep else DeviceState() for i in range(len(new.devices))]
-        await _close_devices([(old_drivers[i], old_tasks[i], old.devices[i].name)
+        await close_devices([(old_drivers[i], old_tasks[i], old.devices[i].name)
                               for i in range(len(old_drivers)) if i not in keep])
         for i in fresh:
             await self.drivers[i].__aenter__()
@@ -406,50 +391,3 @@ class Agent:
 def _acquisition(dev) -> tuple:
     """The part of a device's configuration its driver uses (its spec's restart fields)."""
     return dev.driver, registry.driver(dev.driver).restart_key(dev)
-
-
-async def _close_devices(devices: list[tuple]) -> None:
-    """(driver, task, name) triples: cancel the tasks together, wait (bounded), close the links."""
-    tasks = [t for _, t, _ in devices if t is not None]
-    for t in tasks:
-        t.cancel()
-    await _settle(tasks, SHUTDOWN_GRACE)
-    for drv, _, name in devices:
-        try:
-            await drv.__aexit__(None, None, None)
-        except Exception:
-            log.exception("error while closing device %s", name)
-
-
-async def _settle(tasks: list[asyncio.Task], timeout: float) -> None:
-    """Wait for cancelled tasks to finish, but not forever: a stuck one is named and left behind."""
-    if not tasks:
-        return
-    _, stuck = await asyncio.wait(tasks, timeout=timeout)
-    for t in stuck:
-        log.warning("shutdown: %s did not stop within %gs; leaving it", t.get_name(), timeout)
-    for t in tasks:
-        if t.done() and not t.cancelled() and t.exception() is not None:
-            log.error("%s ended with an error: %s", t.get_name(), t.exception())
-
-
-class _all:
-    """Enter several async context managers, exit them in reverse order."""
-
-    def __init__(self, items):
-        self.items = items
-        self.entered: list = []
-
-    async def __aenter__(self):
-        for it in self.items:
-            await it.__aenter__()
-            self.entered.append(it)
-        return self
-
-    async def __aexit__(self, *exc):
-        for it in reversed(self.entered):
-            try:
-                await it.__aexit__(None, None, None)
-            except Exception:  # a sink failing to close must not lose the buffer close
-                log.exception("error while closing %s", type(it).__name__)
-        return False

@@ -249,3 +249,20 @@ class BaselineStore:
         finally:
             if self.db is not None:
                 self.db.close()
+
+
+def open_beside_buffer(site, catalog, kernel) -> "BaselineStore | None":
+    """The graded-warning file beside the buffer, when a point has `levels:` or `rules:` (a site with
+    only the old thresholds gets no new file); None, with one line, when it cannot be opened."""
+    import time
+
+    from edge_agent.filtering.rules import V_RULES
+    if not any(f & V_RULES for f in kernel.ladder.lvf):
+        return None
+    path = store_path(site.path(site.buffer.path))
+    try:
+        return BaselineStore.open(path, catalog, kernel, time.time())
+    except (OSError, sqlite3.Error) as exc:
+        log.error("baseline file %s: cannot open it (%s); levels run without baselines or restored state",
+                  path, exc)
+        return None
