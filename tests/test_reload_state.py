@@ -44,6 +44,24 @@ def test_carry_over_keeps_alarms_delays_deadband_and_windows(K):  # noqa: F811
     assert stats[1].count == 4 and stats[3].count == 4 and stats[0].count == 2   # one window, both kernels
 
 
+def test_carry_over_keeps_graded_levels(K):  # noqa: F811
+    """The graded-warning state of a point goes with it (Ladder.carry_over): no second rise."""
+    from test_ladder import LADDER, kernel, levels_of
+    from edge_agent.filtering.rules import RuleSpec
+
+    specs = [RuleSpec("level", LADDER.steps())]
+    old = kernel(K, specs)
+    assert levels_of(old, [(0, 3.6)]) == [2]               # yellow
+    old.take_level_changes()
+    new = kernel(K, specs, n=2)                            # a new point first, the old one second
+    new.carry_over(old, [-1, 0])
+    assert list(new.level) == [0, 2]
+    new.process(frame(T0 + 1, [0.0, 3.6]))
+    assert new.take_level_changes() == []                  # still yellow: nothing changed
+    new.process(frame(T0 + 2, [0.0, 4.1]))
+    assert [(c.point, c.previous, c.level) for c in new.take_level_changes()] == [(1, 2, 3)]
+
+
 # ----------------------------------------------------------------------------- through the agent
 
 def alarm_everything(data: dict, device: str) -> None:
