@@ -210,3 +210,16 @@ def test_opcua_deadband_change_restarts_the_subscription(tmp_path):
         asyncio.run(scenario())
     finally:
         srv.stop()
+
+
+def test_an_alarm_whose_level_a_reload_removes_ends(K):  # noqa: F811
+    old = K(1, thresholds(1, alarm_high=1.0))
+    old.process(frame(T0 + 1, [2.0]))
+    assert [e.begin for e in old.take_events()] == [True] and old.status[0] == 1
+    new = K(1, thresholds(1))                      # alarm.high removed
+    new.carry_over(old, [0])
+    assert new.status[0] == 0
+    ends = new.take_events()
+    assert edges(ends) == [("001", "high", False, 1.0, 1.0)] and ends[0].max == 2.0
+    new.process(frame(T0 + 2, [2.0]))
+    assert new.take_events() == [] and new.status[0] == 0

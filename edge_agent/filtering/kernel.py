@@ -271,7 +271,9 @@ class Kernel:
         and their accumulators, pending delays, what was last reported (deadband, heartbeat),
         and, when `stats_window` is unchanged, the open statistics windows and the windows
         closed but not yet taken; and the graded-warning pass's state of each point
-        (`Ladder.carry_over`).  Call it on a new kernel, before its first frame.
+        (`Ladder.carry_over`).  An alarm whose level the new configuration no longer has ends
+        (its end event is taken with the next frame's, at the point's last sample time).
+        Call it on a new kernel, before its first frame.
         """
         o: Kernel = old
         src: cython.int[::1] = array("i", old_index_of_new)
@@ -280,6 +282,7 @@ class Kernel:
         i: cython.Py_ssize_t
         j: cython.Py_ssize_t
         k: cython.Py_ssize_t
+        gone: cython.int
         for i in range(self.n_points):
             j = src[i]
             if j < 0:
@@ -296,6 +299,18 @@ class Kernel:
                 self._done[i] = o._done[j]
                 for k in range(WIN):
                     self._win[WIN * i + k] = o._win[WIN * j + k]
+            gone = self._latch[i] & 63 & ~self._cfg[i]     # on, but its level is not configured any more
+            if gone:
+                self._ev_arr = grown(self._ev_arr, self._ev_n * EVW, (self._ev_n + NM) * EVW)
+                self._ev = self._ev_arr
+                for k in range(NM):
+                    if (gone >> k) & 1:
+                        self._ev_n = _emit_event(self._ev, self._ev_n, self._acc, (NS * i + k) * ACC, i, k, 0,
+                                                 self._time[i], self._value[i])
+                self._latch[i] &= ~(gone | gone * PEND)
+                self._status[i] &= ~(ST_ALARM | ST_CUTOFF)
+                self._status[i] |= (ST_ALARM if self._latch[i] & L_ALARM else 0) | \
+                    (ST_CUTOFF if self._latch[i] & L_CUTOFF else 0)
         if windows:
             self._oldest = min(self._oldest, o._oldest)
             self._st_arr = grown(self._st_arr, self._st_n * STW, (self._st_n + o._st_n) * STW)
