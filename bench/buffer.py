@@ -28,8 +28,10 @@ from pathlib import Path
 import aiomqtt
 import orjson
 
-from edge_agent.buffer import ALL_SINKS, Buffer
+from edge_agent.buffer import Buffer
 from edge_agent.drivers.sim.harness import free_port
+
+ALL_SINKS = 3                 # Buffer()'s default sinks, mqtt and files
 
 POINTS = 500
 WINDOW = 32

@@ -14,7 +14,7 @@ from edge_agent.buffer import counts
 from edge_agent.buffer.schema import ADD_DROPS, PROTECTED, transaction
 
 ROW_OVERHEAD = 64            # bytes a row costs beyond its body, for size estimates
-CLASSES = (0, 1, 2, 3)       # drop order (schema.PRIORITY)
+CLASSES = (0, 1, 2, 3)       # drop order (registry.PRIORITY_CLASSES)
 Counts = dict[str, tuple[int, int]]
 
 OLDEST_IN_CLASS = ("SELECT seq, type, length(body), time, sinks FROM messages WHERE prio = ? AND seq > ? "

@@ -29,7 +29,8 @@ def register(subparsers) -> None:
     e.add_argument("-c", "--config", required=True, metavar="SITE.yaml")
     e.add_argument("--since", metavar="WHEN", help="a duration ago (30m, 2h) or a local time (2026-11-29 10:00)")
     e.add_argument("--type", action="append", metavar="TYPE", help="only this type (repeatable): CDSS, YCBJ, ...")
-    e.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    e.add_argument("--format", choices=("jsonl", "csv", "sqlite"), default="jsonl",
+                   help="sqlite: a table `messages` in the SQLite file -o names (appended to if it exists)")
     e.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
     e.set_defaults(func=cmd_export)
 
@@ -94,6 +95,13 @@ class _Progress:
 def cmd_export(args) -> int:
     def export(path: Path, args) -> int:
         since = tools.parse_since(args.since) if args.since else None
+        if args.format == "sqlite":
+            if not args.output:
+                print("export: --format sqlite writes a file; name it with -o FILE.sqlite", file=sys.stderr)
+                return 1
+            n = tools.export_sqlite(path, args.output, since=since, types=args.type)
+            print(f"export: {n} messages into {args.output} (table messages)", file=sys.stderr)
+            return 0
         out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
         try:
             n = tools.export(path, out, since=since, types=args.type, fmt=args.format, progress=_Progress())

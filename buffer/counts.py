@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Iterable
 
-from edge_agent.buffer.schema import SINKS
+from edge_agent.buffer import sinks as sink_table
 
 TYPE_ADD = ("INSERT INTO type_counts(type, rows, bytes) VALUES (?, ?, ?) ON CONFLICT(type) DO UPDATE "
             "SET rows = rows + excluded.rows, bytes = bytes + excluded.bytes")
@@ -21,14 +21,13 @@ SINK_ADD = ("INSERT INTO sink_counts(bit, rows) VALUES (?, ?) ON CONFLICT(bit) D
 def add(db: sqlite3.Connection, rows: Iterable[tuple[str, int, int]], sign: int = 1) -> None:
     """Count rows (type, sinks mask, body bytes) in (sign=1) or out (sign=-1); inside the caller's transaction."""
     by_type: dict[str, list[int]] = {}
-    by_sink = dict.fromkeys(SINKS.values(), 0)
+    by_sink: dict[int, int] = {}
     for ty, sinks, size in rows:
         c = by_type.setdefault(ty, [0, 0])
         c[0] += 1
         c[1] += size
-        for bit in by_sink:
-            if sinks & bit:
-                by_sink[bit] += 1
+        for bit in sink_table.bits(sinks):
+            by_sink[bit] = by_sink.get(bit, 0) + 1
     db.executemany(TYPE_ADD, [(t, sign * n, sign * b) for t, (n, b) in by_type.items()])
     db.executemany(SINK_ADD, [(bit, sign * n) for bit, n in by_sink.items() if n])
 
@@ -52,7 +51,7 @@ def recount(db: sqlite3.Connection) -> None:
     db.execute("DELETE FROM sink_counts")
     db.execute("INSERT INTO type_counts(type, rows, bytes) "
                "SELECT type, count(*), coalesce(sum(length(body)), 0) FROM messages GROUP BY type")
-    for bit in SINKS.values():
+    for bit in sink_table.read(db).values():
         db.execute("INSERT INTO sink_counts(bit, rows) SELECT ?, count(*) FROM messages WHERE sinks & ?", (bit, bit))
 
 
@@ -61,4 +60,4 @@ def read(db: sqlite3.Connection) -> tuple[dict[str, tuple[int, int]], dict[str, 
     by_type = {t: (n, b) for t, n, b in db.execute("SELECT type, rows, bytes FROM type_counts WHERE rows > 0 "
                                                      "ORDER BY type")}
     owed = dict(db.execute("SELECT bit, rows FROM sink_counts"))
-    return by_type, {name: owed.get(bit, 0) for name, bit in SINKS.items()}
+    return by_type, {name: owed.get(bit, 0) for name, bit in sink_table.read(db).items()}

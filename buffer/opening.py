@@ -21,8 +21,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from edge_agent.buffer import counts
-from edge_agent.buffer.schema import connect, migrate, priority, transaction
+from edge_agent.buffer import counts, sinks as sink_table
+from edge_agent.buffer.schema import connect, migrate, stored_priority, transaction
 from edge_agent.buffer.seqmark import mark_path, read_mark
 from edge_agent.fsutil import make_dirs, sync_dir
 
@@ -97,24 +97,29 @@ def salvage(old: Path, db: sqlite3.Connection, floor: int = 1) -> tuple[int, int
                 if not chunk:
                     break
                 db.executemany("INSERT INTO messages(seq, type, prio, sinks, time, body) VALUES (?,?,?,?,?,?)",
-                               [(q, t, priority(t), s, tm, b) for q, t, s, tm, b in chunk])
+                               [(q, t, stored_priority(t), s, tm, b) for q, t, s, tm, b in chunk])
                 copied += len(chunk)
                 top = chunk[-1][0]
             next_seq = max(next_seq, top + 1)
             db.execute(SET_NEXT, (next_seq,))
+            try:                            # the copied masks keep the meaning of their bits
+                old_sinks = sink_table.read(src)
+            except sqlite3.Error:
+                old_sinks = dict(sink_table.LEGACY)
+            sink_table.add(db, old_sinks)
             counts.recount(db)
     finally:
         src.close()
     return copied, next_seq
 
 
-def _open_checked(path: Path, durability: str) -> sqlite3.Connection:
+def _open_checked(path: Path, durability: str, sinks: tuple[str, ...] = ()) -> sqlite3.Connection:
     existed = path.exists() and path.stat().st_size > 0
     db = connect(path, durability)
     try:
         if existed:
             _check(db)
-        migrate(db)
+        migrate(db, sinks)
         if not existed:
             sync_dir(path.parent)       # SQLite does not sync the folder of a new database file
         return db
@@ -148,15 +153,17 @@ def _continue_at_mark(db: sqlite3.Connection, path: Path) -> None:
                     path, floor - 1, mark_path(path).name, floor)
 
 
-def open_db(path: Path, durability: str) -> sqlite3.Connection:
+def open_db(path: Path, durability: str, sinks: tuple[str, ...] = ()) -> sqlite3.Connection:
     """A connection to `path` with the current schema; a corrupt file is moved aside and salvaged.
+
+    `sinks` are registered with the schema (buffer/sinks.py); a salvaged file keeps the old file's.
 
     Raises sqlite3/OS errors for a disk that refuses (read-only, full, I/O error): the
     caller decides what to tell the user.
     """
     make_dirs(path.parent)
     try:
-        db = _open_checked(path, durability)
+        db = _open_checked(path, durability, sinks)
     except (CorruptFile, sqlite3.DatabaseError) as exc:
         if not _is_corrupt(exc):
             raise

@@ -7,31 +7,31 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from edge_agent import registry
+from edge_agent.buffer import sinks
+
 log = logging.getLogger("edge_agent.buffer")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Drop order when a bound is reached: lowest class first, oldest first inside a class.
-# Realtime values are superseded by the next snapshot; statistics next; definitions are
-# re-sent at start and daily; alarms (YCBJ, and the alarm book's MQTT records) go last of all.
-PRIORITY = {"CDSS": 0, "FZSS": 0, "TJSJ": 1, "CDDY": 2, "FZDY": 2, "YCBJ": 3,
-            "alarm": 3, "disposal": 3, "escalation": 3}
-DEFAULT_PRIORITY = 1          # an unknown type is kept like statistics
+# Each record type's class is its registry entry (edge_agent/profile/types.py): realtime
+# values (0) are superseded by the next snapshot; statistics (1) next; definitions (2) are
+# re-sent at start and daily; alarms (3) go last of all.
 PROTECTED = 2                 # classes >= this are never dropped while a lower class has rows
-
-SINKS = {"mqtt": 1, "files": 2}
-ALL_SINKS = 3
+UNREGISTERED = 1              # a row of a type this version does not know (in an older or newer file)
 
 
 def priority(msg_type: str) -> int:
-    return PRIORITY.get(msg_type, DEFAULT_PRIORITY)
+    """The drop class of a record type; KeyError (naming the registered ones) for an unregistered type."""
+    return registry.record_type(msg_type).priority
 
 
-def _sink_indexes() -> str:
-    # One partial index per sink: a sink's peek walks only rows it still owes, so a
-    # sink with a long backlog never makes the other one scan past its rows.
-    return "\n".join(f"CREATE INDEX IF NOT EXISTS pending_{name} ON messages(seq) WHERE sinks & {bit};"
-                     for name, bit in SINKS.items())
+def stored_priority(msg_type: str) -> int:
+    """The class of a row already in a file (migration, salvage): an unregistered type is kept
+    like statistics, never lost for it."""
+    known = registry.record_types().get(msg_type)
+    return known.priority if known is not None else UNREGISTERED
 
 
 SCHEMA = f"""
@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS messages (
     body  BLOB    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_prio ON messages(prio, seq);
-{_sink_indexes()}
+{sinks.TABLE};
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value
@@ -66,16 +66,25 @@ CREATE TABLE IF NOT EXISTS drops (
 );
 """
 
+INSERT = "INSERT INTO messages(seq, type, prio, sinks, time, body) VALUES (?,?,?,?,?,?)"
+SET_META = "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"
+# the seqs as one JSON array parameter, so the SQL stays fixed whatever the batch size
+DELETE_DONE = ("DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?)) AND sinks = 0 "
+               "RETURNING type, length(body)")
 ADD_DROPS = ("INSERT INTO drops(type, total, bytes, unreported) VALUES (?, ?, ?, ?) ON CONFLICT(type) DO UPDATE "
              "SET total=total+excluded.total, bytes=bytes+excluded.bytes, unreported=unreported+excluded.unreported")
 
-# The v0 layout (messages without prio, meta only) is migrated in place.
-_PRIO_CASE = "CASE type " + " ".join(f"WHEN '{t}' THEN {p}" for t, p in PRIORITY.items()) + \
-             f" ELSE {DEFAULT_PRIORITY} END"
-MIGRATE_V0 = f"""
-ALTER TABLE messages ADD COLUMN prio INTEGER NOT NULL DEFAULT {DEFAULT_PRIORITY};
-UPDATE messages SET prio = {_PRIO_CASE};
-"""
+# Schema 2 had one index per sink name; schema 3 names them by bit (buffer/sinks.py).
+DROP_V2_INDEXES = ("DROP INDEX IF EXISTS pending_mqtt", "DROP INDEX IF EXISTS pending_files")
+
+
+
+def _migrate_v0() -> str:
+    """The v0 layout (messages without prio, meta only) is migrated in place."""
+    case = "CASE type " + " ".join(f"WHEN '{t}' THEN {rt.priority}" for t, rt in registry.record_types().items()) + \
+        f" ELSE {UNREGISTERED} END"
+    return (f"ALTER TABLE messages ADD COLUMN prio INTEGER NOT NULL DEFAULT {UNREGISTERED};\n"
+            f"UPDATE messages SET prio = {case};\n")
 
 # SQLite primary result codes that mean "the disk or file is in trouble", not a bug.
 DISK_ERRORS = {5: "busy", 6: "locked", 7: "out of memory", 8: "read-only", 10: "I/O error",
@@ -131,7 +140,8 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";\n") if s.strip()]
 
 
-def migrate(db: sqlite3.Connection) -> None:
+def migrate(db: sqlite3.Connection, names: tuple[str, ...] = ()) -> None:
+    """Bring the file to the current schema and register the sink `names` (one transaction)."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         from edge_agent.errors import EdgeAgentError
@@ -139,15 +149,22 @@ def migrate(db: sqlite3.Connection) -> None:
                              f"knows {SCHEMA_VERSION}); upgrade edge-agent or move the file away")
     cols = {r[1] for r in db.execute("PRAGMA table_info(messages)")}
     if version == SCHEMA_VERSION and "prio" in cols:
+        sinks.register(db, names)
         return
     from edge_agent.buffer.counts import recount
     with transaction(db):
         # executescript() would commit first: run the statements one by one inside this transaction
         if cols and "prio" not in cols:
-            for stmt in _statements(MIGRATE_V0):
+            for stmt in _statements(_migrate_v0()):
                 db.execute(stmt)
-            log.info("buffer: migrated %s from schema 0", db.execute("PRAGMA database_list").fetchone()[2])
         for stmt in _statements(SCHEMA):
             db.execute(stmt)
-        recount(db)                     # schema 2 keeps running counts; older files start from a scan
+        if cols:                        # a file older than the sinks table: its bits meant mqtt and files
+            for stmt in DROP_V2_INDEXES:
+                db.execute(stmt)
+            sinks.add(db, sinks.LEGACY)
+            log.info("buffer: migrated %s from schema %d (sinks: %s)", db.execute("PRAGMA database_list")
+                     .fetchone()[2], version, ", ".join(sinks.LEGACY))
+        sinks.assign(db, names)
+        recount(db)                     # running counts since schema 2; older files start from a scan
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

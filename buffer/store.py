@@ -2,7 +2,8 @@
 
 A row is one message (many records).  `seq` increases by one per message per
 gateway and survives restarts.  Each row carries a bit mask of the sinks that
-still have to acknowledge it; it is deleted when the mask reaches zero.
+still have to acknowledge it (bits per sink name: `sinks.py`); it is deleted
+when the mask reaches zero.
 
 What callers may rely on:
 - `append` commits its batch in one transaction and never raises for a disk
@@ -40,32 +41,23 @@ from typing import Iterable, Sequence
 
 import orjson
 
-from edge_agent.buffer import counts
+from edge_agent.buffer import counts, sinks as sink_table
 from edge_agent.buffer.bounds import enforce_age, enforce_size, row_cost, shed, used_bytes
 from edge_agent.buffer.drops import DropLog
 from edge_agent.buffer.opening import open_db
 from edge_agent.buffer.seqmark import SeqMark
 from edge_agent.fsutil import sync_dir
-from edge_agent.buffer.schema import ADD_DROPS, ALL_SINKS, SINKS, disk_error, priority, transaction
+from edge_agent.buffer.schema import (ADD_DROPS, DELETE_DONE, INSERT, SET_META, disk_error, priority,
+                                     transaction)
 from edge_agent.buffer.tools import format_size, table_stats
 from edge_agent.errors import EdgeAgentError
 
 log = logging.getLogger("edge_agent.buffer")
 
-__all__ = ["ALL_SINKS", "SINKS", "Buffer", "Row"]
+__all__ = ["DEFAULT_SINKS", "Buffer", "Row"]
 
-INSERT = "INSERT INTO messages(seq, type, prio, sinks, time, body) VALUES (?,?,?,?,?,?)"
-SET_META = "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"
-PEEK = {bit: f"SELECT seq, type, time, body FROM messages INDEXED BY pending_{name} "
-             f"WHERE sinks & {bit} AND seq > ? ORDER BY seq LIMIT ?" for name, bit in SINKS.items()}
-# acks: the seqs as one JSON array parameter, so the SQL stays fixed whatever the batch size
-ACK = {bit: f"UPDATE messages SET sinks = sinks & {ALL_SINKS & ~bit} "
-            f"WHERE seq IN (SELECT value FROM json_each(?)) AND sinks & {bit} RETURNING seq"
-       for bit in SINKS.values()}
+DEFAULT_SINKS = ("mqtt", "files")
 FLUSH_CHUNK = 256 * 1024      # held rows go back to the file in transactions of about this size
-
-DELETE_DONE = ("DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?)) AND sinks = 0 "
-               "RETURNING type, length(body)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +69,13 @@ class Row:
 
 
 class Buffer:
-    """Append messages in one transaction per batch; each sink peeks and acks independently."""
+    """Append messages in one transaction per batch; each sink peeks and acks independently.
+
+    `sinks`: the sinks served now; a name new to the file gets the next free bit (`bit`, `mask`)."""
 
     def __init__(self, path: str | Path, *, durability: str = "normal", max_size: int = 1024**3,
                  max_age: float = 30 * 86400.0, sync_every: float = 1.0, memory_limit: int = 64 * 1024**2,
-                 retry_every: float = 1.0):
+                 retry_every: float = 1.0, sinks: Sequence[str] = DEFAULT_SINKS):
         if durability not in ("normal", "full"):
             raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
         self.path = Path(path)
@@ -92,7 +86,8 @@ class Buffer:
         self.memory_limit = memory_limit
         self.retry_every = retry_every
         try:
-            self.db = open_db(self.path, durability)
+            self.db = open_db(self.path, durability, tuple(sinks))
+            self._sinks = sink_table.register(self.db, sinks)   # after a salvage: the old file's, then these
         except (sqlite3.Error, OSError) as exc:
             raise EdgeAgentError(f"buffer: cannot open {self.path}: {disk_error(exc) or exc}; check that its "
                                  "folder exists, is writable and has free space") from exc
@@ -115,6 +110,7 @@ class Buffer:
         self._retry_at = 0.0
         self._wal_fd: int | None = None
         self._last_checkpoint = time.monotonic()
+        self._sql = {bit: (sink_table.peek_sql(bit), sink_table.ack_sql(bit)) for bit in self._sinks.values()}
 
     # ------------------------------------------------------------------ properties
 
@@ -126,6 +122,18 @@ class Buffer:
     def drops(self) -> dict[str, int]:
         """Rows dropped by type over the life of the file (bounds, memory hold)."""
         return dict(self._drops.totals)
+
+    @property
+    def sinks(self) -> dict[str, int]:
+        """{name: bit} of every sink the file knows (the ones configured now and any from earlier runs)."""
+        return dict(self._sinks)
+
+    def bit(self, sink: str) -> int:
+        return self._sinks[sink]
+
+    def mask(self, *sinks: str) -> int:
+        """The `sinks` mask of a message for these sinks."""
+        return sum(self._sinks[s] for s in set(sinks))
 
     @property
     def held(self) -> int:
@@ -212,10 +220,10 @@ class Buffer:
 
     def peek(self, sink: str, limit: int, after_seq: int = 0) -> list[Row]:
         """Committed rows the sink has not acknowledged, oldest first, with seq > after_seq."""
-        bit = SINKS[sink]
+        bit = self.bit(sink)
         acked = self._held_acks.get(bit)
         try:
-            rows = self.db.execute(PEEK[bit], (after_seq, limit + (len(acked) if acked else 0))).fetchall()
+            rows = self.db.execute(self._sql[bit][0], (after_seq, limit + (len(acked) if acked else 0))).fetchall()
         except Exception as exc:
             if disk_error(exc) is None:
                 raise
@@ -231,7 +239,7 @@ class Buffer:
 
     def ack(self, sink: str, seqs: Iterable[int]) -> None:
         """The sink delivered these rows; rows no sink still needs are deleted (one transaction)."""
-        bit = SINKS[sink]
+        bit = self.bit(sink)
         seqs = list(seqs)
         if not seqs:
             return
@@ -251,7 +259,7 @@ class Buffer:
             db.execute("PRAGMA synchronous=NORMAL")
         try:
             with transaction(db):
-                cleared = len(db.execute(ACK[bit], params).fetchall())
+                cleared = len(db.execute(self._sql[bit][1], params).fetchall())
                 counts.acked(db, bit, cleared, db.execute(DELETE_DONE, params).fetchall())
         finally:
             if self.durability == "full":
@@ -264,7 +272,7 @@ class Buffer:
 
     def backlog(self, sink: str) -> int:
         """Rows (committed or held in memory) the sink still has to deliver."""
-        bit = SINKS[sink]
+        bit = self.bit(sink)
         held = sum(1 for r in self._held if r[3] & bit)
         try:
             row = self.db.execute("SELECT rows FROM sink_counts WHERE bit = ?", (bit,)).fetchone()
@@ -384,8 +392,8 @@ class Buffer:
         except Exception as exc:
             if disk_error(exc) is None:
                 raise
-            out.update(rows=0, bytes=0, by_type={}, oldest_age=0.0, backlog={s: 0 for s in SINKS})
-        for s, bit in SINKS.items():
+            out.update(rows=0, bytes=0, by_type={}, oldest_age=0.0, backlog={s: 0 for s in self._sinks})
+        for s, bit in self._sinks.items():
             out["backlog"][s] = out["backlog"].get(s, 0) + sum(1 for r in self._held if r[3] & bit)
         out["drops"] = self.drops
         out["held"] = {"rows": len(self._held), "bytes": self._held_bytes}

@@ -2,7 +2,8 @@
 
 Library calls behind `edge-agent buffer stats|export|purge`; they work on a
 file the running agent holds open (WAL readers do not block it, purge waits
-briefly for its lock).  They never move, migrate or create a file.
+briefly for its lock).  They never move, migrate or create a buffer file
+(`export_sqlite` creates its own output file, with sqlite-utils).
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from typing import Callable, Iterable, TextIO
 
 import orjson
 
-from edge_agent.buffer import counts
-from edge_agent.buffer.schema import ADD_DROPS, SINKS, priority, transaction
+from edge_agent.buffer import counts, sinks as sink_table
+from edge_agent.buffer.schema import ADD_DROPS, stored_priority, transaction
 from edge_agent.errors import EdgeAgentError
 from edge_agent.units import format_age, parse_duration
 
@@ -32,13 +33,13 @@ def table_stats(db: sqlite3.Connection, now: float | None = None) -> dict:
     try:
         by_type, backlog = counts.read(db)
         oldest = {t: db.execute("SELECT time FROM messages WHERE prio = ? AND type = ? ORDER BY seq LIMIT 1",
-                                (priority(t), t)).fetchone() for t in by_type}
+                                (stored_priority(t), t)).fetchone() for t in by_type}
         types = {t: (n, b, oldest[t][0] if oldest[t] else now) for t, (n, b) in by_type.items()}
     except sqlite3.OperationalError:     # no counts tables: an older file the agent has not opened yet
         types = {t: (n, b or 0, tm) for t, n, b, tm in db.execute(
             "SELECT type, count(*), sum(length(body)), min(time) FROM messages GROUP BY type ORDER BY type")}
         backlog = {s: db.execute("SELECT count(*) FROM messages WHERE sinks & ?", (bit,)).fetchone()[0]
-                   for s, bit in SINKS.items()}
+                   for s, bit in sink_table.read(db).items()}
     by_type = {t: {"rows": n, "bytes": b, "oldest_age": max(0.0, now - tm)} for t, (n, b, tm) in types.items()}
     try:
         drops = {t: n for t, n in db.execute("SELECT type, total FROM drops WHERE total > 0 ORDER BY type")}
@@ -110,10 +111,6 @@ def _where(since: float | None, types: Iterable[str] | None) -> tuple[str, list]
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def _pending(mask: int) -> list[str]:
-    return [s for s, bit in SINKS.items() if mask & bit]
-
-
 def _body(body: bytes) -> tuple[str, object]:
     try:
         return "body", orjson.loads(body)
@@ -146,19 +143,51 @@ def export(path: str | Path, out: TextIO, *, since: float | None = None, types: 
         if writer:
             writer.writerow(["seq", "type", "time", "epoch", "pending", "bytes", "body"])
         done = 0
+        table = sink_table.read(db)
         for seq, t, tm, sinks, body in db.execute(
                 "SELECT seq, type, time, sinks, body FROM messages" + where + " ORDER BY seq", params):
             if writer:
-                writer.writerow([seq, t, _local(tm), f"{tm:.3f}", "+".join(_pending(sinks)), len(body),
+                writer.writerow([seq, t, _local(tm), f"{tm:.3f}", "+".join(sink_table.names(sinks, table)), len(body),
                                  body.decode("utf-8", "replace")])
             else:
                 key, value = _body(body)
                 out.write(orjson.dumps({"seq": seq, "type": t, "time": _local(tm), "epoch": tm,
-                                        "pending": _pending(sinks), key: value}).decode())
+                                        "pending": sink_table.names(sinks, table), key: value}).decode())
                 out.write("\n")
             done += 1
             if progress and (done % 1000 == 0 or done == total):
                 progress(done, total)
+        return done
+    finally:
+        db.close()
+
+
+def export_sqlite(path: str | Path, dest: str | Path, *, since: float | None = None,
+                  types: Iterable[str] | None = None) -> int:
+    """Write matching rows into table `messages` of the SQLite file `dest` (made by sqlite-utils; a seq
+    already there is replaced), columns as the CSV export; return how many.  For a vendor or `sqlite3`."""
+    import sqlite_utils
+
+    db = _open(path)
+    try:
+        where, params = _where(since, types)
+        table = sink_table.read(db)
+        done = 0
+
+        def rows():
+            nonlocal done
+            for seq, t, tm, sinks, body in db.execute(
+                    "SELECT seq, type, time, sinks, body FROM messages" + where + " ORDER BY seq", params):
+                done += 1
+                yield {"seq": seq, "type": t, "time": _local(tm), "epoch": tm,
+                       "pending": "+".join(sink_table.names(sinks, table)), "bytes": len(body),
+                       "body": body.decode("utf-8", "replace")}
+
+        out = sqlite_utils.Database(dest)
+        try:
+            out["messages"].insert_all(rows(), pk="seq", replace=True, batch_size=1000)
+        finally:
+            out.close()
         return done
     finally:
         db.close()

@@ -27,13 +27,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import struct
 import time
 from array import array
 from typing import Callable
 
 from edge_agent.drivers.modbus_spec import ModbusConfig
+from edge_agent.backoff import Backoff
 from edge_agent.drivers.codec import BlockReader, Codec
 from edge_agent.drivers.link import Link, Unreachable, acquire, release
 from edge_agent.drivers.pace import Pace
@@ -110,7 +110,7 @@ class ModbusDriver:
         # spread devices over the period (golden-ratio offsets) instead of firing
         # every device at the same instant: servers and serial gateways see an even load
         deadline = loop.time() + (self.index * 0.6180339887 % 1.0) * min(period, 1.0)
-        backoff = 0.0
+        retry = Backoff(self.BACKOFF_START, self.BACKOFF_CAP)
         me = asyncio.current_task()
         pace, debt = Pace.of_loop(), [0.0]
         pace.join()
@@ -128,14 +128,14 @@ class ModbusDriver:
                     self.counters["shed"] += 1
                     deadline += period
                     continue
-                backoff, deadline = await self._tick(loop, period, backoff, deadline)
+                deadline = await self._tick(loop, period, retry, deadline)
         finally:
             pace.leave()
 
-    async def _tick(self, loop, period: float, backoff: float, deadline: float) -> tuple[float, float]:
-        """One poll on schedule; the next (backoff, deadline)."""
+    async def _tick(self, loop, period: float, retry: Backoff, deadline: float) -> float:
+        """One poll on schedule; the next deadline."""
         if await self.poll_once():
-            backoff = 0.0
+            retry.reset()
             deadline += period
             late = loop.time() - deadline
             if late >= period:          # overran whole periods: skip them, do not stack
@@ -143,11 +143,10 @@ class ModbusDriver:
                 self.counters["skipped"] += missed
                 deadline += missed * period
         else:
-            backoff = min(self.BACKOFF_CAP, max(self.BACKOFF_START, backoff * 2))
-            wait = max(period, backoff * random.uniform(0.8, 1.2))
+            wait = max(period, retry.next())
             self.counters["backoff"] = round(wait, 3)
             deadline = loop.time() + wait
-        return backoff, deadline
+        return deadline
 
     # ------------------------------------------------------------------ one poll
     async def poll_once(self) -> bool:

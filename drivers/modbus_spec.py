@@ -7,6 +7,7 @@ against its type.  `SPEC` is the registry entry (see `edge_agent.registry`).
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Literal
 
@@ -35,6 +36,7 @@ class ModbusAddress(Model):
         return f"{self.area}:{self.address}" + ("" if self.bit is None else f".{self.bit}")
 
 
+@functools.lru_cache(maxsize=65536)      # sites repeat addresses across devices; validation parses each twice
 def parse_modbus_address(text: str) -> ModbusAddress:
     m = _ADDRESS.match(text.strip())
     if not m:

@@ -50,8 +50,9 @@ from asyncua.common.subscription import Subscription
 from edge_agent.drivers.opcua_spec import OpcUaConfig
 from edge_agent.errors import ConfigError, Problem
 from edge_agent.frame import Q_SENSOR_FAULT, Frame
-from edge_agent.drivers.opcua_session import (BACKOFF_MAX, BACKOFF_START, backoff_delays, close_client,
-                                              config_problems, describe, file_problems, jittered, open_client,
+from edge_agent.backoff import Backoff
+from edge_agent.drivers.opcua_session import (close_client,
+                                              config_problems, describe, file_problems, open_client,
                                               operation_limit, parse_address, parse_security, resolve, show_url)
 from edge_agent.drivers.opcua_values import FrameBuilder, unreachable_frame
 
@@ -62,6 +63,7 @@ MAX_NODES_PER_READ = ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxN
 MAX_ITEMS_PER_CALL = ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall
 KEEPALIVE_EVERY = 5.0       # seconds between keep-alives of an idle subscription
 HEALTHY_AFTER = 30.0        # a session that lived this long resets the backoff
+BACKOFF_START, BACKOFF_MAX = 1.0, 60.0
 
 
 class SessionLost(Exception):
@@ -138,7 +140,7 @@ class OpcUaDevice:
 
     async def run(self) -> None:
         """Connect, serve, and reconnect after every loss, until cancelled."""
-        delays = backoff_delays(BACKOFF_START, self.backoff_max)
+        retry = Backoff(BACKOFF_START, self.backoff_max)
         me = asyncio.current_task()
         while True:
             if me is not None and me.cancelling():
@@ -154,7 +156,7 @@ class OpcUaDevice:
                 self.counters["connect_failures"] += 1
                 self.counters["timeouts"] += isinstance(exc, asyncio.TimeoutError)
                 self._set_offline(describe(exc, self.device, self.timeout))
-                await asyncio.sleep(jittered(next(delays)))
+                await asyncio.sleep(retry.next())
                 continue
             started = time.monotonic()
             self.counters["sessions"] += 1
@@ -177,8 +179,8 @@ class OpcUaDevice:
             self.counters["losses"] += 1
             self._set_offline(f"session lost: {reason}")
             if time.monotonic() - started >= HEALTHY_AFTER:
-                delays = backoff_delays(BACKOFF_START, self.backoff_max)
-            await asyncio.sleep(jittered(next(delays)))
+                retry.reset()
+            await asyncio.sleep(retry.next())
 
     # ------------------------------------------------------------------ state
 

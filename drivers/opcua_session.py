@@ -14,14 +14,12 @@ What callers may rely on:
   logs the password.  `describe(exc, ...)` turns what it raised into one line.
 - `resolve(client, addresses)` maps every point to a NodeId in as few
   requests as possible, or to a reason why it cannot.
-- `backoff_delays()` yields 1, 2, 4 ... 60 s; `jittered(d)` is d +-20 %.
 - Importing this module quiets asyncua's own logging (see below).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 import socket
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from asyncua import Client, ua
-from asyncua.crypto import security_policies
+from asyncua.crypto import security_policies, uacrypto
 from cryptography import x509
 
 from edge_agent.drivers.opcua_spec import OpcUaConfig
@@ -37,9 +35,6 @@ from edge_agent.errors import EdgeAgentError
 from edge_agent.secrets import read_secret
 from edge_agent.secrets import resolve as secret_path
 
-BACKOFF_START = 1.0
-BACKOFF_MAX = 60.0
-JITTER = 0.2
 
 # asyncua logs each step of a failing connect or a lost link at WARNING, some
 # with tracebacks; the driver reports the outage itself in one line.  Only
@@ -113,22 +108,6 @@ def parse_address(text: str) -> ua.NodeId | list[ua.QualifiedName]:
                          "or a browse path (/Objects/2:Belt1/2:Speed)") from None
 
 
-def backoff_delays(start: float = BACKOFF_START, cap: float = BACKOFF_MAX):
-    """Nominal reconnect delays: start, doubling, capped (jitter is applied by the caller)."""
-    d = start
-    while True:
-        yield d
-        d = min(d * 2, cap)
-
-
-_rng = random.Random()
-
-
-def jittered(d: float) -> float:
-    """`d` +-20 %, so devices that lost one server together do not reconnect in lockstep."""
-    return d * (1.0 + _rng.uniform(-JITTER, JITTER))
-
-
 def show_url(url: str) -> str:
     """The URL without any user:password@ part, for logs."""
     parts = urlsplit(url)
@@ -176,11 +155,28 @@ def file_problems(device: OpcUaConfig, base: Path | None = None) -> list[tuple[s
     out: list[tuple[str, str]] = []
     for name in ("cert_file", "key_file", "server_cert_file"):
         p = getattr(device, name)
-        if p and not _path(p, base).is_file():
+        if p and not _file(device, name, base).is_file():
             out.append((name, f"{p}: file not found (a relative path is relative to the site file)"))
     if device.password_file and not secret_path(device.password_file, _BaseDir(base) if base else None).is_file():
         out.append(("password_file", f"{device.password_file}: file not found"))
     return out
+
+
+def _file(device: OpcUaConfig, name: str, base: Path | None) -> Path:
+    """A certificate or key file of the device; the key (a secret) may be a systemd credential."""
+    value = getattr(device, name) or ""
+    if name == "key_file":
+        return secret_path(value, _BaseDir(base) if base else None)
+    return _path(value, base)
+
+
+def _pem_or_der(path: Path) -> uacrypto.CertProperties:
+    """asyncua guesses PEM from a `.pem` suffix; a credential may be called `opcua.key`: look at the bytes."""
+    try:
+        pem = path.read_bytes().lstrip().startswith(b"-----BEGIN")
+    except OSError:
+        pem = path.suffix.lower() == ".pem"      # asyncua reports the missing file
+    return uacrypto.CertProperties(str(path), extension="pem" if pem else "der")
 
 
 def read_password(device: OpcUaConfig, base: Path | None) -> str | None:
@@ -241,9 +237,9 @@ async def open_client(device: OpcUaConfig, *, timeout: float, watchdog: float, s
             client.application_uri = uri
         server_cert = _path(device.server_cert_file, base) if device.server_cert_file else None
         await client.set_security(
-            getattr(security_policies, f"SecurityPolicy{sec.policy}"), str(cert),
-            str(_path(device.key_file or "", base)),
-            server_certificate=None if server_cert is None else str(server_cert),
+            getattr(security_policies, f"SecurityPolicy{sec.policy}"), _pem_or_der(cert),
+            _pem_or_der(_file(device, "key_file", base)),
+            server_certificate=None if server_cert is None else _pem_or_der(server_cert),
             mode=getattr(ua.MessageSecurityMode, sec.mode or "SignAndEncrypt"))
     try:
         await client.connect()

@@ -1,38 +1,34 @@
-"""The pipeline: drivers -> kernel -> encoder -> buffer -> sinks.
+"""The agent: the buffer, the drivers, the sinks, the clock, reload and shutdown.
 
-`Agent(site)` composes the parts; `await agent.run(stop)` runs until `stop`
-is set, then stops the drivers, commits what is pending, lets the sinks finish
-what is in flight, and closes the buffer.  `await agent.reload(site)` applies a
-new site file without stopping devices whose configuration did not change.
-Nothing here does I/O per point.
+`Agent(site)` composes the parts: a `Pipeline` (the frame path of the configuration),
+one driver per device and one sink per `forward:` block (both by registry), the buffer.
+`await agent.run(stop)` runs until `stop` is set, then stops the drivers, commits what is
+pending, lets the sinks finish what is in flight, and closes the buffer.
+`await agent.reload(site)` builds a complete new pipeline (carrying the kernel state of
+unchanged points over) and swaps it in, or changes nothing; devices whose acquisition
+settings did not change keep polling.  Nothing here does I/O per point.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
-import sqlite3
 import time
 from dataclasses import dataclass, field
 
 from edge_agent import health, registry, sdnotify
-from edge_agent.baseline import BaselineStore, store_path
-from edge_agent.buffer import SINKS, Buffer
+from edge_agent.baseline import open_beside_buffer
+from edge_agent.buffer import Buffer
 from edge_agent.config import Site
-from edge_agent.derived import Derived
 from edge_agent.drivers import make_driver
-from edge_agent.filtering import Kernel
-from edge_agent.filtering.rules import V_RULES
 from edge_agent.frame import Frame
-from edge_agent.points import Catalog
-from edge_agent.profile.encode import EMPTY, Encoder
-from edge_agent.rollup import Rollup
+from edge_agent.pipeline import Pipeline, Routes
+from edge_agent.tasks import SHUTDOWN_GRACE, close_devices, entered, settle
 
 log = logging.getLogger("edge_agent.agent")
 
 RUN_OK, RUN_LOST, RUN_UNKNOWN = 0, 1, 9      # substation run status (PROFILE.md)
 CLOCK_TICK = 0.2                             # granularity of snapshots, statistics and buffer upkeep
-SHUTDOWN_GRACE = 5.0                         # seconds a cancelled task gets before it is left behind
 POWER_UNKNOWN = 9
 
 
@@ -46,52 +42,47 @@ class DeviceState:
 
 
 class Agent:
-    """One gateway: every device, the kernel, the buffer and the configured sinks."""
+    """One gateway: every device, the pipeline, the buffer and the configured sinks."""
 
     def __init__(self, site: Site):
         self.site = site
-        self._build(site)
-        self.kernel = self._new_kernel()
         b = site.buffer
+        wanted = site.forward.enabled()
         self.buffer = Buffer(site.path(b.path), durability=b.durability, max_size=b.max_size,
-                             max_age=b.max_age, sync_every=b.sync_every, memory_limit=b.memory_limit)
-        self.baselines = self._open_baselines()
-        self.rollup = self._new_rollup()
+                             max_age=b.max_age, sync_every=b.sync_every, memory_limit=b.memory_limit,
+                             sinks=[c.sink_name for c in wanted])
         self.on_level_changes = None      # graded warning: called with each frame's level changes (points, items)
         self.pending: list[tuple[str, int, float, bytes]] = []
         self._commit_at: asyncio.TimerHandle | None = None
         self.fzss_dirty = False
         self.fzss_sent = False
-        self.devices = [DeviceState() for _ in site.devices]
-        self.drivers = [self._driver(i) for i in range(len(site.devices))]
-        self.driver_tasks: list[asyncio.Task | None] = [None] * len(self.drivers)
         self.sinks: list = []
+        self.sink_specs: dict[str, registry.SinkSpec] = {}
         self.wakes: list[asyncio.Event] = []
-        self.mqtt = None
-        self.files = None
-        mask = 0
-        fwd = site.forward
-        if fwd.mqtt is not None and fwd.mqtt.enabled:
-            from edge_agent.forward.mqtt import MqttSink
+        every = live = 0
+        for cfg in wanted:
+            spec = registry.sink(cfg.kind)
             wake = asyncio.Event()
-            self.mqtt = MqttSink(fwd.mqtt, site, self.buffer, self.encode_mqtt, wake,
-                                 status_detail=self.status_detail)
-            self.sinks.append(self.mqtt)
+            ctx = registry.SinkContext(name=cfg.sink_name, site=site, profile=site.loaded_profile,
+                                       buffer=self.buffer, wake=wake, encoder=lambda: self.pipeline.encoder,
+                                       status_detail=self.status_detail)
+            sink = spec.make(cfg, ctx)
+            self.sinks.append(sink)
+            self.sink_specs[sink.name] = spec
             self.wakes.append(wake)
-            mask |= SINKS["mqtt"]
-        if fwd.files is not None and fwd.files.enabled:
-            from edge_agent.forward.files import FileSink
-            wake = asyncio.Event()
-            self.files = FileSink(fwd.files, site, self.profile, self.buffer, wake, site.path(fwd.files.dir))
-            self.sinks.append(self.files)
-            self.wakes.append(wake)
-            mask |= SINKS["files"]
-        self.mask_all = mask
-        # Per-frame CDSS (report by exception) only go to the MQTT uplink; the
-        # full snapshot every realtime_every goes everywhere (the spec files
+            bit = self.buffer.bit(sink.name)
+            every |= bit
+            live |= bit if spec.live else 0
+        # Per-frame CDSS (report by exception) only go to the sinks that want them (the MQTT
+        # uplink); the full snapshot every realtime_every goes everywhere (the spec files
         # need it).  No row is for the files alone, so the MQTT consumer's seq
         # has no gaps that are not loss.
-        self.mask_live = mask & SINKS["mqtt"]
+        self.routes = Routes(all=every, live=live)
+        self.pipeline = Pipeline(site, self.routes, self.pending, states=self.fzss_states)
+        self.baselines = open_beside_buffer(self.site, self.catalog, self.kernel)
+        self.devices = [DeviceState() for _ in site.devices]
+        self.drivers = [self._driver(i, site, self.pipeline) for i in range(len(site.devices))]
+        self.driver_tasks: list[asyncio.Task | None] = [None] * len(self.drivers)
         self.frames = 0
         self.points_in = 0
         self.started = time.time()
@@ -102,43 +93,41 @@ class Agent:
             from edge_agent.alarms.wiring import AgentAlarms
             self.alarms = AgentAlarms(self)
 
-    def _build(self, site: Site) -> None:
-        """Everything derived from the site file: at start, and again on every reload."""
-        self.profile = site.loaded_profile
-        self.catalog = Catalog(site, self.profile)
-        self.derived = Derived(site, self.catalog)
-        self.catalog.add_derived(self.derived.points)
-        self.encoder = Encoder(site, self.catalog, self.profile)
+    @property
+    def kernel(self):
+        return self.pipeline.kernel
 
-    def _new_kernel(self) -> Kernel:
-        rep = self.site.report
-        return Kernel(len(self.catalog), self.catalog.thresholds(),
-                      realtime_every=rep.realtime_every, stats_window=rep.stats_window)
+    @property
+    def catalog(self):
+        return self.pipeline.catalog
 
-    def _open_baselines(self) -> BaselineStore | None:
-        """The graded-warning file beside the buffer, when a point has `levels:` or `rules:` (a site with
-        only the old thresholds gets no new file)."""
-        if not any(f & V_RULES for f in self.kernel.ladder.lvf):
-            return None
-        path = store_path(self.site.path(self.site.buffer.path))
-        try:
-            return BaselineStore.open(path, self.catalog, self.kernel, time.time())
-        except (OSError, sqlite3.Error) as exc:
-            log.error("baseline file %s: cannot open it (%s); levels run without baselines or restored state",
-                      path, exc)
-            return None
+    @property
+    def encoder(self):
+        return self.pipeline.encoder
 
-    def _new_rollup(self) -> Rollup | None:
-        """Items and the facility (`items:`), starting from the points' levels as the kernel has them."""
-        if not self.site.items:
-            return None
-        rollup = Rollup(self.site.items, self.catalog)
-        rollup.seed(self.kernel.level)
-        return rollup
+    @property
+    def profile(self):
+        return self.pipeline.profile
 
-    def _driver(self, i: int):
-        drv = make_driver(i, self.site.devices[i], self.catalog.by_device[i], self.on_frame,
-                          base_dir=self.site.base_dir)
+    def sinks_of_kind(self, kind: str) -> list:
+        return [s for s in self.sinks if self.sink_specs[s.name].kind == kind]
+
+    @property
+    def mqtt(self):
+        """The first MQTT sink, or None (the console's uplink panel)."""
+        return next(iter(self.sinks_of_kind("mqtt")), None)
+
+    @property
+    def files(self):
+        """The first spec-file sink, or None."""
+        return next(iter(self.sinks_of_kind("files")), None)
+
+    def mask_of_kind(self, kind: str) -> int:
+        """The buffer mask of every sink of this kind (the alarm book's MQTT-only records)."""
+        return self.buffer.mask(*(s.name for s in self.sinks_of_kind(kind)))
+
+    def _driver(self, i: int, site: Site, pipeline: Pipeline):
+        drv = make_driver(i, site.devices[i], pipeline.catalog.by_device[i], self.on_frame, base_dir=site.base_dir)
         drv.state_changed = self.on_device_state
         return drv
 
@@ -151,64 +140,29 @@ class Agent:
         st = self.devices[frame.device]
         st.frames += 1
         st.last_frame = frame.wall
-        k = self.kernel
-        self._filter(frame)
-        events = k.take_events()
-        if self.derived.units:
-            derived = self.derived.process(frame, k)
-            if derived:
-                events = [*events, *derived]
-            status = self.derived.status_frame(frame)
-            if status is not None:
-                self._filter(status)     # the derived points' status, reported like any point
-        if events:
-            self._queue("YCBJ", self.mask_all, frame.wall, self.encoder.ycbj(events, frame.wall))
-        levels = k.take_level_changes()
-        if levels and self.rollup is not None:
-            levels += self.rollup.update(levels)     # items and the facility: ItemLevelChanges after the points'
+        events, levels = self.pipeline.on_frame(frame)
         if levels and self.on_level_changes is not None:
             self.on_level_changes(levels)
         if self.alarms is not None:
-            self.alarms.after_frame(frame, k, events, levels)
+            self.alarms.after_frame(frame, self.kernel, events, levels)
         if self.pending and self._commit_at is None:
             # frames arriving within batch_every share one transaction; none waits longer
             self._commit_at = asyncio.get_running_loop().call_later(self.site.report.batch_every, self._commit_due)
 
-    def _filter(self, frame: Frame) -> None:
-        """Run `frame` through the kernel; queue a CDSS of the points it says to report."""
-        k = self.kernel
-        report = k.process(frame)
-        if len(report) and self.mask_live:
-            self._queue("CDSS", self.mask_live, frame.wall,
-                        self.encoder.cdss(report, k.value, k.status, k.time, frame.wall))
-        # switch/multistate changes are already in this frame's report (their
-        # value moved); drain them so the kernel's change log stays bounded
-        k.take_changes()
-
-    def _queue(self, type: str, mask: int, t: float, body: bytes) -> None:
-        """Queue a message for the next commit; a body without records (only points the profile does not
-        send) is not a message."""
-        if body != EMPTY:
-            self.pending.append((type, mask, t, body))
-
     def _commit_due(self) -> None:
         self._commit_at = None
         self.commit()
-
-    def encode_mqtt(self, row) -> tuple[str, bytes, bool]:
-        enc = self.encoder
-        return enc.topic(row.type), enc.envelope(row.seq, row.type, row.time, row.body), enc.retained(row.type)
 
     def commit(self) -> None:
         """Commit pending messages in one transaction and wake the sinks."""
         if self.fzss_dirty:
             self.fzss_dirty = False
             self.fzss_sent = True
-            now = time.time()
-            self.pending.append(("FZSS", self.mask_all, now, self.encoder.fzss(self.fzss_states(), now)))
+            self.pipeline.fzss(time.time())
         if not self.pending:
             return
-        batch, self.pending = self.pending, []
+        batch = self.pending[:]
+        self.pending.clear()          # the same list: the pipeline appends to it
         self.buffer.append(batch)
         for w in self.wakes:
             w.set()
@@ -230,22 +184,15 @@ class Agent:
                 for d in self.devices]
 
     def definitions(self, now: float) -> None:
-        self._queue("CDDY", self.mask_all, now, self.encoder.cddy(now))
-        self.pending.append(("FZDY", self.mask_all, now, self.encoder.fzdy(now)))
+        self.pipeline.definitions(now)
 
     def snapshot(self, now: float) -> None:
         """Every realtime_every: every point and every device's status, to every sink."""
-        if self.mask_all:
-            k = self.kernel
-            self._queue("CDSS", self.mask_all, now,
-                        self.encoder.cdss(range(len(self.catalog)), k.value, k.status, k.time, now))
-        self.pending.append(("FZSS", self.mask_all, now, self.encoder.fzss(self.fzss_states(), now)))
+        self.pipeline.snapshot(now)
         self.fzss_sent = True
 
     def statistics(self, now: float) -> None:
-        stats = self.kernel.take_stats(now)
-        if stats:
-            self._queue("TJSJ", self.mask_all, now, self.encoder.tjsj(stats, now))
+        self.pipeline.statistics(now)
 
     def status_detail(self) -> dict:
         """Published (retained) on <prefix>/<mine>/<gateway>/status/detail after each connect."""
@@ -305,7 +252,7 @@ class Agent:
     async def _stop_drivers(self, which) -> None:
         """Stop these devices (indices into the current lists)."""
         which = list(which)
-        await _close_devices([(self.drivers[i], self.driver_tasks[i], self.site.devices[i].name) for i in which])
+        await close_devices([(self.drivers[i], self.driver_tasks[i], self.site.devices[i].name) for i in which])
         for i in which:
             self.driver_tasks[i] = None
 
@@ -334,17 +281,17 @@ class Agent:
             self.console = Console(web, self)       # the operator console's pages on the same server
         self.web = web
         extra = ([self.alarms] if self.alarms is not None else []) + ([optional(web), self.console] if web else [])
-        async with _all(([metrics] if metrics else []) + self.sinks + extra):
+        async with entered(([metrics] if metrics else []) + self.sinks + extra):
             for i, drv in enumerate(self.drivers):
                 await drv.__aenter__()
                 self._start_driver(i)
-            self.sink_tasks = [asyncio.create_task(s.run(), name=f"sink:{type(s).__name__}") for s in self.sinks]
+            self.sink_tasks = [asyncio.create_task(s.run(), name=f"sink:{s.name}") for s in self.sinks]
             self.clock_task = asyncio.create_task(self._clock(stop), name="clock")
             dog = asyncio.create_task(watchdog.run(self.healthy), name="watchdog")
             reloader = asyncio.create_task(self._reloads(reload_requests), name="reload") \
                 if reload_requests is not None else None
             log.info("running: %d devices, %d points, sinks: %s", len(self.drivers), len(self.catalog),
-                     ", ".join(type(s).__name__ for s in self.sinks) or "none")
+                     ", ".join(s.name for s in self.sinks) or "none")
             sdnotify.ready(f"{len(self.drivers)} devices, {len(self.catalog)} points")
             if ready is not None:
                 ready()
@@ -363,7 +310,7 @@ class Agent:
             await self._drain_briefly()
             for t in self.sink_tasks:
                 t.cancel()
-            await _settle(self.sink_tasks, SHUTDOWN_GRACE)
+            await settle(self.sink_tasks, SHUTDOWN_GRACE)
         if self.baselines is not None:
             self.baselines.close(time.time())
         self.buffer.close()
@@ -375,15 +322,17 @@ class Agent:
             try:
                 await self.reload(site)
             except Exception:  # a bug in reload must not take the running agent down
-                log.exception("reload failed; the running configuration stays")
+                log.exception("reload failed while applying; devices may need a restart of the service")
 
     async def reload(self, new: Site) -> None:
-        """Apply a new site file.  Devices whose configuration and points did not change keep polling.
+        """Apply a new site file: build everything it needs, then swap, or change nothing.
 
-        Thresholds, point definitions, devices and report settings are applied;
-        buffer, forward, metrics and profile-independent sink settings need a
-        restart (logged).  A reload that adds, removes or reorders points
-        rebuilds the kernel: alarms re-evaluate on the next sample.
+        Thresholds, point definitions, devices and report settings are applied; buffer,
+        forward and metrics settings need a restart (logged).  The kernel state of every
+        point that is still there (same device name and point id) carries over: open
+        alarms stay open, statistics windows, deadband memory and delays go on.  Devices
+        whose acquisition settings (their driver's restart fields) and point positions did
+        not change keep polling.
         """
         old = self.site
         sdnotify.reloading()
@@ -392,62 +341,49 @@ class Agent:
             if getattr(old, key) != getattr(new, key):
                 log.warning("reload: %s settings changed; restart the service to apply them", key)
         new = new.model_copy(update={key: getattr(old, key) for key in restart_keys})
-        old_catalog, old_cddy = self.catalog, self.encoder.cddy(0.0)
-        self.site = new
-        self._build(new)
-        same_points = [(p.device, p.id) for p in old_catalog.points] == [(p.device, p.id) for p in self.catalog.points] \
-            and [d.name for d in old.devices] == [d.name for d in new.devices]
-        rep = new.report
-        if same_points and (rep.realtime_every, rep.stats_window) == (old.report.realtime_every,
-                                                                      old.report.stats_window):
-            self.kernel.set_thresholds(self.catalog.thresholds())
+        try:
+            pipeline = Pipeline(new, self.routes, self.pending, states=self.fzss_states, previous=self.pipeline)
+            keep = [i for i, dev in enumerate(new.devices) if i < len(old.devices) and
+                    _acquisition(old.devices[i]) == _acquisition(dev) and
+                    [p.index for p in self.pipeline.catalog.by_device[i]] ==
+                    [p.index for p in pipeline.catalog.by_device[i]]]
+            fresh = {i: self._driver(i, new, pipeline) for i in range(len(new.devices)) if i not in keep}
+        except Exception as exc:  # noqa: BLE001 - whatever failed, nothing was changed
+            log.error("reload: cannot build the new configuration (%s: %s); the running configuration stays",
+                      type(exc).__name__, exc)
+            sdnotify.ready()
+            return
+        old_cddy = self.pipeline.encoder.cddy(0.0)
+        old_drivers, old_tasks, old_states = self.drivers, self.driver_tasks, self.devices
+        self.site, self.pipeline = new, pipeline
+        if self.baselines is not None:          # the new kernel already carries the points over
+            self.baselines.attach(self.kernel, self.catalog, time.time(), carried=True)
         else:
-            self.kernel = self._new_kernel()
-            log.warning("reload: points or report windows changed; kernel state restarted")
-        if self.baselines is not None:
-            self.baselines.attach(self.kernel, self.catalog, time.time())
-        else:
-            self.baselines = self._open_baselines()
-        self.rollup = self._new_rollup()
+            self.baselines = open_beside_buffer(self.site, self.catalog, self.kernel)
         if self.alarms is not None:
             self.alarms.bind(self)
-        # devices: keep the ones whose config, position and point indices are unchanged
-        old_devices, old_drivers, old_tasks, old_states = old.devices, self.drivers, self.driver_tasks, self.devices
-        keep = {}
-        for i, dev in enumerate(new.devices):
-            if i < len(old_devices) and _acquisition(old_devices[i]) == _acquisition(dev) and \
-                    [p.index for p in old_catalog.by_device[i]] == [p.index for p in self.catalog.by_device[i]]:
-                keep[i] = i
-        self.drivers = [old_drivers[i] if i in keep else None for i in range(len(new.devices))]
+        self.drivers = [old_drivers[i] if i in keep else fresh[i] for i in range(len(new.devices))]
         self.driver_tasks = [old_tasks[i] if i in keep else None for i in range(len(new.devices))]
         self.devices = [old_states[i] if i in keep else DeviceState() for i in range(len(new.devices))]
-        await _close_devices([(old_drivers[i], old_tasks[i], old_devices[i].name)
-                              for i in range(len(old_drivers)) if keep.get(i) != i])
-        for i in range(len(new.devices)):
-            if self.drivers[i] is None:
-                self.drivers[i] = self._driver(i)
-                await self.drivers[i].__aenter__()
-                self._start_driver(i)
-        changed = len(new.devices) - len(keep)
-        if self.encoder.cddy(0.0) != old_cddy:
+        await close_devices([(old_drivers[i], old_tasks[i], old.devices[i].name)
+                              for i in range(len(old_drivers)) if i not in keep])
+        for i in fresh:
+            await self.drivers[i].__aenter__()
+            self._start_driver(i)
+        if pipeline.encoder.cddy(0.0) != old_cddy:
             self.definitions(time.time())
         self.fzss_dirty = True
         self.commit()
         self.reloads += 1
-        log.info("reload: applied (%d devices kept polling, %d restarted, %d points)", len(keep), changed,
-                 len(self.catalog))
+        log.info("reload: applied (%d devices kept polling, %d restarted, %d points, %d carried over)", len(keep),
+                 len(fresh), len(pipeline.catalog), pipeline.carried)
         sdnotify.ready()
 
     async def _drain_briefly(self, timeout: float = 2.0) -> None:
         """Give connected sinks a moment to deliver what was just committed (the rest stays buffered)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            busy = False
-            if self.mqtt is not None and self.mqtt.connected and self.buffer.backlog("mqtt"):
-                busy = True
-            if self.files is not None and self.buffer.backlog("files"):
-                busy = True
-            if not busy:
+            if not any(s.connected and self.buffer.backlog(s.name) for s in self.sinks):
                 return
             await asyncio.sleep(0.05)
 
@@ -455,50 +391,3 @@ class Agent:
 def _acquisition(dev) -> tuple:
     """The part of a device's configuration its driver uses (its spec's restart fields)."""
     return dev.driver, registry.driver(dev.driver).restart_key(dev)
-
-
-async def _close_devices(devices: list[tuple]) -> None:
-    """(driver, task, name) triples: cancel the tasks together, wait (bounded), close the links."""
-    tasks = [t for _, t, _ in devices if t is not None]
-    for t in tasks:
-        t.cancel()
-    await _settle(tasks, SHUTDOWN_GRACE)
-    for drv, _, name in devices:
-        try:
-            await drv.__aexit__(None, None, None)
-        except Exception:
-            log.exception("error while closing device %s", name)
-
-
-async def _settle(tasks: list[asyncio.Task], timeout: float) -> None:
-    """Wait for cancelled tasks to finish, but not forever: a stuck one is named and left behind."""
-    if not tasks:
-        return
-    _, stuck = await asyncio.wait(tasks, timeout=timeout)
-    for t in stuck:
-        log.warning("shutdown: %s did not stop within %gs; leaving it", t.get_name(), timeout)
-    for t in tasks:
-        if t.done() and not t.cancelled() and t.exception() is not None:
-            log.error("%s ended with an error: %s", t.get_name(), t.exception())
-
-
-class _all:
-    """Enter several async context managers, exit them in reverse order."""
-
-    def __init__(self, items):
-        self.items = items
-        self.entered: list = []
-
-    async def __aenter__(self):
-        for it in self.items:
-            await it.__aenter__()
-            self.entered.append(it)
-        return self
-
-    async def __aexit__(self, *exc):
-        for it in reversed(self.entered):
-            try:
-                await it.__aexit__(None, None, None)
-            except Exception:  # a sink failing to close must not lose the buffer close
-                log.exception("error while closing %s", type(it).__name__)
-        return False

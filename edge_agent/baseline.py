@@ -227,13 +227,14 @@ class BaselineStore:
         self._guarded(lambda: self.write_hours(now), self.save_state)
         self.next_flush = now + self.flush_every
 
-    def attach(self, kernel, catalog, now: float) -> None:
+    def attach(self, kernel, catalog, now: float, carried: bool = False) -> None:
         """After a reload: what the old kernel still holds is written; a new kernel continues each point
-        (by point code) from the old one, as after a restart; then it gets its baselines."""
+        (by point code) from the old one, as after a restart, unless it `carried` them over itself
+        (Kernel.carry_over); then it gets its baselines."""
         self._guarded(lambda: self.write_hours(now))
         old, old_catalog = self.kernel, self.catalog
         self.kernel, self.catalog = kernel, catalog
-        if kernel is not old:
+        if kernel is not old and not carried:
             where = {rp.code: rp.index for rp in old_catalog.points if rp.index < old.ladder.n_points}
             for rp in catalog.points:
                 j = where.get(rp.code)
@@ -248,3 +249,20 @@ class BaselineStore:
         finally:
             if self.db is not None:
                 self.db.close()
+
+
+def open_beside_buffer(site, catalog, kernel) -> "BaselineStore | None":
+    """The graded-warning file beside the buffer, when a point has `levels:` or `rules:` (a site with
+    only the old thresholds gets no new file); None, with one line, when it cannot be opened."""
+    import time
+
+    from edge_agent.filtering.rules import V_RULES
+    if not any(f & V_RULES for f in kernel.ladder.lvf):
+        return None
+    path = store_path(site.path(site.buffer.path))
+    try:
+        return BaselineStore.open(path, catalog, kernel, time.time())
+    except (OSError, sqlite3.Error) as exc:
+        log.error("baseline file %s: cannot open it (%s); levels run without baselines or restored state",
+                  path, exc)
+        return None

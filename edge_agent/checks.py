@@ -19,8 +19,7 @@ def warnings(site: Site) -> list[str]:
 
     out: list[str] = []
     where = site.source or "site file"
-    mq = site.forward.mqtt
-    if not ((mq is not None and mq.enabled) or (site.forward.files is not None and site.forward.files.enabled)):
+    if not site.forward.enabled():
         out.append(_("{file}: forward: no sink configured (mqtt or files); records will only be buffered").format(
             file=where))
     out += permission_warnings(site)

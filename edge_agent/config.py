@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, PlainValidator, PrivateAttr, SerializeAsAny, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, PlainValidator, PrivateAttr, SerializeAsAny, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from edge_agent import levels as warning
 from edge_agent import registry
 from edge_agent.alarms.config import AlarmsCfg, ConsoleCfg
 from edge_agent.equipment import Equipment, expand_equipment
 from edge_agent.errors import ConfigError, Problem
-from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, Size
+from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, SinkConfig, Size, field_error
 from edge_agent.rollup import Item
 from edge_agent.rollup import problems as rollup_problems
 from edge_agent.yamlsrc import line_for, pretty_loc, read_yaml_with_lines, validation_problems
@@ -99,53 +100,73 @@ class BufferCfg(Model):
     memory_limit: Size = 64 * 1024**2   # held in memory while the disk refuses writes
 
 
-class MqttCfg(Model):
-    url: str | list[str]
-    username: str | None = None
-    password_file: str | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    key_password_file: str | None = None
-    topic_prefix: str = "mine"
-    client_id: str | None = None
-    inflight: int = Field(32, ge=1, le=1024)
-    keepalive: Duration = 30.0
-    allow_plaintext: bool = False
-    return_to_primary: bool = True
-    enabled: bool = True
+class Forward(Model):
+    """The sinks under `forward:`, in file order: `forward.<kind>` is one sink (named after its
+    kind) or a list of them (each with its own `name`), validated by the kind's `SinkSpec.config`."""
+    sinks: tuple[SerializeAsAny[SinkConfig], ...] = ()
+    locs: tuple[tuple, ...] = Field((), exclude=True)   # each sink's place in the site file
 
-    @property
-    def urls(self) -> list[str]:
-        return [self.url] if isinstance(self.url, str) else list(self.url)
+    def get(self, name: str) -> SinkConfig | None:
+        """The sink named `name` (a single `forward.mqtt` is named `mqtt`), or None."""
+        return next((c for c in self.sinks if c.sink_name == name), None)
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str | list[str]) -> str | list[str]:
-        for u in [v] if isinstance(v, str) else v:
-            if "@" in u:
-                # never echo what may be a password
-                shown = re.sub(r"//[^@/]*@", "//***@", u)
-                raise ValueError(f"{shown!r}: credentials do not belong in the URL; use `username` and "
-                                 "`password_file`")
-            if not re.fullmatch(r"(mqtts?)://[^/\s:]+(:\d+)?/?", u):
-                raise ValueError(f"{u!r} is not an MQTT URL; write mqtt://host:1883 or mqtts://host:8883")
-        if isinstance(v, list) and not v:
-            raise ValueError("give at least one broker URL")
+    def of_kind(self, kind: str) -> list[SinkConfig]:
+        return [c for c in self.sinks if c.kind == kind]
+
+    def enabled(self) -> list[SinkConfig]:
+        return [c for c in self.sinks if c.enabled]
+
+    def loc(self, cfg: SinkConfig) -> tuple:
+        return self.locs[self.sinks.index(cfg)] if cfg in self.sinks and self.locs else ("forward", cfg.kind)
+
+    def replaced(self, name: str, cfg: SinkConfig | None) -> "Forward":
+        """This forward section with sink `name` replaced by `cfg` (or removed, for None)."""
+        pairs = [(c if c.sink_name != name else cfg, loc) for c, loc in zip(self.sinks, self.locs or
+                                                                          [("forward", c.kind) for c in self.sinks])]
+        pairs = [(c, loc) for c, loc in pairs if c is not None]
+        return Forward(sinks=tuple(c for c, _ in pairs), locs=tuple(loc for _, loc in pairs))
+
+
+def _forward(v: Any) -> Forward:
+    """`forward:` -> Forward, each block by its kind's config model (one sink, or a named list)."""
+    if isinstance(v, Forward):
         return v
-
-
-class FilesCfg(Model):
-    dir: str = "/var/lib/edge-agent/outbox"
-    upload: str | None = None
-    password_file: str | None = None
-    enabled: bool = True
-    keep_uploaded: bool = False
-
-
-class ForwardCfg(Model):
-    mqtt: MqttCfg | None = None
-    files: FilesCfg | None = None
+    if v is None:
+        return Forward()
+    if not isinstance(v, dict):
+        raise field_error((), "a mapping of sink kind (mqtt, files, ...) to its settings", v)
+    known = registry.sinks()
+    errors: list = []
+    sinks: list[SinkConfig] = []
+    locs: list[tuple] = []
+    for kind, block in v.items():
+        spec = known.get(kind)
+        if spec is None:
+            errors.append({"type": PydanticCustomError("value_error", "unknown sink kind; known: {known}",
+                                                       {"known": ", ".join(sorted(known))}),
+                           "loc": (kind,), "input": block})
+            continue
+        items = block if isinstance(block, list) else [block]
+        for i, item in enumerate(items):
+            loc = (kind, i) if isinstance(block, list) else (kind,)
+            try:
+                cfg = spec.config.model_validate(item)
+            except ValidationError as exc:
+                errors += [{"type": PydanticCustomError(e["type"], "{msg}", {"msg": e["msg"]}), "loc": loc + tuple(e["loc"]),
+                            "input": e.get("input")} for e in exc.errors()]
+                continue
+            if isinstance(block, list) and cfg.name is None:
+                errors.append({"type": PydanticCustomError("value_error", "several sinks of one kind need a "
+                                                           "`name` each"), "loc": loc, "input": item})
+            elif cfg.sink_name in {c.sink_name for c in sinks}:
+                errors.append({"type": PydanticCustomError("value_error", "sink name {name!r} is used twice",
+                                                           {"name": cfg.sink_name}),
+                               "loc": loc + ("name",), "input": cfg.name})
+            sinks.append(cfg)
+            locs.append(("forward",) + loc)
+    if errors:
+        raise ValidationError.from_exception_data("forward", errors)
+    return Forward(sinks=tuple(sinks), locs=tuple(locs))
 
 
 class ReportCfg(Model):
@@ -164,7 +185,7 @@ class Site(Model):
     site: SiteInfo
     profile: str = "default"
     buffer: BufferCfg = BufferCfg()
-    forward: ForwardCfg = ForwardCfg()
+    forward: Annotated[Forward, BeforeValidator(_forward)] = Forward()
     report: ReportCfg = ReportCfg()
     metrics: MetricsCfg = MetricsCfg()
     devices: tuple[AnyDevice, ...] = ()
@@ -175,6 +196,7 @@ class Site(Model):
     # set by load_site: where the file was, for relative paths
     source: str = Field("", exclude=True)
     _profile: Any = PrivateAttr(None)
+    _catalog: Any = PrivateAttr(None)
 
     @property
     def base_dir(self) -> Path | None:
@@ -185,6 +207,11 @@ class Site(Model):
         """A path from the site file, relative to the site file's folder."""
         q = Path(os.path.expanduser(p))
         return q if q.is_absolute() or self.base_dir is None else self.base_dir / q
+
+    def checked_catalog(self):
+        """The point catalogue `load_site` resolved for this very site (handed out once), or None."""
+        catalog, self._catalog = self._catalog, None
+        return catalog if catalog is not None and catalog.site is self else None
 
     @property
     def loaded_profile(self):
@@ -336,7 +363,6 @@ def _point_loc(loc: tuple, data: Any) -> tuple:
 
 def component_problems(site: Site, where: str, data: Any, lines) -> list[Problem]:
     """What each driver and sink refuses (its spec's `problems`), and free text that breaks the files."""
-    from edge_agent.forward.tls import Broker, plaintext_problem
     from edge_agent.points import Catalog
     from edge_agent.profile.encode import framing_problems
 
@@ -348,13 +374,10 @@ def component_problems(site: Site, where: str, data: Any, lines) -> list[Problem
     for di, dev in enumerate(site.devices):
         for loc, reason in registry.driver(dev.driver).problems_of(dev, site):
             add(("devices", di) + ((loc,) if isinstance(loc, str) else tuple(loc)), reason)
-    mq = site.forward.mqtt
-    if mq is not None and mq.enabled:
-        for url in mq.urls:
-            problem = plaintext_problem(Broker.parse(url), mq.allow_plaintext)
-            if problem:
-                add(("forward", "mqtt", "url"), problem)
-    catalog = Catalog(site, site.loaded_profile)
+    for cfg in site.forward.enabled():
+        for loc, reason in registry.sink(cfg.kind).problems_of(cfg, site):
+            add(site.forward.loc(cfg) + ((loc,) if isinstance(loc, str) else tuple(loc)), reason)
+    site._catalog = catalog = Catalog(site, site.loaded_profile)      # the pipeline starts from it
     out.extend(framing_problems(site, catalog, site.loaded_profile))
     return out
 

@@ -52,12 +52,13 @@ def demo_site(workdir: Path, mqtt: str | None, port: int, console: str | None = 
     workdir = workdir.resolve()
     devices = tuple(d.model_copy(update={"port": port}) for d in site.devices)
     fwd = site.forward
-    mq = fwd.mqtt.model_copy(update={"url": mqtt}) if (mqtt and fwd.mqtt is not None) else None
-    files = fwd.files.model_copy(update={"dir": str(workdir / "outbox")})
+    mq = fwd.get("mqtt")
+    fwd = fwd.replaced("mqtt", mq.model_copy(update={"url": mqtt}) if (mqtt and mq is not None) else None)
+    fwd = fwd.replaced("files", fwd.get("files").model_copy(update={"dir": str(workdir / "outbox")}))
     return site.model_copy(update={
         "devices": devices,
         "buffer": site.buffer.model_copy(update={"path": str(workdir / "buffer.sqlite")}),
-        "forward": fwd.model_copy(update={"mqtt": mq, "files": files}),
+        "forward": fwd,
         "console": demo_console(workdir, console) if console else ConsoleCfg(enabled=False),
     })
 

@@ -309,6 +309,18 @@ class Derived:
             self.units.setdefault(di, []).append(_Unit(eq, di, by_id[di], codes))
         self.points = [s.dp for units in self.units.values() for u in units for s in u.states]
 
+    def carry_over(self, old: "Derived") -> None:
+        """Keep the rule states and histories of equipment whose settings did not change (a reload)."""
+        before = {u.eq.name: u for units in old.units.values() for u in units}
+        for u in (u for units in self.units.values() for u in units):
+            o = before.get(u.eq.name)
+            if o is not None and o.eq == u.eq:
+                u.history = o.history          # (time, value) samples: tied to no point index
+                for s, so in zip(u.states, o.states):
+                    s.since, s.false_since, s.active, s.start, s.acc = so.since, so.false_since, so.active, \
+                        so.start, so.acc
+                    s.dp.status = so.dp.status
+
     def status_frame(self, frame) -> Frame | None:
         """The derived points of `frame`'s device as a Frame (after `process`), for the kernel and CDSS."""
         units = self.units.get(frame.device)

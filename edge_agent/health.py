@@ -31,15 +31,11 @@ def _device(dev, drv, st) -> dict:
 
 def _sinks(agent) -> dict:
     out = {}
-    if agent.mqtt is not None:
-        c = agent.mqtt.counters
-        out["mqtt"] = {"published": c.get("published", 0), "acked": c.get("acked", 0),
-                       "reconnects": c.get("reconnects", 0), "inflight": c.get("inflight", 0),
-                       "connected": bool(agent.mqtt.connected), "broker": getattr(agent.mqtt, "broker", None)}
-    if agent.files is not None:
-        f = agent.files
-        out["files"] = {"published": f.files_written, "acked": f.files_written, "reconnects": 0, "inflight": 0,
-                        "connected": f.failing is None, "errors": f.write_errors}
+    for s in agent.sinks:
+        spec = agent.sink_specs[s.name]
+        out[s.name] = {**spec.standard_counters(s.counters), "connected": bool(s.connected), "trouble": s.trouble}
+        if getattr(s, "broker", None):
+            out[s.name]["broker"] = s.broker
     return out
 
 
@@ -52,10 +48,10 @@ def _health(agent, devices: dict, sinks: dict, buffer: dict) -> dict:
         return {"state": "down", "reasons": ["no device answers: " + ", ".join(offline)]}
     if offline:
         reasons.append("devices offline: " + ", ".join(offline))
-    if "mqtt" in sinks and not sinks["mqtt"]["connected"]:
-        reasons.append("uplink down, buffering")
-    if "files" in sinks and not sinks["files"]["connected"]:
-        reasons.append(f"outbox not writable: {agent.files.failing}")
+    for name, sink in sinks.items():
+        if sink["trouble"]:
+            kind = agent.sink_specs[name].kind
+            reasons.append(sink["trouble"] if name == kind else f"sink {name}: {sink['trouble']}")
     if buffer.get("disk_error"):
         reasons.append(f"buffer disk error: {buffer['disk_error']}")
     return {"state": "degraded" if reasons else "ok", "reasons": reasons}

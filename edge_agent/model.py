@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, \
     model_validator
@@ -216,8 +216,19 @@ class Device(Model):
 class SinkConfig(Model):
     """The keys every sink under `forward:` has.  `name` tells several sinks of one kind apart
     (a list under `forward.<kind>`); a single sink is named after its kind."""
+    kind: ClassVar[str] = ""           # its key under `forward:` (set by registry.register_sink)
     name: str | None = None
     enabled: bool = True
+
+    @property
+    def sink_name(self) -> str:
+        """Its name in the buffer, the logs and /metrics."""
+        return self.name or self.kind
+
+    @property
+    def field(self) -> str:
+        """How messages name this block: `forward.mqtt`, or `forward.files[shfz]` in a list."""
+        return f"forward.{self.kind}" if self.name is None else f"forward.{self.kind}[{self.name}]"
 
     @field_validator("name")
     @classmethod

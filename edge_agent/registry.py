@@ -1,8 +1,9 @@
-"""The component registry: which drivers and sinks exist, and what each one owns.
+"""The component registry: which drivers, sinks and record types exist, and what each one owns.
 
-One `register_driver(DriverSpec(...))` / `register_sink(SinkSpec(...))` call per
-component.  The built-in ones register in `edge_agent/drivers/__init__.py` and
-`edge_agent/forward/__init__.py`, imported on the first lookup; a package may add its
+One `register_driver(DriverSpec(...))` / `register_sink(SinkSpec(...))` /
+`register_record_type(RecordType(...))` call per component.  The built-in ones register
+in `edge_agent/drivers/__init__.py`, `edge_agent/forward/__init__.py` and
+`edge_agent/profile/types.py`, imported on the first lookup; a package may add its
 own from an `edge_agent.components` entry point (its module registers on import), and a
 test may call `register_*` directly.  Implementations are named "module:attr" and
 imported on first use, so a Modbus-only gateway never imports asyncua.
@@ -146,8 +147,45 @@ class SinkContext:
     status_detail: Callable[[], dict] | None = None
 
 
+CADENCES = ("snapshot", "statistics", "definitions", "event")
+PRIORITY_CLASSES = {0: "realtime", 1: "statistics", 2: "definitions", 3: "alarms"}
+
+
+@dataclass(frozen=True)
+class RecordType:
+    """One record type of the networking profiles (CDSS, YCBJ, ... CGKCDSS).
+
+    `fields`: every field its producer can fill (a profile lists the ones it sends, in its
+    order); `priority`: its drop class when the buffer is full (0 realtime first ... 3
+    alarms last); `retained`: MQTT retained unless the profile says otherwise; `cadence`:
+    when the pipeline produces it (`snapshot` every report.realtime_every, `statistics`
+    when windows close, `definitions` at start, on change and every definitions_every,
+    `event` when the kernel or a rule reports anomalies; None: its own component makes it,
+    e.g. the alarm book's MQTT records); `producer`: "module:function"
+    called `producer(pipeline, now, data)` -> the message body, or None for nothing (`data`:
+    the closed windows for `statistics`, the events for `event`, else None).
+    A profile produces the registered types it lists under `records:`.
+    """
+    code: str
+    fields: tuple[str, ...]
+    priority: int
+    cadence: str | None
+    producer: Ref
+    retained: bool = False
+
+    def __post_init__(self):
+        if self.priority not in PRIORITY_CLASSES:
+            raise ValueError(f"record type {self.code}: priority must be one of {sorted(PRIORITY_CLASSES)}")
+        if self.cadence is not None and self.cadence not in CADENCES:
+            raise ValueError(f"record type {self.code}: cadence must be one of {', '.join(CADENCES)}")
+
+    def produce(self, pipeline, now: float, data=None) -> bytes | None:
+        return load(self.producer)(pipeline, now, data)
+
+
 _drivers: dict[str, DriverSpec] = {}
 _sinks: dict[str, SinkSpec] = {}
+_records: dict[str, RecordType] = {}
 _loaded = False
 
 
@@ -158,6 +196,7 @@ def _builtins() -> None:
     _loaded = True
     import edge_agent.drivers  # noqa: F401  (registers the built-in drivers)
     import edge_agent.forward  # noqa: F401  (registers the built-in sinks)
+    import edge_agent.profile.types  # noqa: F401  (registers the built-in record types)
     from importlib.metadata import entry_points
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
@@ -171,6 +210,7 @@ def _builtins() -> None:
 
 def register_driver(spec: DriverSpec) -> DriverSpec:
     """Add a driver (or replace one of the same name)."""
+    _builtins()                 # the built-in ones first, so a plug-in may replace one
     for name in spec.names:
         _drivers[name] = spec
     return spec
@@ -178,14 +218,25 @@ def register_driver(spec: DriverSpec) -> DriverSpec:
 
 def register_sink(spec: SinkSpec) -> SinkSpec:
     """Add a sink kind (or replace one of the same kind)."""
+    _builtins()                 # the built-in ones first, so a plug-in may replace one
+    if spec.config.kind != spec.kind:
+        spec.config.kind = spec.kind
     _sinks[spec.kind] = spec
     return spec
 
 
+def register_record_type(rt: RecordType) -> RecordType:
+    """Add a record type (or replace one of the same code); types are produced in registration order."""
+    _builtins()                 # the built-in ones first, so a plug-in may replace one
+    _records[rt.code] = rt
+    return rt
+
+
 def unregister(name: str) -> None:
-    """Remove a driver name or sink kind (tests that registered their own)."""
+    """Remove a driver name, sink kind or record type (tests that registered their own)."""
     _drivers.pop(name, None)
     _sinks.pop(name, None)
+    _records.pop(name, None)
 
 
 def drivers() -> dict[str, DriverSpec]:
@@ -196,6 +247,21 @@ def drivers() -> dict[str, DriverSpec]:
 def sinks() -> dict[str, SinkSpec]:
     _builtins()
     return dict(_sinks)
+
+
+def record_types() -> dict[str, RecordType]:
+    _builtins()
+    return dict(_records)
+
+
+def record_type(code: str) -> RecordType:
+    """The registered type `code`; KeyError (naming the registered ones) for any other."""
+    _builtins()
+    try:
+        return _records[code]
+    except KeyError:
+        raise KeyError(f"record type {code!r} is not registered (registered: {', '.join(_records)}); "
+                       "see edge_agent.registry.register_record_type") from None
 
 
 def driver(name: str) -> DriverSpec:

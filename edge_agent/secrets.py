@@ -107,15 +107,6 @@ def read_secret(value: str, *, field: str, site: "Site | None" = None) -> Secret
 
 def secret_files(site: "Site") -> Iterator[tuple[str, str]]:
     """(field, configured value) for every file in the site file that holds a secret."""
-    mq = site.forward.mqtt
-    if mq is not None:
-        for name in ("password_file", "key_password_file", "key_file"):
-            v = getattr(mq, name)
-            if v:
-                yield f"forward.mqtt.{name}", v
-    files = site.forward.files
-    if files is not None and files.password_file:
-        yield "forward.files.password_file", files.password_file
     alarms = getattr(site, "alarms", None)
     if alarms is not None and alarms.enabled and resolve(alarms.token_file, site).exists():
         yield "alarms.token_file", alarms.token_file     # missing: edge_agent.alarms.config.warnings says so
@@ -123,6 +114,11 @@ def secret_files(site: "Site") -> Iterator[tuple[str, str]]:
     if console is not None and console.password_file:
         yield "console.password_file", console.password_file
     from edge_agent import registry
+    for cfg in site.forward.sinks:
+        for name in registry.sink(cfg.kind).secret_fields:
+            v = getattr(cfg, name, None)
+            if v:
+                yield f"{cfg.field}.{name}", v
     for i, dev in enumerate(site.devices):
         for name in registry.driver(dev.driver).secret_fields:
             v = getattr(dev, name, None)

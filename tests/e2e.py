@@ -1,6 +1,7 @@
 """End-to-end helpers: a site file for the simulator, the agent as a subprocess, a subscriber."""
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import subprocess
@@ -149,3 +150,18 @@ def catalog_size(site_path, *, sent: bool = False) -> int:
     catalog = Catalog(site, load_profile(site.profile))
     catalog.add_derived(Derived(site, catalog).points)
     return sum(rp.sent or not sent for rp in catalog.points)
+
+
+@contextlib.asynccontextmanager
+async def agent_running(agent, *, server=None, **run_kw):
+    """`agent.run()` as a task for the body of an `async with`; stopped (and `server` too) at its end."""
+    import asyncio
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop, **run_kw))
+    try:
+        yield task
+    finally:
+        stop.set()
+        await task
+        if server is not None:
+            await server.stop()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from edge_agent.profile.tables import builtin_dir
+from edge_agent.profile.layers import builtin_dir
 
 LOCAL_ANOMALIES = {"belt_slip": "101", "belt_overload": "102", "belt_idle_current": "103", "belt_fire": "104",
                    "bin_block": "201", "bin_collapse": "202", "bin_overfill": "203"}

@@ -8,11 +8,15 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
-from edge_agent.buffer import ALL_SINKS, SINKS, Buffer, Row, counts
+from edge_agent.buffer import Buffer, Row, counts
 
+# Buffer()'s default sinks get the first bits, in order
+SINKS = {"mqtt": 1, "files": 2}
+ALL_SINKS = 3
 MQTT, FILES = SINKS["mqtt"], SINKS["files"]
 
 
@@ -26,7 +30,7 @@ def assert_counts_exact(db) -> None:
     by_type = {t: (n, b) for t, n, b in db.execute(
         "SELECT type, count(*), sum(length(body)) FROM messages GROUP BY type ORDER BY type")}
     owed = {s: db.execute("SELECT count(*) FROM messages WHERE sinks & ?", (bit,)).fetchone()[0]
-            for s, bit in SINKS.items()}
+            for s, bit in dict(db.execute("SELECT name, bit FROM sinks ORDER BY bit")).items()}
     assert counts.read(db) == (by_type, owed)
 
 
@@ -257,7 +261,38 @@ def test_schema_0_file_is_migrated(tmp_path):
     assert buf.append(batch("CDSS")) == [9]
     buf.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     assert_counts_exact(db)
     assert counts.read(db) == ({"CDSS": (2, 101), "TJSJ": (1, 1), "YCBJ": (1, 1)}, {"mqtt": 3, "files": 3})
+    db.close()
+
+
+def test_a_schema_2_file_of_the_previous_version_opens_without_losing_a_row(tmp_path):
+    """tests/fixtures/buffer-schema2.sqlite was written by the version before the sinks table."""
+    import shutil
+    fixture = Path(__file__).parent / "fixtures" / "buffer-schema2.sqlite"
+    path = tmp_path / "buffer.sqlite"
+    shutil.copy(fixture, path)
+    raw = sqlite3.connect(path)
+    rows = raw.execute("SELECT seq, type, sinks, time, body FROM messages ORDER BY seq").fetchall()
+    next_seq = int(raw.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0])
+    raw.close()
+    assert len(rows) == 13 and {r[2] for r in rows} == {1, 2, 3}
+    # a site with a second file sink (one per monitoring system) opens it
+    with Buffer(path, sinks=("files", "mqtt", "files.shfz")) as buf:
+        assert buf.sinks == {"mqtt": 1, "files": 2, "files.shfz": 4}
+        for name, bit in (("mqtt", 1), ("files", 2)):
+            owed = [r for r in rows if r[2] & bit]
+            assert buf.backlog(name) == len(owed)
+            assert buf.peek(name, 100) == [Row(q, t, tm, b) for q, t, _, tm, b in owed]
+        assert buf.peek("files.shfz", 100) == [] and buf.backlog("files.shfz") == 0
+        assert_counts_exact(buf.db)
+        assert buf.append([("CDSS", buf.mask("files.shfz"), time.time(), b"[]")]) == [next_seq]
+        buf.ack("mqtt", [r[0] for r in rows])
+        buf.ack("files", [r[0] for r in rows])
+        assert buf.stats()["rows"] == 1 and buf.backlog("files.shfz") == 1
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")} >= \
+        {"pending_1", "pending_2", "pending_4"}
     db.close()

@@ -13,10 +13,14 @@ import time
 import orjson
 import pytest
 
-from edge_agent.buffer import ALL_SINKS, SINKS, Buffer, tools
+from edge_agent.buffer import Buffer, tools
 from edge_agent.errors import EdgeAgentError
 from conftest import edge_agent_cmd
 from test_buffer import V0_SCHEMA, assert_counts_exact
+
+# Buffer()'s default sinks get the first bits, in order
+SINKS = {"mqtt": 1, "files": 2}
+ALL_SINKS = 3
 
 SITE = """\
 site:
@@ -163,3 +167,23 @@ def test_stats_of_a_file_the_agent_has_not_migrated_yet(tmp_path):
     assert st["by_type"]["CDSS"]["rows"] == 1 and st["backlog"] == {"mqtt": 2, "files": 1}
     assert st["next_seq"] == 3 and st["drops"] == {}
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 0
+
+
+def test_export_into_a_sqlite_file(site, tmp_path):
+    """`--format sqlite` (sqlite-utils): a table a vendor can query, appended to by a second export."""
+    out = tmp_path / "export.sqlite"
+    cmd = edge_agent_cmd("buffer", "export", "-c", str(site / "site.yaml"), "--format", "sqlite", "-o", str(out))
+    r = subprocess.run(cmd + ["--type", "YCBJ"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "export: 2 messages" in r.stderr
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "export: 6 messages" in r.stderr, r.stderr
+    db = sqlite3.connect(out)
+    rows = db.execute("SELECT seq, type, pending, body FROM messages ORDER BY seq").fetchall()
+    assert [(q, t) for q, t, _, _ in rows] == [(1, "CDSS"), (2, "CDSS"), (3, "YCBJ"), (4, "TJSJ"), (5, "CDSS"),
+                                               (6, "YCBJ")]
+    assert rows[0][2] == "mqtt" and rows[2][2] == "mqtt" and rows[1][2] == "mqtt+files"
+    assert json.loads(rows[0][3])[0]["location"] == "回风隅角"
+    r = subprocess.run(edge_agent_cmd("buffer", "export", "-c", str(site / "site.yaml"), "--format", "sqlite"),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "-o FILE.sqlite" in r.stderr

@@ -91,7 +91,7 @@ def test_site_timezone_decides_the_record_times(tmp_path):
 
 def test_check_refuses_what_run_would_refuse(tmp_path, capsys):
     """A profile variant separating fields by ',' makes a location with a comma unusable: both say so."""
-    from edge_agent.profile.tables import builtin_dir
+    from edge_agent.profile.layers import builtin_dir
 
     profile = (builtin_dir() / "default.yaml").read_text("utf-8").replace("field_separator: ';'",
                                                                           "field_separator: ','")

@@ -6,7 +6,6 @@ clock: kernel.process, then derived.process, as the agent does per frame.
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import random
 from array import array
@@ -179,14 +178,8 @@ def test_unmapped_signals_say_so_once_at_start_and_the_rest_still_works(tmp_path
     assert len(mine.of("bin_collapse", True)) == 1
 
 
-# ---------------------------------------------------------------- through the real agent, once the lead wires it
+# ---------------------------------------------------------------- through the real agent (Pipeline.on_frame)
 
-def _wired() -> bool:
-    from edge_agent.agent import Agent
-    return hasattr(Agent, "derived") or "self.derived" in inspect.getsource(Agent)
-
-
-@pytest.mark.skipif(not _wired(), reason="Derived is not wired into Agent.on_frame yet")
 @pytest.mark.timeout(90)
 def test_agent_sends_the_slip_record_from_the_simulated_belt(tmp_path):
     from e2e import Proc, make_site, start_simulator, wait_for

@@ -11,6 +11,7 @@ import yaml
 from conftest import free_port
 from edge_agent.agent import Agent
 from edge_agent.config import load_site
+from e2e import agent_running
 from test_metrics import samples
 from test_opcua_reconnect import SimProcess
 
@@ -51,10 +52,8 @@ def test_opcua_subscribe_mode_counts_polls_and_errors(tmp_path):
 
     async def scenario():
         agent = Agent(site)
-        stop = asyncio.Event()
         ready = asyncio.Event()
-        run = asyncio.create_task(agent.run(stop, ready=ready.set))
-        try:
+        async with agent_running(agent, ready=ready.set):
             await asyncio.wait_for(ready.wait(), 30)
             deadline = time.monotonic() + 30
             while True:       # the server rewrites its nodes every 0.2 s: publish responses arrive
@@ -73,9 +72,6 @@ def test_opcua_subscribe_mode_counts_polls_and_errors(tmp_path):
                 assert time.monotonic() < deadline + 30, metrics
                 await asyncio.sleep(0.2)
             assert health["devices"]["belt-1"]["errors"] >= 2 and not health["devices"]["belt-1"]["online"]
-        finally:
-            stop.set()
-            await run
 
     try:
         asyncio.run(scenario())

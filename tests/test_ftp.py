@@ -20,9 +20,10 @@ from pyftpdlib.handlers import DTPHandler, FTPHandler
 from pyftpdlib.servers import FTPServer
 
 from conftest import free_port
-from edge_agent.config import FilesCfg
+from edge_agent.forward.files_spec import FilesCfg
 from edge_agent.errors import ConfigError
-from edge_agent.forward.ftp import FtpPush, parse_upload, pending_files
+from edge_agent.forward.files_spec import parse_upload
+from edge_agent.forward.ftp import FtpPush, pending_files
 
 logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
 USER, PASSWORD = "gw", "s3cret"

@@ -151,7 +151,7 @@ def test_delivery_in_order_gapless_and_status(tmp_path, mosquitto, buffer):
         await until(lambda: buffer.backlog("mqtt") == 0, what="buffer drained")
         assert sink.connected and sink.broker == mosquitto.url
 
-    sink = MqttSink(site.forward.mqtt, site, buffer, encode, asyncio.Event(),
+    sink = MqttSink(site.forward.get("mqtt"), site, buffer, encode, asyncio.Event(),
                     status_detail=lambda: {"drops": {"CDSS": 3}})
     run_sink(sink, body)
     seqs = sub.wait_seqs(250)
@@ -174,7 +174,7 @@ from edge_agent.buffer import Buffer
 from edge_agent.forward.mqtt import MqttSink
 site = make_site(Path({tmp!r}), url={url!r})
 async def main():
-    sink = MqttSink(site.forward.mqtt, site, Buffer(Path({tmp!r}) / "child.sqlite"), encode, asyncio.Event())
+    sink = MqttSink(site.forward.get("mqtt"), site, Buffer(Path({tmp!r}) / "child.sqlite"), encode, asyncio.Event())
     async with sink:
         await sink.run()
 asyncio.run(main())
@@ -225,7 +225,7 @@ def test_broker_down_at_start_then_up(tmp_path, mosquitto_factory, buffer, caplo
         await asyncio.to_thread(broker.start)
         await until(lambda: buffer.backlog("mqtt") == 0, what="backlog drained")
 
-    sink = MqttSink(site.forward.mqtt, site, buffer, encode, asyncio.Event(), backoff_base=0.1, backoff_cap=0.5)
+    sink = MqttSink(site.forward.get("mqtt"), site, buffer, encode, asyncio.Event(), backoff_base=0.1, backoff_cap=0.5)
     run_sink(sink, body)
     sub = Subscriber(broker)
     assert sub.wait_seqs(200) == list(range(1, 201))
@@ -255,7 +255,7 @@ def test_broker_restarted_mid_stream_no_gap(tmp_path, mosquitto_factory, buffer)
         await until(lambda: buffer.backlog("mqtt") == 0, timeout=15, what="backlog drained")
         return total
 
-    sink = MqttSink(site.forward.mqtt, site, buffer, encode, asyncio.Event(), backoff_base=0.1, backoff_cap=0.5)
+    sink = MqttSink(site.forward.get("mqtt"), site, buffer, encode, asyncio.Event(), backoff_base=0.1, backoff_cap=0.5)
     run_sink(sink, body)
     seqs = sub.wait_seqs(1000)
     dups = assert_in_order_per_connection(seqs)
@@ -339,7 +339,7 @@ def test_window_keeps_many_in_flight(tmp_path, mosquitto, buffer):
         b = Buffer(tmp_path / f"b{inflight}.sqlite")
         fill(b, n, size=200)
         site = make_site(tmp_path, url=f"mqtt://127.0.0.1:{proxy.port}", inflight=inflight)
-        sink = MqttSink(site.forward.mqtt, site, b, encode, asyncio.Event())
+        sink = MqttSink(site.forward.get("mqtt"), site, b, encode, asyncio.Event())
         took = []
 
         async def body(task):
@@ -394,7 +394,7 @@ def test_failover_and_return_to_primary(tmp_path, mosquitto_factory, buffer, cap
         await until(lambda: buffer.backlog("mqtt") == 0, what="drained through a")
         phases["last"] = buffer.next_seq - 1
 
-    sink = MqttSink(site.forward.mqtt, site, buffer, encode, asyncio.Event(), backoff_base=0.1,
+    sink = MqttSink(site.forward.get("mqtt"), site, buffer, encode, asyncio.Event(), backoff_base=0.1,
                     backoff_cap=0.5, primary_probe_every=0.3)
     run_sink(sink, body)
     last = phases["last"]
@@ -430,7 +430,7 @@ def test_stalled_broker_is_left_and_rows_resent(tmp_path, mosquitto, buffer, cap
         proxy.frozen = False
         await until(lambda: buffer.backlog("mqtt") == 0, what="resent after reconnect")
 
-    sink = MqttSink(site.forward.mqtt, site, buffer, encode, asyncio.Event(), stall_timeout=1.0,
+    sink = MqttSink(site.forward.get("mqtt"), site, buffer, encode, asyncio.Event(), stall_timeout=1.0,
                     backoff_base=0.1, backoff_cap=0.2)
     try:
         run_sink(sink, body)

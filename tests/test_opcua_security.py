@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import stat
 
 import pytest
@@ -122,3 +123,22 @@ def test_opcua_cert_command(tmp_path, capsys):
     # a second run does not overwrite the pair the server admin already trusts
     assert args.func(args) == 1
     assert "already exists" in capsys.readouterr().out
+
+
+def test_client_key_from_the_systemd_credentials_directory(tmp_path, srv, pki, monkeypatch):
+    """`key_file: opcua-client.key` under `LoadCredential=`: the key is only in $CREDENTIALS_DIRECTORY."""
+    d, client, _, _ = pki
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    shutil.copy(client.key_pem, creds / "opcua-client.key")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    dev, points = secure_device(srv, pki)
+    dev = dev.model_copy(update={"key_file": "opcua-client.key"})
+    srv.call(srv.sim.write, "Speed", 2.5)
+    r = Run(dev, points)
+
+    async def body():
+        await r.until(lambda: last(r, 0) == (2.5, 0), timeout=15, what="a value over the secure channel")
+
+    asyncio.run(running(r, body))
+    assert r.states[0] == (True, "connected")

@@ -1,4 +1,4 @@
-"""OPC UA driver rules that need no server: status mapping, values, timestamps, addresses, config, backoff."""
+"""OPC UA driver rules that need no server: status mapping, values, timestamps, addresses, config."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ import pytest
 from asyncua import ua
 
 from edge_agent.drivers.opcua import OpcUaDevice
-from edge_agent.drivers.opcua_session import (backoff_delays, config_problems, describe, file_problems, jittered,
+from edge_agent.drivers.opcua_session import (config_problems, describe, file_problems,
                                               parse_address, parse_security, show_url)
 from edge_agent.drivers.opcua_values import FrameBuilder, quality
 from edge_agent.errors import ConfigError
@@ -109,10 +109,3 @@ def test_describe_and_urls():
     line = describe(ua.UaStatusCodeError(S.BadUserAccessDenied), dev, 4)
     assert "refused user 'op'" in line and "pw" not in line
     assert "no answer within 4s" in describe(TimeoutError(), dev, 4)
-
-
-def test_backoff_doubles_to_60s_with_jitter():
-    g = backoff_delays()
-    assert [next(g) for _ in range(9)] == [1, 2, 4, 8, 16, 32, 60, 60, 60]
-    spread = [jittered(10.0) for _ in range(2000)]
-    assert 8.0 <= min(spread) < 8.5 and 11.5 < max(spread) <= 12.0

@@ -15,7 +15,7 @@ from edge_agent.errors import ConfigError
 from edge_agent.points import Catalog
 from edge_agent.profile import load_profile
 from edge_agent.profile.encode import Encoder, num
-from edge_agent.profile.tables import builtin_dir
+from edge_agent.profile.layers import builtin_dir
 from edge_agent.profile.textfile import field_text
 from test_textfile import GOLDEN, T0, TZ
 

@@ -147,7 +147,7 @@ devices:
     variants = [{}, {"password_file": str(d / "wrong.pass")}, {"key_password_file": str(d / "wrong.pass")},
                 {"password_file": str(d / "missing.pass")}]
     for i, change in enumerate(variants):
-        cfg = site.forward.mqtt.model_copy(update=change)
+        cfg = site.forward.get("mqtt").model_copy(update=change)
         buffer = Buffer(d / f"b{i}.sqlite")
         fill(buffer, 5)
         sink = MqttSink(cfg, site, buffer, encode, asyncio.Event(), status_detail=lambda: {"ok": True},

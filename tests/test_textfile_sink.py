@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from edge_agent.buffer import Buffer
-from edge_agent.config import FilesCfg, load_site
+from edge_agent.config import load_site
+from edge_agent.forward.files_spec import FilesCfg
 from edge_agent.forward.files import FileSink
 from edge_agent.points import Catalog
 from edge_agent.profile import load_profile
@@ -120,10 +121,17 @@ def test_disk_error_logs_once_acks_nothing_and_recovers(tmp_path, parts, caplog)
 
 
 def test_a_row_that_cannot_be_a_file_is_dropped_not_blocking(tmp_path, parts, caplog):
+    from edge_agent import registry
     enc = parts[2]
     out = tmp_path / "outbox"
-    sink = drain_all(parts, out, [("CDSS", FILES, T0, b"not json"), ("XXXX", FILES, T0, b"[]")]
-                     + messages(enc)[:1])
+    # a type the registry knows (a plug-in's) and this profile has no layout for
+    registry.register_record_type(registry.RecordType("XXXX", ("time",), priority=1, cadence="event",
+                                                      producer=None))
+    try:
+        sink = drain_all(parts, out, [("CDSS", FILES, T0, b"not json"), ("XXXX", FILES, T0, b"[]")]
+                         + messages(enc)[:1])
+    finally:
+        registry.unregister("XXXX")
     assert sink.rows_rejected == 2 and sink.files_written == 1
     assert [p.name.split("_")[1] for p in out.iterdir()] == ["CDDY"]
     assert sum("seq 1 (CDSS)" in r.getMessage() for r in caplog.records) == 1

@@ -145,7 +145,7 @@ def attempt(tmp_path: Path, tls_broker: TlsBroker, caplog, *, want_delivery: boo
     buffer = Buffer(tmp_path / "buffer.sqlite")
     fill(buffer, n)
     site = make_site(tmp_path, **mqtt)
-    sink = MqttSink(site.forward.mqtt, site, buffer, encode, asyncio.Event(), backoff_base=0.05, backoff_cap=0.2)
+    sink = MqttSink(site.forward.get("mqtt"), site, buffer, encode, asyncio.Event(), backoff_base=0.05, backoff_cap=0.2)
 
     async def body(task):
         if want_delivery:
@@ -229,13 +229,13 @@ def test_failure_gives_one_line_and_no_delivery(tmp_path, tls_broker, pki, caplo
 
 def test_context_is_tls12_plus_and_verifies(pki, tmp_path):
     site = make_site(tmp_path, url="mqtts://localhost:8883", ca_file=str(pki.ca.path))
-    ctx = tls_context(site.forward.mqtt, site)
+    ctx = tls_context(site.forward.get("mqtt"), site)
     import ssl
     assert ctx.minimum_version >= ssl.TLSVersion.TLSv1_2
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
     bad = make_site(tmp_path, url="mqtts://localhost:8883", ca_file=str(tmp_path / "missing.pem"))
     with pytest.raises(TlsSetupError, match="forward.mqtt.ca_file: .*missing.pem: file not found"):
-        tls_context(bad.forward.mqtt, bad)
+        tls_context(bad.forward.get("mqtt"), bad)
 
 
 @pytest.mark.parametrize("url,allow,refused", [
@@ -264,10 +264,10 @@ def test_sink_refuses_plaintext_to_remote_host_without_connecting(tmp_path, capl
     from edge_agent.errors import ConfigError
     site = make_site(tmp_path, url=["mqtts://10.20.1.5:8883", "mqtt://10.20.1.6:1883"])
     with pytest.raises(ConfigError, match="forward.mqtt.url: mqtt://10.20.1.6:1883 is plaintext"):
-        MqttSink(site.forward.mqtt, site, None, encode, asyncio.Event())
+        MqttSink(site.forward.get("mqtt"), site, None, encode, asyncio.Event())
     caplog.set_level(logging.WARNING)
     site = make_site(tmp_path, url="mqtt://10.20.1.6:1883", allow_plaintext=True)
-    MqttSink(site.forward.mqtt, site, None, encode, asyncio.Event())      # constructed; nothing connects
+    MqttSink(site.forward.get("mqtt"), site, None, encode, asyncio.Event())      # constructed; nothing connects
     assert any("plaintext" in r.getMessage() for r in caplog.records)
 
 

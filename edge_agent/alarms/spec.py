@@ -47,7 +47,7 @@ def _section(profile) -> tuple[dict, dict, Path, Any]:
     if "alarms" in raw or "level_codes" in raw:
         path = Path(profile.path)
         return raw.get("level_codes"), raw.get("alarms"), path, path.read_text(encoding="utf-8")
-    from edge_agent.profile.tables import builtin_dir
+    from edge_agent.profile.layers import builtin_dir
     path = builtin_dir() / "default.yaml"
     text = path.read_text(encoding="utf-8")
     data = yaml.safe_load(text)

@@ -20,7 +20,6 @@ from edge_agent.alarms.book import AlarmBook
 from edge_agent.alarms.legacy import LegacyLevels
 from edge_agent.alarms.records import MQTT_ONLY
 from edge_agent.alarms.spec import alarm_spec
-from edge_agent.buffer import SINKS
 from edge_agent.errors import EdgeAgentError
 from edge_agent.profile.encode import EMPTY
 
@@ -57,9 +56,9 @@ class AgentAlarms:
 
     def _emit(self, records) -> None:
         a = self.agent
-        mqtt = a.mask_all & SINKS["mqtt"]
+        every, mqtt = a.routes.all, a.mask_of_kind("mqtt")
         for typ, t, body in records:
-            mask = mqtt if typ in MQTT_ONLY else a.mask_all
+            mask = mqtt if typ in MQTT_ONLY else every
             if mask and body != EMPTY:     # EMPTY: a point of a local code the profile does not send
                 a.pending.append((typ, mask, t, body))
         a.commit()

@@ -263,6 +263,69 @@ class Kernel:
         ladder.carry_over(self.ladder, range(self.n_points))
         self._set_ladder(ladder)
 
+    def carry_over(self, old, old_index_of_new):
+        """Take over the state of the points `old` (a Kernel of the previous configuration) had.
+
+        `old_index_of_new[i]` is new point i's index in `old`, or -1 for a point that starts
+        fresh.  Every per-point state array is copied: last value, time and status, open events
+        and their accumulators, pending delays, what was last reported (deadband, heartbeat),
+        and, when `stats_window` is unchanged, the open statistics windows and the windows
+        closed but not yet taken; and the graded-warning pass's state of each point
+        (`Ladder.carry_over`).  An alarm whose level the new configuration no longer has ends
+        (its end event is taken with the next frame's, at the point's last sample time).
+        Call it on a new kernel, before its first frame.
+        """
+        o: Kernel = old
+        src: cython.int[::1] = array("i", old_index_of_new)
+        inv = array("i", [-1]) * max(o.n_points, 1)
+        windows: cython.bint = self.stats_window == o.stats_window
+        i: cython.Py_ssize_t
+        j: cython.Py_ssize_t
+        k: cython.Py_ssize_t
+        gone: cython.int
+        for i in range(self.n_points):
+            j = src[i]
+            if j < 0:
+                continue
+            inv[j] = i
+            self._value[i], self._time[i], self._status[i] = o._value[j], o._time[j], o._status[j]
+            self._latch[i], self._rep_v[i], self._rep_t[i], self._cum[i] = o._latch[j], o._rep_v[j], o._rep_t[j], \
+                o._cum[j]
+            for k in range(NM):
+                self._pend[NM * i + k] = o._pend[NM * j + k]
+            for k in range(NS * ACC):
+                self._acc[NS * ACC * i + k] = o._acc[NS * ACC * j + k]
+            if windows:
+                self._done[i] = o._done[j]
+                for k in range(WIN):
+                    self._win[WIN * i + k] = o._win[WIN * j + k]
+            gone = self._latch[i] & 63 & ~self._cfg[i]     # on, but its level is not configured any more
+            if gone:
+                self._ev_arr = grown(self._ev_arr, self._ev_n * EVW, (self._ev_n + NM) * EVW)
+                self._ev = self._ev_arr
+                for k in range(NM):
+                    if (gone >> k) & 1:
+                        self._ev_n = _emit_event(self._ev, self._ev_n, self._acc, (NS * i + k) * ACC, i, k, 0,
+                                                 self._time[i], self._value[i])
+                self._latch[i] &= ~(gone | gone * PEND)
+                self._status[i] &= ~(ST_ALARM | ST_CUTOFF)
+                self._status[i] |= (ST_ALARM if self._latch[i] & L_ALARM else 0) | \
+                    (ST_CUTOFF if self._latch[i] & L_CUTOFF else 0)
+        if windows:
+            self._oldest = min(self._oldest, o._oldest)
+            self._st_arr = grown(self._st_arr, self._st_n * STW, (self._st_n + o._st_n) * STW)
+            self._st = self._st_arr
+            for k in range(o._st_n):
+                i = inv[cython.cast(cython.int, o._st[k * STW])]
+                if i >= 0:
+                    for j in range(STW):
+                        self._st[self._st_n * STW + j] = o._st[k * STW + j]
+                    self._st[self._st_n * STW] = i
+                    self._st_n += 1
+        self.ladder.carry_over(o.ladder, old_index_of_new)      # graded levels, baselines, pending rules
+        self.rejected += o.rejected
+        self.invalid += o.invalid
+
     def _reserve(self, n):
         """Room for the worst case of n samples: every slot flips, one window and one change each."""
         if len(self._out_arr) < n:

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import orjson
 
-from edge_agent.config import FilesCfg
+from edge_agent.backoff import Backoff
+from edge_agent.forward.files_spec import FilesCfg
 from edge_agent.fsutil import make_dirs
 from edge_agent.profile.tables import Profile
 from edge_agent.profile.textfile import write_file
@@ -34,16 +35,15 @@ from edge_agent.profile.timefmt import zone_of
 
 log = logging.getLogger("edge_agent.forward.files")
 
-SINK = "files"
-
-
 class FileSink:
-    """Writes buffered messages as spec files into `directory`; see the module docstring."""
+    """Writes buffered messages as spec files into `directory`; see the module docstring.
 
-    name = SINK
+    `name` is its sink name in the buffer (`files` unless several file sinks are configured)."""
 
     def __init__(self, cfg: FilesCfg, site, profile: Profile, buffer, wake: asyncio.Event, directory: Path, *,
-                 tz=None, batch: int = 64, idle: float = 5.0, backoff: tuple[float, float] = (0.5, 30.0)):
+                 tz=None, batch: int = 64, idle: float = 5.0, backoff: tuple[float, float] = (0.5, 30.0),
+                 name: str = "files"):
+        self.name = name
         self.cfg = cfg
         self.site = site
         self.profile = profile
@@ -66,6 +66,20 @@ class FileSink:
         self.failing: str | None = None     # the current disk error, None while writing works
         self._last_second: dict[str, int] = {}
         self._last_mtime = 0
+
+    @property
+    def counters(self) -> dict:
+        return {"files_written": self.files_written, "rows_rejected": self.rows_rejected,
+                "write_errors": self.write_errors}
+
+    @property
+    def connected(self) -> bool:
+        """True while the outbox takes files."""
+        return self.failing is None
+
+    @property
+    def trouble(self) -> str | None:
+        return None if self.failing is None else f"outbox not writable: {self.failing}"
 
     def stats(self) -> dict:
         """Counters for metrics and status: files written, rows dropped, disk errors, the current
@@ -93,7 +107,7 @@ class FileSink:
 
     async def run(self) -> None:
         push_task = asyncio.create_task(self.push.run(), name="sink:ftp") if self.push is not None else None
-        delay = self.backoff[0]
+        retry = Backoff(*self.backoff)
         try:
             while True:
                 self.wake.clear()
@@ -106,13 +120,12 @@ class FileSink:
                         log.error("outbox %s: cannot write spec files (%s); nothing acknowledged, retrying "
                                   "with backoff; free space or fix permissions", self.directory, reason)
                     self.failing = reason
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.backoff[1])
+                    await asyncio.sleep(retry.next())
                     continue
                 if self.failing is not None:
                     log.warning("outbox %s: writing spec files again", self.directory)
                     self.failing = None
-                delay = self.backoff[0]
+                retry.reset()
                 if n < self.batch:
                     await self._wait()
         finally:
@@ -130,7 +143,7 @@ class FileSink:
         """Write and acknowledge one batch of rows; return how many rows it handled.
 
         Rows written before a disk error are acknowledged; the error then propagates (OSError)."""
-        rows = self.buffer.peek(SINK, self.batch)
+        rows = self.buffer.peek(self.name, self.batch)
         if not rows:
             return 0
         done: list[int] = []
@@ -139,7 +152,7 @@ class FileSink:
         finally:
             # ack in the loop's thread: what was renamed into place, even if a later row failed
             if done:
-                self.buffer.ack(SINK, done)
+                self.buffer.ack(self.name, done)
                 self.written.set()
         return len(rows)
 

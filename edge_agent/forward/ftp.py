@@ -6,15 +6,20 @@
 
 `cfg.upload` is `ftp://user@host:port/dir` or `ftps://...` (explicit TLS,
 protected data channel, server certificate and host name verified against
-`ca_file` when the config has one, else the system store); the password is read from `cfg.password_file`
-(relative to the site file) at each connect, so it can be rotated.
+`ca_file` when the config has one, else the system store).  Each data connection
+resumes the control connection's TLS session, as vsftpd requires by default
+(`require_ssl_reuse=YES`).  The password is read from `cfg.password_file` at each
+connect (through `edge_agent.secrets`: `$CREDENTIALS_DIRECTORY` first, then
+relative to the site file), so it can be rotated.
 
 Guarantees a caller may rely on:
 - Files go up one at a time in the order they were written (file mtime, then
   name; `FileSink` makes the stamps strictly increasing).
 - Each file is stored under a hidden temporary name (`.NAME.part`), its size
   checked when the server supports SIZE, then renamed to NAME: a receiver
-  never sees a partial file under the final name.
+  never sees a partial file under the final name.  A store the server refuses
+  takes its `.NAME.part` away again: at once while the connection still answers,
+  else right after the next login.
 - The local file is removed (or moved to `uploaded/` with
   `keep_uploaded: true`) only after the rename succeeded.  A crash between
   the rename and the removal uploads the file once more (at-least-once).
@@ -28,45 +33,16 @@ import asyncio
 import ftplib
 import logging
 import os
-import random
 import ssl
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
-from edge_agent.config import FilesCfg
-from edge_agent.errors import ConfigError, Problem
+from edge_agent.backoff import Backoff
+from edge_agent.errors import ConfigError, EdgeAgentError, Problem
+from edge_agent.forward.files_spec import FilesCfg, parse_upload
 from edge_agent.fsutil import make_dirs, sync_dir
+from edge_agent.secrets import read_secret
 
 log = logging.getLogger("edge_agent.forward.ftp")
-
-FIELD = "forward.files.upload"
-
-
-@dataclass(frozen=True)
-class FtpTarget:
-    tls: bool
-    host: str
-    port: int
-    user: str
-    password: str | None      # only when written in the URL (discouraged: use password_file)
-    directory: str
-
-
-def parse_upload(url: str, where: str = "site") -> FtpTarget:
-    """`ftp[s]://[user[:password]@]host[:port][/dir]` -> FtpTarget; ConfigError naming the field otherwise."""
-    try:
-        u = urlsplit(url)
-        port = u.port
-    except ValueError as exc:
-        raise ConfigError([Problem(where, None, FIELD, f"{url!r} is not a URL ({exc})")])
-    if u.scheme not in ("ftp", "ftps") or not u.hostname:
-        raise ConfigError([Problem(where, None, FIELD, f"{url!r}: write ftp://user@host:21/dir or "
-                                                        "ftps://user@host:21/dir")])
-    return FtpTarget(tls=u.scheme == "ftps", host=u.hostname, port=port or 21,
-                     user=unquote(u.username) if u.username else "anonymous",
-                     password=unquote(u.password) if u.password is not None else None,
-                     directory=unquote(u.path).strip("/"))
 
 
 def pending_files(directory: Path) -> list[Path]:
@@ -91,23 +67,25 @@ def pending_files(directory: Path) -> list[Path]:
 class FtpPush:
     """Uploads the outbox to one FTP/FTPS server; see the module docstring."""
 
+    tls_client: type[ftplib.FTP_TLS]      # the FTPS client class (_SessionReusingFTP, below)
+
     def __init__(self, cfg: FilesCfg, directory: Path, *, site=None, wake: asyncio.Event | None = None,
                  scan_every: float = 5.0, timeout: float = 30.0, backoff: tuple[float, float] = (1.0, 60.0),
                  ssl_context: ssl.SSLContext | None = None):
         where = getattr(site, "source", "") or "site"
         if not cfg.upload:
-            raise ConfigError([Problem(where, None, FIELD, "no upload URL configured")])
+            raise ConfigError([Problem(where, None, f"{cfg.field}.upload", "no upload URL configured")])
         self.cfg = cfg
         self.target = parse_upload(cfg.upload, where)
         self.directory = Path(directory)
         self.site = site
-        self.password_file = self._path(cfg.password_file) if cfg.password_file else None
         self.wake = wake if wake is not None else asyncio.Event()
         self.scan_every = scan_every
         self.timeout = timeout
         self.backoff = backoff
         self.ssl_context = ssl_context
         self.ftp: ftplib.FTP | None = None
+        self._leftovers: set[str] = set()     # .NAME.part files a failed store may have left on the server
         self.uploaded = 0
         self.failures = 0
         self.failing: str | None = None
@@ -119,7 +97,7 @@ class FtpPush:
         await asyncio.to_thread(self._close)
 
     async def run(self) -> None:
-        delay = self.backoff[0]
+        retry = Backoff(*self.backoff)
         while True:
             self.wake.clear()
             try:
@@ -127,22 +105,22 @@ class FtpPush:
             except OSError as exc:
                 files = []
                 self._failed(f"cannot read the outbox {self.directory}: {exc.strerror or exc}", None)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.backoff[1])
+                await asyncio.sleep(retry.next())
                 continue
             for path in files:
                 try:
                     await asyncio.to_thread(self._upload, path)
-                except (*ftplib.all_errors, ConfigError) as exc:
+                except (*ftplib.all_errors, EdgeAgentError) as exc:
                     self._failed(_reason(exc), path)
                     await asyncio.to_thread(self._close)
-                    await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                    delay = min(delay * 2, self.backoff[1])
+                    if self._leftovers:
+                        await asyncio.to_thread(self._clean)
+                    await asyncio.sleep(retry.next())
                     break
                 if self.failing is not None:
                     log.warning("FTP push to %s:%d: uploading again", self.target.host, self.target.port)
                     self.failing = None
-                delay = self.backoff[0]
+                retry.reset()
             else:
                 if not self.wake.is_set():
                     try:
@@ -163,24 +141,21 @@ class FtpPush:
     def _password(self) -> str:
         if self.target.password is not None:
             return self.target.password
-        if self.password_file is None:
+        if not self.cfg.password_file:
             return "" if self.target.user != "anonymous" else "edge-agent@"
-        try:
-            return self.password_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError([Problem(str(self.password_file), None, "forward.files.password_file",
-                                       f"cannot read: {exc.strerror}")])
+        return read_secret(self.cfg.password_file, field=f"{self.cfg.field}.password_file",
+                           site=self.site).reveal()
 
     def _tls_context(self) -> ssl.SSLContext:
         """The given context, else one verifying against `cfg.ca_file` (when the config has one) or the
         system store; TLS 1.2 or newer, host name checked."""
         if self.ssl_context is not None:
             return self.ssl_context
-        ca = getattr(self.cfg, "ca_file", None)
+        ca = self.cfg.ca_file
         try:
             ctx = ssl.create_default_context(cafile=str(self._path(ca)) if ca else None)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError([Problem(str(ca), None, "forward.files.ca_file",
+            raise ConfigError([Problem(str(self._path(ca)), None, f"{self.cfg.field}.ca_file",
                                        f"cannot use as CA certificate: {exc}")])
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         return ctx
@@ -193,7 +168,7 @@ class FtpPush:
             return self.ftp
         t = self.target
         if t.tls:
-            ftp: ftplib.FTP = ftplib.FTP_TLS(context=self._tls_context(), timeout=self.timeout)
+            ftp: ftplib.FTP = self.tls_client(context=self._tls_context(), timeout=self.timeout)
         else:
             ftp = ftplib.FTP(timeout=self.timeout)
         try:
@@ -203,6 +178,10 @@ class FtpPush:
                 ftp.prot_p()
             if t.directory:
                 self._cwd(ftp, t.directory)
+            # a store cut off with its connection (vsftpd drops it after a 522) left its .part behind
+            for part in sorted(self._leftovers):
+                _quiet_delete(ftp, part)
+            self._leftovers.clear()
         except BaseException:
             _quiet_close(ftp)
             raise
@@ -231,8 +210,13 @@ class FtpPush:
         name = path.name
         part = f".{name}.part"
         size = path.stat().st_size
-        with open(path, "rb") as f:
-            ftp.storbinary(f"STOR {part}", f)
+        self._leftovers.add(part)     # until renamed: a failure leaves it to be deleted (now, or at reconnect)
+        try:
+            with open(path, "rb") as f:
+                ftp.storbinary(f"STOR {part}", f)
+        except ftplib.Error:
+            _quiet_delete(ftp, part)  # refused mid-way (452, ...) on a connection that still answers
+            raise
         try:
             remote = ftp.size(part)
         except ftplib.error_perm:       # SIZE not supported: trust the 226 reply
@@ -246,6 +230,7 @@ class FtpPush:
             # between rename and local delete): that file is this one, so replace it
             ftp.delete(name)
             ftp.rename(part, name)
+        self._leftovers.discard(part)
         if self.cfg.keep_uploaded:
             done = self.directory / "uploaded"
             make_dirs(done)
@@ -254,6 +239,14 @@ class FtpPush:
         else:
             path.unlink()
         self.uploaded += 1
+
+    def _clean(self) -> None:
+        """Log in once more to delete what a store cut off with its connection left (best effort)."""
+        try:
+            self._connect()
+        except (*ftplib.all_errors, EdgeAgentError):
+            pass
+        self._close()
 
     def _close(self) -> None:
         ftp, self.ftp = self.ftp, None
@@ -264,6 +257,30 @@ class FtpPush:
                 _quiet_close(ftp)
 
 
+class _SessionReusingFTP(ftplib.FTP_TLS):
+    """FTP_TLS whose data connections resume the control connection's TLS session.
+
+    vsftpd (`require_ssl_reuse=YES`, its default) refuses a data connection with a fresh
+    session ("522 SSL connection failed: session reuse required"): it is how it knows
+    the data connection comes from the client that logged in.  ftplib does not reuse."""
+
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+        return conn, size
+
+
+FtpPush.tls_client = _SessionReusingFTP
+
+
+def _quiet_delete(ftp: ftplib.FTP, name: str) -> None:
+    try:
+        ftp.delete(name)
+    except (*ftplib.all_errors, AttributeError):
+        pass
+
+
 def _quiet_close(ftp: ftplib.FTP) -> None:
     try:
         ftp.close()
@@ -272,7 +289,7 @@ def _quiet_close(ftp: ftplib.FTP) -> None:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ConfigError):
+    if isinstance(exc, EdgeAgentError):
         return str(exc)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (f"TLS: the server certificate is not trusted ({exc.verify_message}); check the CA "

@@ -11,10 +11,11 @@ What callers may rely on:
   unacknowledged row is sent again from the oldest, so the platform sees every `seq`, in
   order per connection, with duplicates bounded by the window.  A connection on which no PUBACK
   arrives for `stall_timeout` (60 s) while publishes wait counts as lost.
-- `counters`: published, acked, inflight, reconnects, errors; `connected`; `broker` (current URL).
+- `counters`: published, acked, inflight, reconnects, errors; `connected`; `broker` (current URL);
+  `trouble` (None while connected); `name`: its sink name in the buffer (`mqtt` by default).
 - `run()` never raises for broker, network, TLS, login or credential-file errors: it logs one
   line naming the broker and the reason, then retries with backoff (1 s doubling, cap 60 s,
-  jitter).  A line that repeats unchanged is logged again only every 10 minutes.
+  +-20 % jitter: `edge_agent.backoff`).  A line that repeats unchanged is logged again only every 10 minutes.
 - Failover: `cfg.url` may be a list.  A failed or lost broker makes the next attempt go to the
   next URL.  With `return_to_primary`, while on another broker the first one is probed (a real
   MQTT connect) every `primary_probe_every` seconds and used again once it accepts.
@@ -33,13 +34,13 @@ import asyncio
 import errno
 import logging
 import math
-import random
 import time
 from typing import Callable
 
 import aiomqtt
 import orjson
 
+from edge_agent.backoff import Backoff
 from edge_agent.errors import ConfigError, EdgeAgentError, Problem
 from edge_agent.forward.tls import Broker, explain, plaintext_problem, tls_context
 from edge_agent.secrets import read_secret
@@ -106,14 +107,15 @@ class MqttSink:
     def __init__(self, cfg, site, buffer, encode: Callable, wake: asyncio.Event,
                  status_detail: Callable[[], dict] | None = None, *, backoff_base: float = 1.0,
                  backoff_cap: float = 60.0, connect_timeout: float = 10.0, stall_timeout: float = 60.0,
-                 shutdown_grace: float = 2.0, primary_probe_every: float = 30.0):
+                 shutdown_grace: float = 2.0, primary_probe_every: float = 30.0, name: str = "mqtt"):
+        self.name = name                       # its sink name in the buffer
         self.cfg, self.site, self.buffer, self.encode, self.wake = cfg, site, buffer, encode, wake
         self.status_detail = status_detail
         self.brokers = [Broker.parse(u) for u in cfg.urls]
         for b in self.brokers:
             problem = plaintext_problem(b, cfg.allow_plaintext)
             if problem:
-                raise ConfigError([Problem(site.source or "site file", None, "forward.mqtt.url", problem)])
+                raise ConfigError([Problem(site.source or "site file", None, f"{cfg.field}.url", problem)])
             if not b.tls and not b.loopback:
                 log.warning("mqtt: %s is plaintext to a non-loopback host (allow_plaintext: true); credentials "
                             "and data cross the network unencrypted", b)
@@ -137,6 +139,11 @@ class MqttSink:
     def counters(self) -> dict:
         return {**self._counts, "inflight": len(self._inflight)}
 
+    @property
+    def trouble(self) -> str | None:
+        """Why it cannot deliver now (for /health), or None while connected."""
+        return None if self.connected else "uplink down, buffering"
+
     async def __aenter__(self) -> "MqttSink":
         return self
 
@@ -147,7 +154,7 @@ class MqttSink:
 
     async def run(self) -> None:
         """Deliver until cancelled; on cancel, leave the broker cleanly and return by raising CancelledError."""
-        failures = 0
+        retry = Backoff(self.backoff_base, self.backoff_cap)
         while True:
             broker = self.brokers[self._index]
             self._connected_since = None
@@ -161,24 +168,19 @@ class MqttSink:
                 reason = explain(exc, broker, detail=getattr(exc, "detail", None),
                                  connecting=self._connected_since is None)
             if reason is None:                 # left on purpose for the primary: no backoff
-                failures = 0
+                retry.reset()
                 self._index = 0
                 continue
             self._counts["errors"] += 1
             if self._connected_since is not None and time.monotonic() - self._connected_since > 10.0:
-                failures = 0                   # a long healthy session: start the backoff again from 1 s
-            delay = self._backoff(failures)
-            failures += 1
+                retry.reset()                  # a long healthy session: start the backoff again from 1 s
+            delay = retry.next()
             if len(self.brokers) > 1:
                 self._index = (self._index + 1) % len(self.brokers)
             nxt = self.brokers[self._index]
             then = f"trying {nxt} in {delay:.1f}s" if nxt is not broker else f"retrying in {delay:.1f}s"
             self._log_failure(f"mqtt: {broker}: {reason}; {then}")
             await asyncio.sleep(delay)
-
-    def _backoff(self, failures: int) -> float:
-        d = min(self.backoff_cap, self.backoff_base * 2 ** min(failures, 30))
-        return d / 2 + random.uniform(0, d / 2)       # equal jitter: gateways don't reconnect in lockstep
 
     def _log_failure(self, line: str) -> None:
         now = time.monotonic()
@@ -195,7 +197,7 @@ class MqttSink:
         """A connected client and its log catcher; or `_ConnectFailed`/`EdgeAgentError` with the reason."""
         cfg = self.cfg
         ctx = tls_context(cfg, self.site) if broker.tls else None
-        password = (read_secret(cfg.password_file, field="forward.mqtt.password_file", site=self.site)
+        password = (read_secret(cfg.password_file, field=f"{cfg.field}.password_file", site=self.site)
                     if cfg.password_file else None)
         plog = _PahoLog(asyncio.get_running_loop())
         client = aiomqtt.Client(
@@ -243,7 +245,7 @@ class MqttSink:
         try:
             await client.publish(self.status_topic, b"online", qos=1, retain=True, timeout=self.stall_timeout)
             await self._publish_detail(client)
-            log.info("mqtt: connected to %s (backlog %d)", broker, self.buffer.backlog("mqtt"))
+            log.info("mqtt: connected to %s (backlog %d)", broker, self.buffer.backlog(self.name))
             try:
                 await self._pump(client, lost, probe)
             except (_Leave, asyncio.CancelledError):
@@ -312,7 +314,7 @@ class MqttSink:
             while True:
                 if len(self._inflight) < window:
                     self.wake.clear()          # before peek: an append after the peek sets it again
-                    for row in self.buffer.peek("mqtt", window - len(self._inflight), cursor):
+                    for row in self.buffer.peek(self.name, window - len(self._inflight), cursor):
                         topic, payload, retain = self.encode(row)
                         self._inflight[row.seq] = asyncio.ensure_future(
                             self._publish(client, row.seq, topic, payload, retain, done_q))
@@ -370,7 +372,7 @@ class MqttSink:
     def _flush_acks(self) -> None:
         acked = self._pending_acks
         if acked:
-            self.buffer.ack("mqtt", acked)
+            self.buffer.ack(self.name, acked)
             self._counts["acked"] += len(acked)
             acked.clear()
 
@@ -385,7 +387,7 @@ class MqttSink:
         # results arrive through the queue the pump no longer reads: ack what finished cleanly
         finished = [seq for seq, t in tasks if seq not in self._inflight]
         if finished:
-            self.buffer.ack("mqtt", finished)
+            self.buffer.ack(self.name, finished)
             self._counts["acked"] += len(finished)
         try:
             await client.publish(self.status_topic, b"offline", qos=1, retain=True, timeout=1.0)

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING
 
 from edge_agent.errors import EdgeAgentError
 from edge_agent.secrets import SecretError, read_secret
+from edge_agent.secrets import resolve as secret_path
 
 if TYPE_CHECKING:
-    from edge_agent.config import MqttCfg, Site
+    from edge_agent.config import Site
+    from edge_agent.forward.mqtt_spec import MqttCfg
 
 
 class TlsSetupError(EdgeAgentError):
@@ -73,6 +75,7 @@ def plaintext_problem(broker: Broker, allow_plaintext: bool) -> str | None:
 def tls_context(cfg: "MqttCfg", site: "Site | None" = None) -> ssl.SSLContext:
     """A client context: TLS >= 1.2, CERT_REQUIRED, hostname checked, optional client certificate."""
     path = site.path if site is not None else (lambda p: p)
+    field = cfg.field
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = True
@@ -82,18 +85,19 @@ def tls_context(cfg: "MqttCfg", site: "Site | None" = None) -> ssl.SSLContext:
         try:
             ctx.load_verify_locations(cafile=str(ca))
         except FileNotFoundError:
-            raise TlsSetupError(f"forward.mqtt.ca_file: {ca}: file not found") from None
+            raise TlsSetupError(f"{field}.ca_file: {ca}: file not found") from None
         except (ssl.SSLError, OSError) as exc:
-            raise TlsSetupError(f"forward.mqtt.ca_file: {ca}: not a PEM CA certificate ({_short(exc)})") from None
+            raise TlsSetupError(f"{field}.ca_file: {ca}: not a PEM CA certificate ({_short(exc)})") from None
     if cfg.cert_file or cfg.key_file:
         if not cfg.cert_file:
-            raise TlsSetupError("forward.mqtt.key_file is set but cert_file is not; give both")
+            raise TlsSetupError(f"{field}.key_file is set but cert_file is not; give both")
         cert = path(cfg.cert_file)
-        key = path(cfg.key_file) if cfg.key_file else None
+        # the key is a secret: a bare name may be a systemd credential (LoadCredential=)
+        key = secret_path(cfg.key_file, site) if cfg.key_file else None
         password = None
         if cfg.key_password_file:
             try:
-                password = read_secret(cfg.key_password_file, field="forward.mqtt.key_password_file",
+                password = read_secret(cfg.key_password_file, field=f"{field}.key_password_file",
                                        site=site).reveal()
             except SecretError as exc:
                 raise TlsSetupError(str(exc)) from None
@@ -102,12 +106,12 @@ def tls_context(cfg: "MqttCfg", site: "Site | None" = None) -> ssl.SSLContext:
             ctx.load_cert_chain(str(cert), None if key is None else str(key), password=lambda: password or "")
         except FileNotFoundError as exc:
             missing = exc.filename or (f"{cert} or {key}")
-            raise TlsSetupError(f"forward.mqtt.cert_file/key_file: {missing}: file not found") from None
+            raise TlsSetupError(f"{field}.cert_file/key_file: {missing}: file not found") from None
         except (ssl.SSLError, OSError) as exc:
             what = ("wrong key passphrase (key_password_file) or a key that does not match the certificate"
                     if cfg.key_password_file or "PEM" in str(exc) or "KEY_VALUES" in str(exc)
                     else _short(exc))
-            raise TlsSetupError(f"forward.mqtt.cert_file/key_file: {cert}: cannot load the client certificate: "
+            raise TlsSetupError(f"{field}.cert_file/key_file: {cert}: cannot load the client certificate: "
                                 f"{what}") from None
     return ctx
 

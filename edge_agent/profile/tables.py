@@ -4,35 +4,18 @@ from __future__ import annotations
 import csv
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from edge_agent.errors import ConfigError, Problem
+from edge_agent.profile.layers import builtin_dir, read_layers, resolve  # noqa: F401 (where they were before)
 
-RECORD_TYPES = ("CDDY", "CDSS", "TJSJ", "YCBJ", "FZDY", "FZSS")
 KINDS = ("analog", "switch", "cumulative", "multistate")
 
-# The field names the encoders know how to fill, per type (PROFILE.md).  A
-# profile lists a subset of them, in the order its receivers expect; the names
-# are also the MQTT JSON keys.
-KNOWN_FIELDS: dict[str, tuple[str, ...]] = {
-    "CDDY": ("point_code", "system_code", "substation_code", "sensor_type", "value_kind", "unit", "range_high",
-             "range_low", "alarm_high", "alarm_high_clear", "alarm_low", "alarm_low_clear", "cutoff_high",
-             "restore_high", "cutoff_low", "restore_low", "on_text", "off_text", "location", "x", "y", "z",
-             "relations", "time", "sensor_name", "warn_high", "warn_low"),
-    "CDSS": ("point_code", "sensor_name", "location", "value", "unit", "status", "time", "sensor_type",
-             "substation_code"),
-    "TJSJ": ("point_code", "sensor_name", "location", "unit", "start", "end", "max", "max_time", "min",
-             "min_time", "avg", "time", "count", "delta", "sensor_type"),
-    "YCBJ": ("point_code", "sensor_name", "location", "unit", "anomaly", "start", "end", "max", "max_time",
-             "min", "min_time", "avg", "cause", "action", "entered_at", "entered_by", "time", "sensor_type",
-             "value", "level"),
-    "FZDY": ("substation_code", "location", "x", "y", "z", "name", "time"),
-    "FZSS": ("substation_code", "run_status", "power_status", "time"),
-}
+# The record types and the fields their producers fill are the registry's
+# (edge_agent/profile/types.py); a profile lists the types it sends and their fields, in the
+# order its receivers expect; the names are also the MQTT JSON keys.
 HEADER_FIELDS = ("mine_code", "mine_name", "system_model", "system_name", "manufacturer", "date", "time",
                  "gateway", "safety_mark_expiry")
 SAME_SECOND = ("wait",)
@@ -85,20 +68,6 @@ class Profile:
         return re.fullmatch(self.mine_code_pattern, code) is not None
 
 
-def builtin_dir() -> Path:
-    return Path(str(resources.files("edge_agent.data"))) / "profiles"
-
-
-def resolve(name_or_path: str, base: Path | None = None) -> Path:
-    """A profile name (`default`, a file in the built-in profiles folder) or a path."""
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml"):
-        if not p.is_absolute() and base is not None:
-            p = base / p
-        return p
-    return builtin_dir() / f"{name_or_path}.yaml"
-
-
 def load_sensor_table(path: Path) -> dict[str, SensorType]:
     problems: list[Problem] = []
     table: dict[str, SensorType] = {}
@@ -142,45 +111,17 @@ def load_sensor_table(path: Path) -> dict[str, SensorType]:
     return table
 
 
-def _key_lines(text: str) -> dict[tuple, int]:
-    """Line numbers of mapping keys down to depth 2 (`files`, `files.name`), for error messages."""
-    lines: dict[tuple, int] = {}
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
-    if isinstance(root, yaml.MappingNode):
-        for k, v in root.value:
-            lines[(k.value,)] = k.start_mark.line + 1
-            if isinstance(v, yaml.MappingNode):
-                for k2, _ in v.value:
-                    lines[(k.value, k2.value)] = k2.start_mark.line + 1
-    return lines
-
-
 def load_profile(name_or_path: str = "default", base: Path | None = None) -> Profile:
-    """Load and validate a profile; raise ConfigError naming the file, line and key."""
-    path = resolve(name_or_path, base)
-    where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except FileNotFoundError:
-        raise ConfigError([Problem(where, None, "profile",
-                                   f"profile {name_or_path!r} not found; built-in profiles are in {builtin_dir()}")])
-    except OSError as exc:
-        raise ConfigError([Problem(where, None, "profile", f"cannot read: {exc.strerror}")])
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        raise ConfigError([Problem(where, None if line is None else line + 1, "profile", f"not valid YAML: {exc}")])
-    if not isinstance(data, dict):
-        raise ConfigError([Problem(where, None, "profile", "must be a mapping")])
-    key_lines = _key_lines(text)
+    """Load and validate a profile (and the profiles it `extends:`); raise ConfigError naming the file,
+    line and key."""
+    from edge_agent import registry
+
+    path, data, where_is = read_layers(name_or_path, base)
+    types = registry.record_types()
     problems: list[Problem] = []
 
     def bad(key: str, reason: str) -> None:
-        parts = tuple(key.split(".", 1))
-        problems.append(Problem(where, key_lines.get(parts, key_lines.get(parts[:1])), key, reason))
+        problems.append(Problem(*where_is(key), key, reason))
 
     def need(key: str, typ: type) -> Any:
         v = data.get(key)
@@ -191,8 +132,11 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
 
     headers = need("headers", dict)
     records = need("records", dict)
-    for t in RECORD_TYPES:
-        for what, table, known in (("headers", headers, HEADER_FIELDS), ("records", records, KNOWN_FIELDS[t])):
+    if not records:
+        bad("records", "list at least one record type and its fields")
+    sent = [t for t in types if t in records]      # registry order: the order they are produced in
+    for t in sent:
+        for what, table, known in (("headers", headers, HEADER_FIELDS), ("records", records, types[t].fields)):
             fields = table.get(t)
             if not isinstance(fields, list) or not fields:
                 bad(f"{what}.{t}", "missing: list the fields in order")
@@ -203,8 +147,9 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
             if len(set(map(str, fields))) != len(fields):
                 bad(f"{what}.{t}", "a field is listed twice")
     for t in set(headers) | set(records):
-        if t not in RECORD_TYPES:
-            bad("records" if t in records else "headers", f"unknown type {t!r}; types are {', '.join(RECORD_TYPES)}")
+        if t not in types:
+            bad("records" if t in records else "headers", f"unknown type {t!r}; registered types are "
+                                                          f"{', '.join(types)}")
     files = need("files", dict)
     for key in ("name", "field_separator", "record_terminator", "file_terminator"):
         if not isinstance(files.get(key), str) or not files.get(key):
@@ -238,9 +183,9 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
         bad("mine_code_pattern", f"not a regular expression: {exc}")
     if data.get("down_value", "last") not in DOWN_VALUES:
         bad("down_value", f"must be one of {', '.join(DOWN_VALUES)}")
-    retained = data.get("retained", ["CDDY", "FZDY"])
-    if not isinstance(retained, list) or any(t not in RECORD_TYPES for t in retained):
-        bad("retained", f"list of record types ({', '.join(RECORD_TYPES)})")
+    retained = data.get("retained", [t for t in sent if types[t].retained])
+    if not isinstance(retained, list) or any(t not in types for t in retained):
+        bad("retained", f"list of record types ({', '.join(types)})")
         retained = []
 
     def code_table(key: str, key_ok, what: str) -> dict:
@@ -308,8 +253,8 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
         files=files,
         time_format=data.get("time_format", "%Y-%m-%d %H:%M:%S"),
         date_format=data.get("date_format", "%Y-%m-%d"),
-        headers={t: tuple(headers[t]) for t in RECORD_TYPES},
-        records={t: tuple(records[t]) for t in RECORD_TYPES},
+        headers={t: tuple(headers[t]) for t in sent},
+        records={t: tuple(records[t]) for t in sent},
         retained=frozenset(retained),
         down_value=data.get("down_value", "last"),
         system_codes=system_codes,

@@ -1,0 +1,143 @@
+"""The frame path of one configuration: catalogue, derived conditions, kernel, encoder, routing.
+
+    pipeline = Pipeline(site, routes, pending, states=device_states, previous=old_pipeline)
+    pipeline.on_frame(frame)              # per poll: live CDSS, and the `event` record types (YCBJ)
+    pipeline.snapshot(now)                # every realtime_every: the `snapshot` types (CDSS, FZSS)
+    pipeline.statistics(now) / definitions(now) / fzss(now)
+
+The record types come from the registry (`edge_agent/profile/types.py`): each cadence
+produces every registered type of that cadence the profile lists, in registration order.
+
+Everything here is derived from one `Site` and built whole in the constructor, so a
+reload either gets a complete new pipeline or keeps the old one (the constructor is the
+only step that can fail).  With `previous`, the kernel state of every point that is in
+both (same device name, same point id) carries over: open alarms, statistics windows,
+deadband and heartbeat memory, delays; and so do the rule states of unchanged belts and
+bins.  A new point starts fresh.
+
+Messages go to `pending` (a list the Agent owns and commits) as (type, sinks mask, time,
+body); `routes.all` is the mask of every sink, `routes.live` of the sinks that also want
+each frame's changed points (report by exception) between snapshots.
+"""
+from __future__ import annotations
+
+import logging
+from array import array
+from dataclasses import dataclass
+from typing import Callable
+
+from edge_agent import registry
+from edge_agent.derived import Derived
+from edge_agent.filtering import Kernel
+from edge_agent.frame import Frame
+from edge_agent.points import Catalog
+from edge_agent.profile.encode import EMPTY, Encoder
+from edge_agent.rollup import Rollup
+
+log = logging.getLogger("edge_agent.pipeline")
+
+
+@dataclass(frozen=True)
+class Routes:
+    all: int = 0          # every sink
+    live: int = 0         # sinks that get each frame's changed points too
+
+
+class Pipeline:
+    def __init__(self, site, routes: Routes, pending: list, *, states: Callable[[], list] = list,
+                 previous: "Pipeline | None" = None):
+        self.site = site
+        self.states = states          # each device's (run, power) status, for FZSS
+        self.profile = site.loaded_profile
+        self.catalog = site.checked_catalog() or Catalog(site, self.profile)
+        self.derived = Derived(site, self.catalog)
+        self.catalog.add_derived(self.derived.points)
+        self.encoder = Encoder(site, self.catalog, self.profile)
+        rep = site.report
+        self.kernel = Kernel(len(self.catalog), self.catalog.thresholds(), realtime_every=rep.realtime_every,
+                             stats_window=rep.stats_window)
+        self.routes = routes
+        self.pending = pending
+        sent = [rt for rt in registry.record_types().values() if rt.code in self.profile.records]
+        self._types = {c: [rt for rt in sent if rt.cadence == c] for c in registry.CADENCES}
+        self._live = routes.live if "CDSS" in self.profile.records else 0
+        self._fzss = next((rt for rt in sent if rt.code == "FZSS"), None)
+        self.carried = 0
+        if previous is not None:
+            self._carry_over(previous)
+        self.rollup = None            # items and the facility (`items:`), from the points' levels as they are
+        if site.items:
+            self.rollup = Rollup(site.items, self.catalog)
+            self.rollup.seed(self.kernel.level)
+
+    def _carry_over(self, old: "Pipeline") -> None:
+        def key(p) -> tuple:
+            return self.site.devices[p.device].name, p.id
+
+        was = {(old.site.devices[p.device].name, p.id): p.index for p in old.catalog.points}
+        mapping = [was.get(key(p), -1) for p in self.catalog.points]
+        self.kernel.carry_over(old.kernel, array("i", mapping))
+        self.derived.carry_over(old.derived)
+        self.carried = sum(1 for i in mapping if i >= 0)
+        if old.site.report.stats_window != self.site.report.stats_window:
+            log.warning("reload: stats_window changed; statistics windows start again")
+
+    # ------------------------------------------------------------------ hot path
+
+    def on_frame(self, frame: Frame) -> tuple[list, list]:
+        """Run a driver's frame through the kernel and the derived conditions; queue what they report.
+        Returns the frame's events (the kernel's and the derived conditions') and its level changes
+        (the points', then the items' and the facility's they roll up to)."""
+        k = self.kernel
+        self._filter(frame)
+        events = k.take_events()
+        if self.derived.units:
+            derived = self.derived.process(frame, k)
+            if derived:
+                events = [*events, *derived]
+            status = self.derived.status_frame(frame)
+            if status is not None:
+                self._filter(status)     # the derived points' status, reported like any point
+        if events:
+            self.produce("event", frame.wall, events)
+        levels = k.take_level_changes()
+        if levels and self.rollup is not None:
+            levels += self.rollup.update(levels)     # items and the facility: ItemLevelChanges after the points'
+        return events, levels
+
+    def _filter(self, frame: Frame) -> None:
+        """Run `frame` through the kernel; queue a CDSS of the points it says to report."""
+        k = self.kernel
+        report = k.process(frame)
+        if len(report) and self._live:
+            body = self.encoder.cdss(report, k.value, k.status, k.time, frame.wall)
+            if body != EMPTY:         # only points the profile does not send: no message
+                self.pending.append(("CDSS", self._live, frame.wall, body))
+        # switch/multistate changes are already in this frame's report (their
+        # value moved); drain them so the kernel's change log stays bounded
+        k.take_changes()
+
+    # ------------------------------------------------------------------ records by cadence (the scheduler's calls)
+
+    def produce(self, cadence: str, now: float, data=None) -> None:
+        """Queue a message of every record type of this cadence that the profile sends."""
+        for rt in self._types[cadence]:
+            body = rt.produce(self, now, data)
+            if body is not None:
+                self.pending.append((rt.code, self.routes.all, now, body))
+
+    def snapshot(self, now: float) -> None:
+        """Every realtime_every: every point and every device's status, to every sink."""
+        self.produce("snapshot", now)
+
+    def statistics(self, now: float) -> None:
+        """Statistics windows that closed by `now`."""
+        self.produce("statistics", now, self.kernel.take_stats(now))
+
+    def definitions(self, now: float) -> None:
+        self.produce("definitions", now)
+
+    def fzss(self, now: float) -> None:
+        """Every device's (run, power) status, when one changed."""
+        if self._fzss is not None:
+            self.pending.append(("FZSS", self.routes.all, now, self._fzss.produce(self, now)))
