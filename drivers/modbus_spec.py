@@ -115,6 +115,9 @@ class ModbusConfig(Device):
             if wrong:
                 raise field_error(wrong[0], "a network setting, not one of driver modbus-rtu (it talks to "
                                             "`serial`); remove it or use driver modbus-rtu-tcp")
+        if "inflight" in given and self.driver != "modbus-tcp":
+            raise field_error("inflight", f"driver {self.driver} reads a bus one request at a time; only "
+                                          "modbus-tcp takes several at once: remove it")
         return self
 
     @property

@@ -127,3 +127,21 @@ async def test_a_read_that_never_answers_is_the_device_not_the_overlap(tmp_path,
     assert drv.window == 8, "one at a time did not help, so the device keeps its window"
     assert not [r for r in caplog.records if "one request at a time" in r.getMessage()]
     assert [s[1] for s in h.states] == [False]
+
+
+def test_inflight_is_a_modbus_tcp_key(tmp_path):
+    from edge_agent.errors import ConfigError
+    text = """\
+site: {mine_code: "140211001234"}
+buffer: {path: b.sqlite}
+devices:
+  - {name: bus-1, driver: modbus-rtu, serial: /dev/ttyUSB0, inflight: 2,
+     points: [{id: A, sensor: "0004", address: "hr:0"}]}
+"""
+    with pytest.raises(ConfigError) as err:
+        site_from_yaml(text, tmp_path)
+    lines = [str(p) for p in err.value.problems]
+    assert len(lines) == 1 and ":4: " in lines[0] and "inflight" in lines[0] and "only modbus-tcp" in lines[0], lines
+    ok = site_from_yaml(text.replace("driver: modbus-rtu, serial: /dev/ttyUSB0", "driver: modbus-tcp, host: h"),
+                        tmp_path)
+    assert ok.devices[0].inflight == 2
