@@ -27,6 +27,7 @@ from edge_agent.errors import ConfigError, Problem
 from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, SinkConfig, Size, field_error
 from edge_agent.rollup import Item
 from edge_agent.rollup import problems as rollup_problems
+from edge_agent.textsrc import read_config_text
 from edge_agent.yamlsrc import line_for, pretty_loc, read_yaml_with_lines, validation_problems
 
 # every device is validated by its driver's config model (registry.validate_device)
@@ -268,12 +269,7 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True, receiver_lim
 
     p = Path(path)
     where = str(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError([Problem(where, None, "", "file not found")])
-    except OSError as exc:
-        raise ConfigError([Problem(where, None, "", f"cannot read: {exc.strerror}")])
+    text = read_config_text(p, where)
     data, lines = read_yaml_with_lines(text, where)
     if not isinstance(data, dict):
         raise ConfigError([Problem(where, 1, "", "the site file must be a mapping with `site:` and `devices:`")])

@@ -14,6 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from edge_agent.errors import ConfigError, Problem
+from edge_agent.i18n import _
 
 _FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when PyYAML has it
 
@@ -86,12 +87,33 @@ def read_yaml_with_lines(text: str, where: str) -> tuple[Any, Lines]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         reason = getattr(exc, "problem", None) or str(exc)
+        line = None if mark is None else mark.line + 1
         if isinstance(exc, yaml.constructor.ConstructorError):
-            raise ConfigError([Problem(where, None if mark is None else mark.line + 1, "", str(reason))])
-        raise ConfigError([Problem(where, None if mark is None else mark.line + 1, "", f"not valid YAML: {reason}")])
+            raise ConfigError([Problem(where, line, "", str(reason))]) from None
+        tab = _tab_near(text, exc)
+        if tab is not None:
+            raise ConfigError([Problem(where, tab, "", _("a tab character; YAML indents with spaces only: "
+                                                         "replace the tabs on this line with spaces"))]) from None
+        raise ConfigError([Problem(where, line, "", f"not valid YAML: {reason}")]) from None
     if data is None:
         raise ConfigError([Problem(where, None, "", "the file is empty")])
     return data, Lines(text)
+
+
+def _tab_near(text: str, exc: yaml.YAMLError) -> int | None:
+    """The line of the tab that broke the parse (at the error's mark, or in the indent of its line or
+    the line before), or None when the error is not about a tab."""
+    lines = text.splitlines()
+    for mark in (getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)):
+        if mark is None:
+            continue
+        for n in (mark.line, mark.line - 1):
+            if 0 <= n < len(lines):
+                ln = lines[n]
+                indent = ln[:len(ln) - len(ln.lstrip(" \t"))]
+                if "\t" in indent or (n == mark.line and ln[mark.column:mark.column + 1] == "\t"):
+                    return n + 1
+    return None
 
 
 def line_for(loc: tuple, lines: dict[tuple, int]) -> int | None:
