@@ -140,11 +140,11 @@ class Agent:
         st = self.devices[frame.device]
         st.frames += 1
         st.last_frame = frame.wall
-        events, levels = self.pipeline.on_frame(frame)
+        _, levels = self.pipeline.on_frame(frame)
         if levels and self.on_level_changes is not None:
             self.on_level_changes(levels)
         if self.alarms is not None:
-            self.alarms.after_frame(frame, self.kernel, events, levels)
+            self.alarms.after_frame(frame, self.kernel, levels)
         if self.pending and self._commit_at is None:
             # frames arriving within batch_every share one transaction; none waits longer
             self._commit_at = asyncio.get_running_loop().call_later(self.site.report.batch_every, self._commit_due)

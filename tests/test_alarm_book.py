@@ -12,8 +12,8 @@ import pytest
 
 from alarm_support import Bench, Clock, kinds
 from edge_agent.alarms import AlarmError
-from edge_agent.alarms.legacy import LegacyLevels
-from edge_agent.filtering.records import Event
+from edge_agent.alarms.spec import LEVELS
+from test_kernel import K, T0, frame, thresholds  # noqa: F401  (K: the twins fixture)
 
 H, M = 3600.0, 60.0
 
@@ -309,18 +309,21 @@ def test_an_unwritable_book_refuses_operator_actions(tmp_path):
     assert bench.take() == [] and bench.book.get(i)["disposal"] is None
 
 
-def test_legacy_levels_from_kernel_events(tmp_path):
+def test_old_ladder_alarms_come_from_the_kernels_level_changes(tmp_path, K):
+    """The book takes the kernel's own level changes for warn/alarm/cutoff points (rule "legacy",
+    coloured by the profile's legacy_levels): tracked, thresholds kept, no YCBJ of its own."""
     bench = Bench(tmp_path)
-    legacy = LegacyLevels(bench.catalog)
-
-    def ev(anomaly, side, begin, t, v):
-        return Event(point=0, anomaly=anomaly, side=side, begin=begin, start=t, end=None if begin else t + 1,
-                     value=v, max=v, max_time=t, min=v, min_time=t, avg=v)
-
-    got = legacy.changes([ev("009", "high", True, 1, 0.85), ev("001", "high", True, 2, 1.1),
-                          ev("001", "high", False, 3, 0.95), ev("009", "high", False, 4, 0.7),
-                          ev("004", "", True, 5, math.nan)])
-    assert [(c.previous, c.level, c.rule) for c in got] == [(0, 2, "legacy"), (2, 3, "legacy"),
-                                                            (3, 2, "legacy"), (2, 0, "legacy")]
-    assert legacy.level(0) == 0 and [c.time for c in got] == [1, 2, 4, 5]
-    assert all(math.isnan(c.threshold) for c in got)      # this point has no thresholds configured
+    k = K(2, thresholds(2, warn_high=0.8, alarm_high=1.0, alarm_high_clear=0.9, cutoff_high=1.5,
+                        cutoff_restore=1.0))
+    seen = []
+    for t, v in enumerate([0.5, 0.85, 1.1, 1.6, 0.95, 0.7]):
+        k.process(frame(T0 + t, [v], [0]))
+        changes = k.take_level_changes()
+        bench.book.apply(changes, k.value)
+        seen += [(c.rule, LEVELS[c.level], c.threshold) for c in changes]
+    assert seen == [("legacy", "yellow", 0.8), ("legacy", "orange", 1.0), ("legacy", "red", 1.5),
+                    ("legacy", "orange", 1.0), ("legacy", "none", 0.9)]
+    assert bench.take() == []                      # the kernel's YCBJ 009/001/002 are those records
+    (a,) = bench.book.list("closed")
+    assert (a["rule"], a["max_level"], a["threshold"], a["start"], a["end"]) == ("legacy", "red", 1.5, T0 + 1,
+                                                                                  T0 + 5)
