@@ -20,6 +20,7 @@ from edge_agent import health, registry, sdnotify
 from edge_agent.baseline import open_beside_buffer
 from edge_agent.buffer import Buffer
 from edge_agent.config import Site
+from edge_agent.dense import DenseSampling
 from edge_agent.drivers import make_driver
 from edge_agent.frame import Frame
 from edge_agent.pipeline import Pipeline, Routes
@@ -82,6 +83,8 @@ class Agent:
         self.baselines = open_beside_buffer(self.site, self.catalog, self.kernel)
         self.devices = [DeviceState() for _ in site.devices]
         self.drivers = [self._driver(i, site, self.pipeline) for i in range(len(site.devices))]
+        self.dense = DenseSampling(site, self.catalog)      # poll_in_warning: from the (restored) levels
+        self.dense.apply(self.drivers, self.kernel.level)
         self.driver_tasks: list[asyncio.Task | None] = [None] * len(self.drivers)
         self.frames = 0
         self.points_in = 0
@@ -141,8 +144,10 @@ class Agent:
         st.frames += 1
         st.last_frame = frame.wall
         _, levels = self.pipeline.on_frame(frame)
-        if levels and self.on_level_changes is not None:
-            self.on_level_changes(levels)
+        if levels:
+            self.dense.apply(self.drivers, self.kernel.level, levels)
+            if self.on_level_changes is not None:
+                self.on_level_changes(levels)
         if self.alarms is not None:
             self.alarms.after_frame(frame, self.kernel, levels)
         if self.pending and self._commit_at is None:
@@ -355,6 +360,7 @@ class Agent:
             return
         old_cddy = self.pipeline.encoder.cddy(0.0)
         old_drivers, old_tasks, old_states = self.drivers, self.driver_tasks, self.devices
+        self.pipeline.retire(pipeline, time.time())     # the removed points' alarms end
         self.site, self.pipeline = new, pipeline
         if self.baselines is not None:          # the new kernel already carries the points over
             self.baselines.attach(self.kernel, self.catalog, time.time(), carried=True)
@@ -365,6 +371,8 @@ class Agent:
         self.drivers = [old_drivers[i] if i in keep else fresh[i] for i in range(len(new.devices))]
         self.driver_tasks = [old_tasks[i] if i in keep else None for i in range(len(new.devices))]
         self.devices = [old_states[i] if i in keep else DeviceState() for i in range(len(new.devices))]
+        self.dense = DenseSampling(new, self.catalog)
+        self.dense.apply(self.drivers, self.kernel.level)
         await close_devices([(old_drivers[i], old_tasks[i], old.devices[i].name)
                               for i in range(len(old_drivers)) if i not in keep])
         for i in fresh:

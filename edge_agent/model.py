@@ -198,6 +198,7 @@ class Device(Model):
     y: float | None = None
     z: float | None = None
     poll: Period = 1.0
+    poll_in_warning: warning.PollInWarning | None = None   # denser polls while a point is at a level
     timeout: Period = 0.5
     retries: int = Field(1, ge=0, le=10)
     points_file: str | None = None
@@ -209,6 +210,15 @@ class Device(Model):
         if not NAME.fullmatch(v):
             raise ValueError("device name must be 1-64 letters, digits, '-', '_' or '.'")
         return v
+
+    @model_validator(mode="after")
+    def _dense_polls(self) -> "Device":
+        piw = self.poll_in_warning
+        if piw is not None and piw.period > self.poll:
+            raise field_error(("poll_in_warning", "period"),
+                              f"{piw.period:g}s is longer than the device's poll period ({self.poll:g}s); in "
+                              "warning a device polls more often, not less: give a shorter period")
+        return self
 
 
 # --------------------------------------------------------------------------- sinks

@@ -82,6 +82,23 @@ class Pipeline:
         if old.site.report.stats_window != self.site.report.stats_window:
             log.warning("reload: stats_window changed; statistics windows start again")
 
+    def retire(self, new: "Pipeline", now: float) -> int:
+        """After a reload swapped `new` in: end the open alarms of the points `new` no longer has
+        (the kernel's events, encoded with this configuration's point codes), so none is left
+        begun and never ended.  Returns how many points had one."""
+        def key(p) -> tuple:
+            return self.site.devices[p.device].name, p.id
+
+        kept = {(new.site.devices[p.device].name, p.id) for p in new.catalog.points}
+        gone = [p.index for p in self.catalog.points if key(p) not in kept]
+        if not gone:
+            return 0
+        self.kernel.end_alarms(gone)
+        events = self.kernel.take_events()
+        if events:
+            self.produce("event", now, events)
+        return len({e.point for e in events})
+
     # ------------------------------------------------------------------ hot path
 
     def on_frame(self, frame: Frame) -> tuple[list, list]:
