@@ -84,6 +84,10 @@ def check_report(site: Site, *, verbose: bool = False) -> list[str]:
             describe = registry.load(registry.driver(dev.driver).describe)
             lines.append(_("device {name} ({driver}, poll {poll}s): {n} points").format(
                 name=dev.name, driver=dev.driver, poll=format(dev.poll, "g"), n=len(dev.points)))
+            piw = getattr(dev, "poll_in_warning", None)
+            if piw is not None:
+                lines.append("  " + _("in warning (a point at {level} or above): poll {period}s").format(
+                    level=piw.from_, period=format(piw.period, "g")))
             if describe is not None:
                 lines += [f"  {line}" for line in describe(dev, catalog.by_device[i])]
     return lines

@@ -91,6 +91,9 @@ def test_a_device_polls_faster_while_a_point_is_in_warning_and_slows_after_it_cl
                 dense = gaps(times[0][n:])
                 drv = agent.drivers[0]
                 assert drv.counters["dense_polls"] >= 12
+                snap = agent.metrics_snapshot()["devices"]         # what /metrics and /health show
+                assert snap["borehole-3"]["in_warning"] is True and snap["borehole-3"]["dense_polls"] >= 12
+                assert "in_warning" not in snap["quiet-1"]
 
                 # a reload that restarts the device (its timeout changed): still in warning
                 edit_site(Path(site.source), lambda d: d["devices"][0].update(timeout="400ms"))
@@ -109,6 +112,7 @@ def test_a_device_polls_faster_while_a_point_is_in_warning_and_slows_after_it_cl
                 await until(lambda: len(times[0]) >= n + 4, 10, "frames after the warning")
                 back = gaps(times[0][n:])
                 assert agent.drivers[0].counters["dense_polls"] == cleared_polls
+                assert agent.metrics_snapshot()["devices"]["borehole-3"]["in_warning"] is False
                 quiet = gaps(times[1])
             finally:
                 stop.set()
@@ -230,3 +234,12 @@ devices:
     a, b = load_site(where).devices
     assert (a.poll_in_warning.period, a.poll_in_warning.level) == (5.0, 1)      # the short form: from blue
     assert (b.poll_in_warning.period, b.poll_in_warning.level) == (0.5, 3)
+    import os
+    import subprocess
+    from conftest import edge_agent_cmd
+    for lang, line in (("en_US.UTF-8", "in warning (a point at orange or above): poll 0.5s"),
+                       ("zh_CN.UTF-8", "预警时（有测点达到 orange 或以上）：采集周期 0.5 秒")):
+        env = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES")}
+        r = subprocess.run(edge_agent_cmd("check", "-v", "-c", str(where)), capture_output=True, text=True,
+                           timeout=60, env={**env, "LANG": lang})
+        assert r.returncode == 0 and line in r.stdout, r.stdout + r.stderr
