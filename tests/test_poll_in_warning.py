@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 import statistics
+import time
 from pathlib import Path
 
 import pytest
 
 from conftest import aio, free_port
+from edge_agent.agent import Agent
+from edge_agent.config import load_site
 from edge_agent.drivers import sim
 from edge_agent.drivers.sim.harness import Harness, site_from_yaml
 from test_modbus_rtu import pty_pair  # noqa: F401  (the fixture)
@@ -97,7 +100,6 @@ def test_a_device_polls_faster_while_a_point_is_in_warning_and_slows_after_it_cl
 
                 # a reload that restarts the device (its timeout changed): still in warning
                 edit_site(Path(site.source), lambda d: d["devices"][0].update(timeout="400ms"))
-                from edge_agent.config import load_site
                 await agent.reload(load_site(Path(site.source)))
                 assert agent.drivers[0] is not drv and agent.drivers[0].cadence.warning
                 n = len(times[0])
@@ -114,9 +116,17 @@ def test_a_device_polls_faster_while_a_point_is_in_warning_and_slows_after_it_cl
                 assert agent.drivers[0].counters["dense_polls"] == cleared_polls
                 assert agent.metrics_snapshot()["devices"]["borehole-3"]["in_warning"] is False
                 quiet = gaps(times[1])
+                s1.pin("borehole-3", {"W": 6.0})          # in warning again, then a restart
+                await until(lambda: agent.drivers[0].cadence.warning, 10, "the device in warning again")
             finally:
                 stop.set()
                 await run
+            again = Agent(load_site(Path(site.source)))   # the level comes back from the baseline file
+            restarted_in_warning = again.drivers[0].cadence.warning
+            again.baselines.close(time.time())
+            again.alarms.book.close()
+            again.buffer.close()
+            assert restarted_in_warning
         finally:
             await s1.stop()
         return normal, dense, after_reload, back, quiet
