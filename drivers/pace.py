@@ -1,4 +1,5 @@
-"""Polls the agent itself cannot keep up with are skipped: the drivers' share of an overloaded loop.
+"""The drivers' shared schedule: `Pace`, the share of polls an overloaded agent skips, and `Cadence`,
+a device's own period (denser while the agent says it is in warning, `poll_in_warning:`).
 
     pace = Pace.of_loop()          # one per event loop, shared by every driver in it
     if pace.skip(driver):          # at each tick, before polling
@@ -109,7 +110,6 @@ class Pace:
                     log.info("the agent keeps up again: every poll is made")
 
 
-
 class Cadence:
     """A device's poll period: `normal`, or `dense` while the agent says one of its points is in warning.
 
@@ -126,8 +126,7 @@ class Cadence:
 
     def __init__(self, normal: float, dense=None) -> None:
         self.normal = float(normal)
-        self.dense = float(dense.period) if dense is not None else None
-        self.level = dense.level if dense is not None else 0     # in warning from this level up
+        self.dense = float(dense.period) if dense is not None else None   # None: no poll_in_warning
         self.warning = False
         self._changed = asyncio.Event()
 
