@@ -12,6 +12,7 @@ import pytest
 
 from alarm_support import Bench, Clock, kinds
 from edge_agent.alarms import AlarmError
+from edge_agent.alarms.book import AlarmBook
 from edge_agent.alarms.spec import LEVELS
 from test_kernel import K, T0, frame, thresholds  # noqa: F401  (K: the twins fixture)
 
@@ -327,3 +328,53 @@ def test_old_ladder_alarms_come_from_the_kernels_level_changes(tmp_path, K):
     (a,) = bench.book.list("closed")
     assert (a["rule"], a["max_level"], a["threshold"], a["start"], a["end"]) == ("legacy", "red", 1.5, T0 + 1,
                                                                                   T0 + 5)
+
+
+def _without_second_point(bench: Bench, folder):
+    """The bench's site, catalogue and encoder without point 00000302 (a reload that removed it)."""
+    from alarm_support import SITE
+    from edge_agent.drivers.sim.harness import site_from_yaml
+    from edge_agent.points import Catalog
+    from edge_agent.profile import Encoder
+    folder.mkdir()
+    site = site_from_yaml(SITE.split('      - {id: "00000302"')[0], folder)
+    catalog = Catalog(site, bench.profile)
+    return site, catalog, Encoder(site, catalog, bench.profile)
+
+
+def test_alarms_of_points_and_items_a_reload_removed_end_with_their_records(tmp_path):
+    from edge_agent.rollup import ItemLevelChange
+    bench = Bench(tmp_path)
+    bench.book.apply([bench.change(1, "red", "none", value=4.6, threshold=4.5),
+                      bench.change(0, "blue", "none", value=3.1, threshold=3.0),
+                      ItemLevelChange("水文孔", 2, 0, "rollup", math.nan, 4, bench.clock.wall())])
+    bench.take()
+    site, catalog, encoder = _without_second_point(bench, tmp_path / "reloaded")
+    bench.clock.advance(60)
+    bench.book.bind(catalog, encoder, site)
+    got = bench.take()
+    assert kinds(got) == ["YCBJ 001 end", "alarm close", "alarm close"], got
+    assert got[0][1]["point_code"] == bench.catalog.points[1].code       # the old configuration's code
+    assert got[1][1]["point"] == "00000302" and got[2][1]["item"] == "水文孔"
+    assert [a["point"] for a in bench.book.list("open")] == ["00000301"]    # still configured: still open
+    ended = {a["point"] or a["item"]: a for a in bench.book.list("closed")}
+    assert ended["00000302"]["end"] == ended["水文孔"]["end"] == bench.clock.wall()
+
+
+def test_an_alarm_whose_point_went_while_the_agent_was_down_ends_at_the_start(tmp_path):
+    bench = Bench(tmp_path)
+    bench.book.apply([bench.change(1, "orange", "none", value=4.1, threshold=4.0)])
+    bench.take()
+    bench.book.close()
+    site, catalog, encoder = _without_second_point(bench, tmp_path / "changed")
+    book = AlarmBook(bench.path, bench.spec, emit=bench.records.extend, clock=bench.clock.wall,
+                     mono=bench.clock.mono)
+    book.bind(catalog, encoder, site)
+    got = bench.take()
+    assert kinds(got) == ["alarm close"] and got[0][1]["point"] == "00000302"   # no point code to end a YCBJ
+    assert book.list("open") == []
+    book.close()
+    again = AlarmBook(bench.path, bench.spec, emit=bench.records.extend, clock=bench.clock.wall,
+                      mono=bench.clock.mono)
+    again.bind(catalog, encoder, site)
+    assert bench.take() == [] and again.list("open") == []
