@@ -28,6 +28,11 @@ def warnings(site: Site) -> list[str]:
     for dev in site.devices:
         for loc, reason in registry.driver(dev.driver).warnings_of(dev, site):
             out.append(f"{where}: devices[{dev.name}].{_dotted(loc)}: {reason}")
+    from edge_agent.dense import never_applies
+    for name, level, top in never_applies(site):
+        out.append(_("{file}: devices[{name}].poll_in_warning: no point of this device reaches {level} (the "
+                     "highest it can reach: {top}), so it never polls faster; lower `from` or give its points "
+                     "levels").format(file=where, name=name, level=level, top=top))
     return out
 
 

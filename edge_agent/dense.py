@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 
-from edge_agent.codes import LEVELS
+from edge_agent.codes import LEVELS, MACHINES, legacy_levels
+from edge_agent.levels import rule_specs
 
 log = logging.getLogger("edge_agent.agent")
 
@@ -55,3 +56,26 @@ class DenseSampling:
                 else:
                     log.info("device %s: no point at %s or above any more: polling every %gs again", dev.name,
                              LEVELS[lv], cadence.period)
+
+
+def highest_level(point, legacy: tuple[int, ...]) -> int:
+    """The highest level a point can reach: its `levels:`, its `rules:`, its old thresholds as coloured."""
+    top = max((st.level for spec in rule_specs(point) for st in spec.steps), default=0)
+    for m, lv in zip(MACHINES, legacy):
+        if getattr(getattr(point, m.ladder), m.side, None) is not None:
+            top = max(top, lv)
+    return top
+
+
+def never_applies(site) -> list[tuple[str, str, str]]:
+    """(device, from level, highest level of its points) for each poll_in_warning no point can reach."""
+    legacy = getattr(site.loaded_profile, "legacy_levels", None) or legacy_levels()
+    out = []
+    for dev in site.devices:
+        piw = getattr(dev, "poll_in_warning", None)
+        if piw is None:
+            continue
+        top = max((highest_level(p, legacy) for p in dev.points), default=0)
+        if top < piw.level:
+            out.append((dev.name, piw.from_, LEVELS[top]))
+    return out

@@ -224,7 +224,7 @@ devices:
     host: 127.0.0.1
     poll: 10s
     poll_in_warning: 1m
-    points: [{{id: A, sensor: "0007", address: "hr:0"}}]
+    points: [{{id: A, sensor: "0007", address: "hr:0", warn: {{high: 1.0}}}}]
   - name: pump-1
     driver: opcua
     url: opc.tcp://127.0.0.1:4840
@@ -240,7 +240,10 @@ devices:
                       .replace("    poll_in_warning: 1s\n", "    mode: poll\n    poll_in_warning: {period: 500ms, from: "
                                "orange}\n"), capsys)
     assert code == 0, out
-    from edge_agent.config import load_site
+    # pump-1 from orange but its point has no level at all: it would never poll faster (ok-1: warn is yellow)
+    assert f"{where}: devices[pump-1].poll_in_warning: no point of this device reaches orange (the highest it " \
+           "can reach: none)" in out, out
+    assert "devices[ok-1].poll_in_warning" not in out
     a, b = load_site(where).devices
     assert (a.poll_in_warning.period, a.poll_in_warning.level) == (5.0, 1)      # the short form: from blue
     assert (b.poll_in_warning.period, b.poll_in_warning.level) == (0.5, 3)
