@@ -235,18 +235,11 @@ class OpcUaDevice:
         self.counters["values"] += len(frame)
         self.on_frame(frame)
 
-    async def _wait_lost(self, timeout: float, cadence: Cadence | None = None) -> bool:
-        """Return after `timeout` s (True: earlier, `cadence`'s period changed); raise SessionLost as
-        soon as the session is lost."""
+    async def _wait_lost(self, timeout: float) -> bool:
+        """Return after `timeout` s, or earlier (True) when the poll period changed (pace.Cadence);
+        raise SessionLost as soon as the session is lost."""
         assert self._lost is not None
-        if cadence is not None:
-            changed = await cadence.sleep(timeout, also=self._lost)
-        else:
-            changed = False
-            try:
-                await asyncio.wait_for(self._lost.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
+        changed = await self.cadence.sleep(timeout, also=self._lost)
         if self._lost.is_set():
             raise SessionLost(self._lost_reason)
         return changed
@@ -399,7 +392,7 @@ class OpcUaDevice:
                     period = cadence.period
                 elif at < now:  # a slow read: skip the missed ticks instead of bursting
                     at = now + period - (now - at) % period
-                if not await self._wait_lost(at - now, cadence):
+                if not await self._wait_lost(at - now):
                     break
 
 
