@@ -118,6 +118,10 @@ class Pipeline:
         mapping = [was.get(key(p), -1) for p in self.catalog.points]
         self.kernel.carry_over(old.kernel, array("i", mapping))
         self.derived.carry_over(old.derived)
+        for v in self.views:          # producers' memory (GNSS speed/acceleration history) of the same system
+            was_v = next((o for o in old.views if o.system.name == v.system.name), None)
+            if was_v is not None:
+                v.memory = was_v.memory
         self.carried = sum(1 for i in mapping if i >= 0)
         if old.site.report.stats_window != self.site.report.stats_window:
             log.warning("reload: stats_window changed; statistics windows start again")

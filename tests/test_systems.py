@@ -101,3 +101,15 @@ def test_instrument_missing_a_member_and_unknown_field_are_one_line_each(tmp_pat
     code, out = check(tmp_path, src.replace("kind: water-hazard", "kind: wh.yaml"), capsys)
     assert code == 1
     assert any("records.CGKCDSS: unknown field(s) depth" in ln for ln in out.splitlines()), out
+
+
+def test_check_and_check_receiver_pass_a_site_with_every_system(tmp_path, capsys):
+    from pathlib import Path
+    from edge_agent.cli import main
+    src = (Path(__file__).parent / "golden" / "systems" / "site.yaml").read_text("utf-8")
+    code, out = check(tmp_path, src, capsys)
+    assert code == 0, out
+    assert "Traceback" not in out
+    code = main(["check", "-c", str(tmp_path / "site.yaml"), "--receiver"])
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err + out.out, out
