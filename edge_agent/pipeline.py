@@ -72,6 +72,9 @@ class SystemView:
         sent = [rt for rt in registry.record_types().values() if rt.code in system.profile.records]
         self.types = {c: [rt for rt in sent if rt.cadence == c] for c in registry.CADENCES}
         self.fzss_type = next((rt for rt in sent if rt.code == "FZSS"), None)
+        # types made from the alarm book's records (cadence None with a producer: gnssalarm, clearalarm):
+        # producer(view, now, (book record type, body)) -> body or None
+        self.book_types = [rt for rt in sent if rt.cadence is None and rt.producer is not None]
         self.live = routes.live if "CDSS" in system.profile.records else 0
         self.next_snapshot = 0.0
 

@@ -67,6 +67,12 @@ class AgentAlarms:
                 mask = a.system_routes[typ.partition("/")[0]].all
             if mask and body != EMPTY:     # EMPTY: a point of a local code the profile does not send
                 a.pending.append((typ, mask, t, body))
+            if typ in MQTT_ONLY:            # a system's own alarm types made from the book's records
+                for view in a.pipeline.views:
+                    for rt in view.book_types:
+                        own = rt.produce(view, t, (typ, body))
+                        if own is not None:
+                            a.pending.append((view.system.type_of(rt.code), view.routes.all, t, own))
         a.commit()
 
     def after_frame(self, frame, kernel, events, changes=None) -> None:
