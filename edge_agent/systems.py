@@ -97,7 +97,7 @@ def device_system(dev, declared: tuple[SystemCfg, ...]) -> str | None:
     return name
 
 
-def cadence(profile, key: str, fallback: float) -> float:
+def cadence(profile, key: str, fallback: float | None) -> float | None:
     """A profile's `cadence.<key>` (seconds), else `fallback`."""
     from edge_agent.units import parse_duration
     value = (profile.raw.get("cadence") or {}).get(key)
