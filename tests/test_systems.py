@@ -5,6 +5,7 @@ import asyncio
 import time
 
 import yaml
+from pathlib import Path
 
 from edge_agent.agent import Agent
 from edge_agent.config import load_site
@@ -159,3 +160,45 @@ def test_a_point_no_type_carries_and_a_cadence_out_of_bounds_are_refused(tmp_pat
                and ".yaml:" in ln for ln in lines), out
     assert any("systems[wkk].realtime_every" in ln and "outside what profile tailings allows (10m .. 24h)" in ln
                for ln in lines), out
+
+
+def test_a_file_format_registered_from_outside_gets_the_contracted_arguments(tmp_path):
+    """The seam of CONTRACT-systems.md §4: a profile naming `files.format` has its rows rendered by that
+    format's render(profile, site, type, when, records, seq=) -> (name, bytes); the sink writes them."""
+    import datetime as dt
+    from edge_agent import registry
+    from edge_agent.buffer import Buffer
+    from edge_agent.forward.files import FileSink
+    from edge_agent.forward.files_spec import FilesCfg
+    from edge_agent.registry import FileFormat, register_file_format
+
+    seen = []
+
+    def render(profile, site, type, when, records, *, seq):
+        seen.append((profile.name, site.site.system_code, type, when, records, seq))
+        return f"{site.site.mine_code}_{type}_{when:%Y%m%d%H%M%S}_{seq % 10000:04d}.lines", \
+            "\n".join(f"{r['point_code']}={r['value']}" for r in records).encode()
+
+    register_file_format(FileFormat("lines-test", render, lambda files: [] if "name" in files else [("name", "x")]))
+    try:
+        (tmp_path / "lines.yaml").write_text("extends: safety-monitoring\nname: lines\nfiles: {format: lines-test}\n",
+                                             "utf-8")
+        src = (Path(__file__).parent / "golden" / "systems" / "site.yaml").read_text("utf-8")
+        (tmp_path / "site.yaml").write_text(src.replace("kind: non-coal", "kind: lines.yaml"), "utf-8")
+        site = load_site(tmp_path / "site.yaml")
+        nc = next(s for s in site.resolved_systems if s.name == "nc")
+        buf = Buffer(tmp_path / "buffer.sqlite", sinks=["files.nc"])
+        body = b'[{"point_code":"14021100123409MN000400000001","value":12}]'
+        buf.append([("nc/CDSS", buf.bit("files.nc"), 1795917620.0, body)])
+        sink = FileSink(FilesCfg(dir=str(tmp_path / "out")), nc.site, nc.profile, buf, asyncio.Event(),
+                        tmp_path / "out", name="files.nc")
+        asyncio.run(sink.drain())
+        buf.close()
+    finally:
+        registry.unregister("lines-test")
+    (name, code, typ, when, records, seq), = seen
+    assert (name, code, typ, records) == ("lines", "09", "CDSS", [{"point_code": "14021100123409MN000400000001",
+                                                                  "value": 12}])
+    assert when == dt.datetime(2026, 11, 29, 10, 0, 20, tzinfo=when.tzinfo) and when.tzinfo is not None
+    assert (tmp_path / "out" / f"140211001234_CDSS_20261129100020_{seq:04d}.lines").read_bytes() == \
+        b"14021100123409MN000400000001=12"
