@@ -22,14 +22,13 @@ with its sources): nothing here knows a key of the platform's.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import string
 from pathlib import Path
 from typing import Any, Iterable
 
 import orjson
 
-from edge_agent.fsutil import sync_dir
+from edge_agent.fsutil import replace_file
 
 NAME_KEYS = ("mine_code", "type", "time", "serial")
 ENVELOPE_SOURCES = ("time", "mine_code", "mine_name", "system_code", "system_name", "system_model",
@@ -130,13 +129,7 @@ def write(directory: str | Path, name: str, data: bytes) -> tuple[Path, bool]:
         if existing == data:
             return target, False
         raise FileExistsError(f"{target} exists with other content")
-    tmp = target.with_name(f".{name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, target)
-    sync_dir(target.parent)
+    replace_file(target, data)
     return target, True
 
 
