@@ -215,3 +215,18 @@ def test_polled_over_modbus_tcp_the_scenarios_walk_blue_to_red_and_back(site):
             series = [(f.mono, {"X1": float(f.values[0])}) for f in frames]
             levels = [level("high", [2000, 4000, 6000, 8000], r) for _, r in rate(series, "X1", 2.0)]
             assert walk(levels) == ONE_WALK, walk(levels)
+
+
+@pytest.mark.parametrize("command", ["demo", "simulate"])
+def test_an_unknown_scenario_is_one_line_naming_the_known_ones(command, tmp_path):
+    import os
+    import subprocess
+    from conftest import ROOT, edge_agent_cmd
+    args = ["--workdir", str(tmp_path / "d")] if command == "demo" else ["-c", str(ROOT / "config" / "demo.yaml")]
+    for lang, text in (("C", "unknown scenario nope; known: normal"), ("zh_CN.UTF-8", "未知的模拟场景 nope")):
+        env = {**os.environ, "LANG": lang, "LANGUAGE": "", "LC_ALL": ""}
+        proc = subprocess.run(edge_agent_cmd(command, *args, "--scenario", "nope"), capture_output=True,
+                              text=True, timeout=60, env=env)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        (line,) = [ln for ln in proc.stderr.splitlines() if "scenario" in ln and "error" in ln]
+        assert text in line and "slope-creep" in line and "roof-separation" in line
