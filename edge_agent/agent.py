@@ -47,10 +47,10 @@ class Agent:
     def __init__(self, site: Site):
         self.site = site
         b = site.buffer
-        wanted = site.forward.enabled()
+        blocks = sink_blocks(site)
         self.buffer = Buffer(site.path(b.path), durability=b.durability, max_size=b.max_size,
                              max_age=b.max_age, sync_every=b.sync_every, memory_limit=b.memory_limit,
-                             sinks=[c.sink_name for c in wanted])
+                             sinks=[c.sink_name for c, _, _ in blocks])
         self.on_level_changes = None      # graded warning: called with each frame's level changes (points, items)
         self.pending: list[tuple[str, int, float, bytes]] = []
         self._commit_at: asyncio.TimerHandle | None = None
@@ -59,11 +59,12 @@ class Agent:
         self.sinks: list = []
         self.sink_specs: dict[str, registry.SinkSpec] = {}
         self.wakes: list[asyncio.Event] = []
-        every = live = 0
-        for cfg in wanted:
-            spec = registry.sink(cfg.kind)
+        every = live = shared = 0
+        own: dict[str, int] = {}           # a system's own sinks (its file sink)
+        for cfg, spec, system in blocks:
             wake = asyncio.Event()
-            ctx = registry.SinkContext(name=cfg.sink_name, site=site, profile=site.loaded_profile,
+            ctx = registry.SinkContext(name=cfg.sink_name, site=site if system is None else system.site,
+                                       profile=site.loaded_profile if system is None else system.profile,
                                        buffer=self.buffer, wake=wake, encoder=lambda: self.pipeline.encoder,
                                        status_detail=self.status_detail)
             sink = spec.make(cfg, ctx)
@@ -73,12 +74,20 @@ class Agent:
             bit = self.buffer.bit(sink.name)
             every |= bit
             live |= bit if spec.live else 0
+            if system is None:
+                shared |= bit
+            else:
+                own[system.name] = own.get(system.name, 0) | bit
         # Per-frame CDSS (report by exception) only go to the sinks that want them (the MQTT
         # uplink); the full snapshot every realtime_every goes everywhere (the spec files
         # need it).  No row is for the files alone, so the MQTT consumer's seq
-        # has no gaps that are not loss.
+        # has no gaps that are not loss.  With `systems:`, a system's rows go to the shared
+        # sinks and its own (its file sink), never to another system's.
         self.routes = Routes(all=every, live=live)
-        self.pipeline = Pipeline(site, self.routes, self.pending, states=self.fzss_states)
+        self.system_routes = {s.name: Routes(all=shared | own.get(s.name, 0), live=live & (shared | own.get(s.name, 0)))
+                              for s in site.resolved_systems} if site.systems else None
+        self.pipeline = Pipeline(site, self.routes, self.pending, states=self.fzss_states,
+                                 system_routes=self.system_routes)
         self.baselines = open_beside_buffer(self.site, self.catalog, self.kernel)
         self.devices = [DeviceState() for _ in site.devices]
         self.drivers = [self._driver(i, site, self.pipeline) for i in range(len(site.devices))]
@@ -224,7 +233,10 @@ class Agent:
             self.last_clock = time.monotonic()
             rep = self.site.report
             now = time.time()
-            if now >= next_snapshot:
+            if self.site.systems:          # each system on its own realtime_every
+                if self.pipeline.snapshots_due(now):
+                    self.fzss_sent = True
+            elif now >= next_snapshot:
                 self.snapshot(now)
                 behind = math.floor((now - next_snapshot) / rep.realtime_every) + 1
                 next_snapshot += rep.realtime_every * max(1, behind)
@@ -342,7 +354,8 @@ class Agent:
                 log.warning("reload: %s settings changed; restart the service to apply them", key)
         new = new.model_copy(update={key: getattr(old, key) for key in restart_keys})
         try:
-            pipeline = Pipeline(new, self.routes, self.pending, states=self.fzss_states, previous=self.pipeline)
+            pipeline = Pipeline(new, self.routes, self.pending, states=self.fzss_states, previous=self.pipeline,
+                                system_routes=self.system_routes)
             keep = [i for i, dev in enumerate(new.devices) if i < len(old.devices) and
                     _acquisition(old.devices[i]) == _acquisition(dev) and
                     [p.index for p in self.pipeline.catalog.by_device[i]] ==
@@ -386,6 +399,19 @@ class Agent:
             if not any(s.connected and self.buffer.backlog(s.name) for s in self.sinks):
                 return
             await asyncio.sleep(0.05)
+
+
+def sink_blocks(site: Site) -> list[tuple]:
+    """(cfg, spec, system or None) per sink to run: each enabled `forward:` block; with `systems:`, a
+    sink kind that works per system (the spec files) once per system (`files.<system>`)."""
+    out = []
+    for cfg in site.forward.enabled():
+        spec = registry.sink(cfg.kind)
+        if site.systems and spec.per_system is not None:
+            out += [(spec.for_system(cfg, s), spec, s) for s in site.resolved_systems]
+        else:
+            out.append((cfg, spec, None))
+    return out
 
 
 def _acquisition(dev) -> tuple:

@@ -202,6 +202,7 @@ class Device(Model):
     retries: int = Field(1, ge=0, le=10)
     points_file: str | None = None
     points: tuple[Point, ...] = ()
+    system: str | None = None            # the monitoring system (`systems:`) it belongs to
 
     @field_validator("name")
     @classmethod

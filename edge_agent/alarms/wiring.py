@@ -57,8 +57,13 @@ class AgentAlarms:
     def _emit(self, records) -> None:
         a = self.agent
         every, mqtt = a.routes.all, a.mask_of_kind("mqtt")
+        first = a.pipeline.views[0]        # with `systems:`, the records of the first system's encoder
+        if a.site.systems:
+            every = first.routes.all
         for typ, t, body in records:
             mask = mqtt if typ in MQTT_ONLY else every
+            if typ not in MQTT_ONLY:
+                typ = first.system.type_of(typ)
             if mask and body != EMPTY:     # EMPTY: a point of a local code the profile does not send
                 a.pending.append((typ, mask, t, body))
         a.commit()

@@ -8,9 +8,12 @@ so `check` says so before `run`.  `SPEC` is the registry entry (see `edge_agent.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pydantic import field_validator
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from edge_agent.errors import ConfigError, Problem
 from edge_agent.model import SinkConfig
@@ -52,19 +55,33 @@ def parse_upload(url: str, where: str = "site") -> FtpTarget:
         raise ConfigError([Problem(where, None, FIELD, str(exc))]) from None
 
 
+def _checked_upload(v: str | None) -> str | None:
+    if v is not None:
+        _target(v)
+    return v
+
+
+# an `upload:` URL, refused by the model unless ftp:// or ftps:// (also `systems[].upload`)
+UploadUrl = Annotated[str | None, AfterValidator(_checked_upload)]
+
+
 class FilesCfg(SinkConfig):
     dir: str = "/var/lib/edge-agent/outbox"
-    upload: str | None = None
+    upload: UploadUrl = None
     password_file: str | None = None
     ca_file: str | None = None          # FTPS: trust this CA (else the system store)
     keep_uploaded: bool = False
 
-    @field_validator("upload")
-    @classmethod
-    def _upload(cls, v: str | None) -> str | None:
-        if v is not None:
-            _target(v)
-        return v
+
+def for_system(cfg: FilesCfg, system) -> FilesCfg:
+    """This files block for one monitoring system: sink `files.<system>` (or `<name>.<system>`), writing
+    into the system's sub-folder, pushing to the system's `upload` (default: this block's upload plus the
+    sub-folder)."""
+    upload = system.upload
+    if upload is None and cfg.upload:
+        upload = cfg.upload.rstrip("/") + "/" + system.dir
+    return cfg.model_copy(update={"name": f"{cfg.sink_name}.{system.name}",
+                                  "dir": str(Path(cfg.dir) / system.dir), "upload": upload})
 
 
 def make(cfg: FilesCfg, ctx):
@@ -73,5 +90,5 @@ def make(cfg: FilesCfg, ctx):
 
 
 SPEC = SinkSpec(
-    kind="files", config=FilesCfg, factory=make, secret_fields=("password_file",),
+    kind="files", config=FilesCfg, factory=make, secret_fields=("password_file",), per_system=for_system,
     counters={"published": ("files_written",), "acked": ("files_written",)})

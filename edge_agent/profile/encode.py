@@ -75,7 +75,7 @@ def framing_problems(site, catalog, profile: Profile) -> list[Problem]:
     names, point codes) and contains a character the text files use for framing.  `edge-agent
     check` can report these; the Encoder refuses to start with any."""
     files = profile.files
-    chars = set(FRAMING) | {files["field_separator"], files["record_terminator"], files["file_terminator"]}
+    chars = set(FRAMING) | {files.get(k) or ";" for k in ("field_separator", "record_terminator", "file_terminator")}
     where = getattr(site, "source", "") or "site"
     problems: list[Problem] = []
 
@@ -113,8 +113,14 @@ class Encoder:
     the text files use for framing.
     """
 
-    def __init__(self, site, catalog, profile: Profile, *, tz: dt.tzinfo | None = None):
+    def __init__(self, site, catalog, profile: Profile, *, tz: dt.tzinfo | None = None, system=None):
         self.site = site
+        # the monitoring system this encoder writes for (edge_agent.systems.System): only its devices' points
+        self.system = system
+        devices = set(system.devices) if system is not None else None
+        self._send = [rp.sent and (devices is None or rp.device in devices) for rp in catalog.points]
+        self._devices = [di for di in range(len(site.devices)) if devices is None or di in devices]
+        self._device_set = frozenset(self._devices)
         self.catalog = catalog
         self.profile = profile
         self.tz = tz if tz is not None else zone_of(site, profile)
@@ -129,6 +135,7 @@ class Encoder:
                       + b',"gateway":' + orjson.dumps(info.gateway).replace(b"%", b"%%")
                       + b',"time":%b,"ts":%.3f,"records":')
         self._type_json = {t: orjson.dumps(t) for t in profile.records}
+        self._retained = frozenset(profile.retained)
         opts = profile.options
         self._status = opts.status_table()
         self._not_polled = next((b for b, name in profile.status_bits.items() if name == "not_polled"), 0)
@@ -140,10 +147,11 @@ class Encoder:
             log.warning("%d point codes are longer than the profile's receivers take (%d characters, original "
                         "numbers %d): they may be refused; `edge-agent check` lists them", long,
                         opts.point_code_max, opts.point_number_max)
-        unsent = sorted({rp.cfg.sensor for rp in catalog.points if not rp.sent})
+        mine = [rp for rp in catalog.points if devices is None or rp.device in devices]
+        unsent = sorted({rp.cfg.sensor for rp in mine if not rp.sent})
         if unsent:
             log.info("profile %s sends no record of local code(s) %s (%d points): receivers have no code for them",
-                     profile.name, ", ".join(unsent), sum(not rp.sent for rp in catalog.points))
+                     profile.name, ", ".join(unsent), sum(not rp.sent for rp in mine))
 
     # ------------------------------------------------------------------ MQTT
 
@@ -152,7 +160,11 @@ class Encoder:
         return f"{prefix or self.prefix}/{self.site.site.mine_code}/{self.site.site.gateway}/{type}"
 
     def retained(self, type: str) -> bool:
-        return type in self.profile.retained
+        return type in self._retained
+
+    def retain_also(self, types) -> None:
+        """Row types (`<system>/<TYPE>`) of the other systems that MQTT retains (the sinks ask this encoder)."""
+        self._retained = self._retained | frozenset(types)
 
     def envelope(self, seq: int, type: str, time: float, body: bytes) -> bytes:
         """The MQTT payload: seq, type, mine_code, gateway, time, ts, records (the body, spliced as is).
@@ -161,7 +173,11 @@ class Encoder:
         acquisition time of its frame), so a consumer can measure end-to-end latency;
         `time` is the profile's local-time text of the same instant.
         """
-        tj = self._type_json.get(type) or orjson.dumps(type)
+        tj = self._type_json.get(type)
+        if tj is None:
+            system, _, code = type.rpartition("/")
+            tj = orjson.dumps(code) + (b',"system":' + orjson.dumps(system) if system else b"")
+            self._type_json[type] = tj
         return self._head % (seq, tj, self.times.json(time), time) + body + b"}"
 
     # ------------------------------------------------------------------ generic records
@@ -180,6 +196,14 @@ class Encoder:
     def _body(self, type: str, rows: Iterable[dict]) -> bytes:
         fields = self.profile.records[type]
         return orjson.dumps([{f: r.get(f) for f in fields} for r in rows])
+
+    def rows(self, type: str, rows: Iterable[dict]) -> bytes:
+        """A body of record type `type` from dicts: the profile's fields for it, in its order (missing: null)."""
+        return self._body(type, rows)
+
+    def sends(self, rp) -> bool:
+        """Whether point `rp` goes into this encoder's records (its system's, and a code the profile sends)."""
+        return self._send[rp.index]
 
     def _point(self, ref: Any):
         """A ResolvedPoint from a global index or anything with `.index`; None for device-level events."""
@@ -216,7 +240,7 @@ class Encoder:
         system = self.site.site.system_code
         rows = []
         for rp in self.catalog.points:
-            if not rp.sent:
+            if not self._send[rp.index]:
                 continue
             p, d = rp.cfg, rp.decimals
             a, c, w = p.alarm, p.cutoff, p.warn
@@ -253,7 +277,7 @@ class Encoder:
         xyz = self._xyz
         rows = [{"substation_code": self.catalog.device_code(di), "location": dev.location, "name": dev.name,
                  "x": num(dev.x, xyz), "y": num(dev.y, xyz), "z": num(dev.z, xyz), "time": t}
-                for di, dev in enumerate(self.site.devices)]
+                for di, dev in ((di, self.site.devices[di]) for di in self._devices)]
         return self._body("FZDY", rows)
 
     def fzss(self, states: Sequence[tuple[int, int]], now: float) -> bytes:
@@ -261,7 +285,7 @@ class Encoder:
         t = self.times.text(now)
         rows = [{"substation_code": self.catalog.device_code(di), "run_status": int(run),
                  "power_status": int(power), "time": t}
-                for di, (run, power) in enumerate(states)]
+                for di, (run, power) in enumerate(states) if di in self._device_set]
         return self._body("FZSS", rows)
 
     def tjsj(self, stats: Iterable[Any], now: float) -> bytes:
@@ -273,7 +297,7 @@ class Encoder:
         n = self.number
         for s in stats:
             rp = self._point(s.point)
-            if not rp.sent:
+            if not self._send[rp.index]:
                 continue
             row = self._point_fields(rp)
             row.update({"start": tt(s.start), "end": tt(s.end), "max": n(rp, s.max), "max_time": tt(s.max_time),
@@ -299,12 +323,14 @@ class Encoder:
         for e in events:
             rp = self._point(getattr(e, "point", None))
             if rp is not None:
-                if not rp.sent:
+                if not self._send[rp.index]:
                     continue
                 row = self._point_fields(rp)
                 n = lambda v, rp=rp: self.number(rp, v)    # noqa: E731
-            else:
+            elif int(e.device) in self._device_set:
                 row, n = self._device_fields(int(e.device)), lambda v: num(v, 2)
+            else:
+                continue                 # another system's device
             anomaly = e.anomaly if isinstance(e.anomaly, str) else f"{int(e.anomaly):03d}"
             value = getattr(e, "value", None)
 
@@ -337,7 +363,7 @@ class Encoder:
         self._cdss_order = tuple(_CDSS_SLOTS.index(f) for f in slots)
         self._cdss_parts: list[tuple[bytes, ...] | None] = []
         for rp in self.catalog.points:
-            if not rp.sent:
+            if not self._send[rp.index]:
                 self._cdss_parts.append(None)
                 continue
             consts = self._point_fields(rp)

@@ -18,7 +18,6 @@ KINDS = ("analog", "switch", "cumulative", "multistate")
 # order its receivers expect; the names are also the MQTT JSON keys.
 HEADER_FIELDS = ("mine_code", "mine_name", "system_model", "system_name", "manufacturer", "date", "time",
                  "gateway", "safety_mark_expiry")
-SAME_SECOND = ("wait",)
 DOWN_VALUES = ("last", "empty")
 # what may never appear inside a text-file field (the default separators; a
 # profile's own separators are checked too)
@@ -151,25 +150,9 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
             bad("records" if t in records else "headers", f"unknown type {t!r}; registered types are "
                                                           f"{', '.join(types)}")
     files = need("files", dict)
-    for key in ("name", "field_separator", "record_terminator", "file_terminator"):
-        if not isinstance(files.get(key), str) or not files.get(key):
-            bad(f"files.{key}", "missing")
-    seps = [files.get(k) for k in ("field_separator", "record_terminator", "file_terminator")]
-    if all(isinstance(x, str) and x for x in seps):
-        if not all(x.isascii() for x in seps):
-            bad("files.field_separator", "separators must be ASCII (`;`, never the full-width `；`)")
-        if seps[0] == seps[1] or seps[0] in seps[2] or seps[1] in seps[2]:
-            bad("files.file_terminator", "field separator, record terminator and file terminator must differ")
-    if isinstance(files.get("name"), str):
-        import datetime as _dt
-        try:
-            files["name"].format(mine_code="000000000000", type="CDSS", time=_dt.datetime(2026, 1, 2, 3, 4, 5))
-        except (KeyError, ValueError, IndexError, AttributeError) as exc:
-            bad("files.name", f"not a usable name template ({exc}); fields are mine_code, type, time")
-    if files.get("same_second", "wait") not in SAME_SECOND:
-        bad("files.same_second", f"must be one of {', '.join(SAME_SECOND)}")
-    if str(files.get("encoding", "utf-8")).lower().replace("_", "-") not in ("utf-8", "utf8"):
-        bad("files.encoding", "only utf-8 (without BOM) is supported")
+    from edge_agent.profile.formats import format_problems
+    for key, reason in format_problems(files):
+        bad(f"files.{key}" if key else "files", reason)
     for key in ("name_pattern",):
         if key in files:
             try:

@@ -1,0 +1,87 @@
+"""Several monitoring systems on one gateway (`systems:`): folders, uploads, codes, routes, checks."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import yaml
+
+from edge_agent.agent import Agent
+from edge_agent.config import load_site
+from edge_agent.forward.ftp import pending_files
+from e2e import agent_running, make_site
+from test_config import check
+from test_ftp import PASSWORD, USER, servers  # noqa: F401  (the fixture)
+from systems_reader import parse_file
+
+
+def two_systems(tmp_path, sim, upload_port: int | None = None, **extra) -> "Path":
+    """The demo site as two systems: the gas substation is safety monitoring (01), belt and bin are
+    their own system (02) of the same profile."""
+    path = make_site(tmp_path, sim, None)
+    data = yaml.safe_load(path.read_text("utf-8"))
+    data["systems"] = [{"name": "aqjk", "kind": "safety-monitoring", "system_code": "01", "realtime_every": "2s"},
+                       {"name": "sbjk", "kind": "safety-monitoring", "system_code": "02", "system_name": "设备监测",
+                        "realtime_every": "3s", **extra}]
+    for dev in data["devices"]:
+        dev["system"] = "aqjk" if dev["name"].startswith("gas") else "sbjk"
+    if upload_port is not None:
+        (tmp_path / "ftp.pass").write_text(PASSWORD)
+        data["forward"]["files"].update(upload=f"ftp://{USER}@127.0.0.1:{upload_port}/in",
+                                        password_file=str(tmp_path / "ftp.pass"))
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
+    return path
+
+
+def test_each_system_writes_its_own_folder_and_uploads_to_its_own_target(tmp_path, sim, servers):  # noqa: F811
+    outbox = tmp_path / "outbox"
+    srv = servers(tmp_path / "server", outbox)
+    site = load_site(two_systems(tmp_path, sim, srv.port))
+    assert [s.name for s in site.resolved_systems] == ["aqjk", "sbjk"]
+
+    async def scenario():
+        agent = Agent(site)
+        async with agent_running(agent) as run:
+            deadline = time.monotonic() + 40
+            while not all(len(list((srv.root / "in" / d).glob("*_CDSS_*.txt"))) >= 2 for d in ("aqjk", "sbjk")):
+                assert time.monotonic() < deadline and not run.done()
+                await asyncio.sleep(0.1)
+            assert set(agent.buffer.sinks) == {"files.aqjk", "files.sbjk"}
+
+    asyncio.run(scenario())
+    site_points = {"aqjk": {p.id for d in site.devices if d.system == "aqjk" for p in d.points},
+                   "sbjk": {p.id for d in site.devices if d.system == "sbjk" for p in d.points}}
+    for name, code in (("aqjk", "01"), ("sbjk", "02")):
+        remote = srv.root / "in" / name
+        cddy = sorted(remote.glob("*_CDDY_*.txt"))
+        assert cddy, name
+        header, records = parse_file(cddy[0])
+        assert header[3] == ("安全监控系统" if name == "aqjk" else "设备监测")
+        assert records and all(r[1] == code and r[0][12:14] == code for r in records)
+        # only this system's points: original numbers are the points' ids
+        ids = {r[0][20:] for r in records}
+        assert ids and not ids & site_points["aqjk" if name == "sbjk" else "sbjk"], (name, ids)
+        for f in remote.glob("*_CDSS_*.txt"):
+            assert all(r[0][12:14] == code for r in parse_file(f)[1])
+    assert not pending_files(outbox / "aqjk") and not pending_files(outbox / "sbjk")
+
+
+def test_system_problems_name_file_line_and_field(tmp_path, sim, capsys):
+    path = two_systems(tmp_path, sim)
+    good = path.read_text("utf-8")
+    cases = [
+        (lambda d: d["devices"][1].update(system="nope"), "devices[belt-1].system", "unknown system 'nope'"),
+        (lambda d: d["devices"][1].pop("system"), "devices[belt-1].system", "belongs to no system"),
+        (lambda d: d["systems"][1].update(kind="water-hazzard"), "systems[sbjk].kind", "cannot be used"),
+        (lambda d: d["systems"][1].update(system_code="01"), "systems[sbjk].system_code", "used twice"),
+        (lambda d: d["systems"][1].update(system_code=5), "systems[sbjk].system_code", "in quotes"),
+        (lambda d: (d.pop("systems"), d["devices"][0]), "devices[gas-substation-1].system", "no `systems:`"),
+    ]
+    for change, field, reason in cases:
+        data = yaml.safe_load(good)
+        change(data)
+        code, out = check(tmp_path, yaml.safe_dump(data, allow_unicode=True, sort_keys=False), capsys)
+        assert code == 1, (field, out)
+        line = next((ln for ln in out.splitlines() if field in ln and reason in ln), None)
+        assert line is not None, (field, reason, out)
+        assert ".yaml:" in line.split(field)[0], line          # file:line: field: reason
