@@ -42,7 +42,7 @@ def view(tmp_path):
     (tmp_path / "local.yaml").write_text(LOCAL, encoding="utf-8")
     site = site_from_yaml(SITE, tmp_path)
     catalog = Catalog(site, site.loaded_profile)
-    raw = yaml.safe_load((ROOT / "config" / "profiles" / "json" / "slope-gnss.yaml").read_text(encoding="utf-8"))
+    raw = yaml.safe_load((ROOT / "config" / "profiles" / "slope-gnss.yaml").read_text(encoding="utf-8"))
     members = dict(zip(("x_disp", "y_disp", "z_disp"), catalog.points))
     n = len(catalog.points)
     return SimpleNamespace(

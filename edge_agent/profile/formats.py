@@ -62,3 +62,7 @@ def format_of(profile) -> FileFormat:
 
 register_file_format(FileFormat("text", "edge_agent.profile.textfile:render_file",
                                 "edge_agent.profile.formats:text_problems"))
+
+# the slope GNSS JSON files (gnss-json) and their record types
+import edge_agent.profile.gnssjson  # noqa: E402,F401
+import edge_agent.profile.gnsstypes  # noqa: E402,F401

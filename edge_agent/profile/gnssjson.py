@@ -3,8 +3,9 @@
     name, data = render(profile, site, "gnssrealtime", when, records, seq=1234)
 
 A file is one JSON object: the profile's `files.envelope` keys (each a header
-value: `time` is `when` in `files.time_format`, the others the system's
-`mine_code`, `mine_name`, `system_code`, `system_name`, `gateway`), then
+value: `time` is `when`, the others the system's
+`mine_code`, `mine_name`, `system_code`, `system_name`, `gateway`; the
+profile's `time_format` for `time`), then
 `files.data_key` (`data`) holding the records, each an object with the
 profile's `records.<type>` keys in that order; a dotted key nests
 (`alarm_value.velocity` -> `{"alarm_value": {"velocity": ...}}`).  A record's
@@ -74,9 +75,6 @@ def check(files: dict) -> list[tuple[str, str]]:
     data_key = files.get("data_key", "data")
     if not isinstance(data_key, str) or not data_key or (isinstance(envelope, dict) and data_key in envelope):
         out.append(("data_key", "the key of the records: a name not used by `envelope`"))
-    fmt = files.get("time_format", DEFAULT_TIME_FORMAT)
-    if not isinstance(fmt, str) or "%" not in fmt:
-        out.append(("time_format", "a strftime pattern, e.g. '%Y-%m-%d %H:%M:%S'"))
     return out
 
 
@@ -110,7 +108,7 @@ def render(profile, site, type: str, when: dt.datetime, records: Iterable[dict],
     """(file name, bytes) of one file of `records` (dicts keyed by the profile's field names)."""
     files = _files(profile)
     fields = _fields(profile, type)
-    head = _header(site, when, files.get("time_format", DEFAULT_TIME_FORMAT))
+    head = _header(site, when, getattr(profile, "time_format", None) or DEFAULT_TIME_FORMAT)
     doc: dict[str, Any] = {key: head[source] for key, source in files.get("envelope", {}).items()}
     doc[files.get("data_key", "data")] = [_nest(fields, r) for r in records]
     return file_name(profile, site, type, when, seq=seq), orjson.dumps(doc)

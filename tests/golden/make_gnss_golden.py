@@ -20,12 +20,12 @@ from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import orjson
-import yaml
 
 from edge_agent.alarms.book import AlarmBook
 from edge_agent.alarms.spec import alarm_spec
 from edge_agent.filtering.records import LevelChange
 from edge_agent.gnssmotion import Motion
+from edge_agent.profile import load_profile
 from edge_agent.profile import load_profile
 from edge_agent.profile.gnssjson import render, write
 from edge_agent.profile.gnsstypes import (GnssSettings, Station, alarm_record, baseinfo_record, clear_record,
@@ -60,9 +60,8 @@ LOCAL = "extends: default\nlocal_sensors:\n  '0081': {kind: analog, name: GNSS X
 
 
 def profile():
-    """The slope-gnss profile's data (files, records, raw) as the file format reads it."""
-    raw = yaml.safe_load((ROOT / "config" / "profiles" / "json" / "slope-gnss.yaml").read_text(encoding="utf-8"))
-    return SimpleNamespace(files=raw["files"], records={k: tuple(v) for k, v in raw["records"].items()}, raw=raw)
+    """The built-in slope-gnss profile, loaded and checked as a site's system loads it."""
+    return load_profile("slope-gnss")
 
 
 def text(t: float) -> str:
