@@ -14,7 +14,7 @@ table only (drivers never see it):
     0029  pond water level (库水位)               m     high 12.0 12.5 13.0 13.5
     0030  phreatic line burial depth (浸润线)     m     low 10.0 9.0 8.5 8.0 (shallower is worse)
     0031  rainfall (降雨量)                       mm    high 10 25 50 100
-    0070  dry beach length (干滩长度)             m     low 120 100 80 70 (shorter is worse)
+    0601  dry beach length (干滩长度)             m     low 120 100 80 70 (shorter is worse)
     0021  surface displacement (表面位移)         mm    creeps: rate high 1 2 3.5 5 mm/h
     0081/0082/0083 GNSS x/y/z displacement       mm    creeps: rate high 1 2 3.5 5 mm/h (y 0.6x, z -0.3x)
     1401  roof separation (离层), 1st shallow,    mm    high 5 10 15 25 (deep: x1.6)
@@ -70,7 +70,7 @@ QUANTITIES: dict[str, Quantity] = {
     "0029": Quantity("pond water level", ladder=(12.0, 12.5, 13.0, 13.5)),
     "0030": Quantity("phreatic line burial depth", side="low", ladder=(10.0, 9.0, 8.5, 8.0)),
     "0031": Quantity("rainfall", ladder=(10.0, 25.0, 50.0, 100.0)),
-    "0070": Quantity("dry beach length", side="low", ladder=(120.0, 100.0, 80.0, 70.0)),
+    "0601": Quantity("dry beach length", side="low", ladder=(120.0, 100.0, 80.0, 70.0)),
     "0021": Quantity("surface displacement", side="creep", ladder=CREEP, floor=None),
     "0081": Quantity("GNSS x displacement", side="creep", ladder=CREEP, floor=None),
     "0082": Quantity("GNSS y displacement", side="creep", ladder=CREEP, floor=None, axis=0.6),
@@ -85,7 +85,7 @@ DEEP = 1.6                                    # a deep roof-separation anchor mo
 
 WALKS: dict[str, frozenset[str]] = {
     "water-rise": frozenset({"0503", "0010", "3003"}),
-    "tailings-rain": frozenset({"0031", "0029", "0030", "0070", "0021"}),
+    "tailings-rain": frozenset({"0031", "0029", "0030", "0601", "0021"}),
     "slope-creep": frozenset({"0081", "0082", "0083"}),
     "roof-separation": frozenset({"1401", "1101", "1301", "1302", "1201"}),
 }
