@@ -112,6 +112,9 @@ class Point(Model):
     sensor_name: FreeText | None = None  # default: the code table's name for the sensor type
     on_text: FreeText | None = None      # switch points (KG): the state 1 / state 0 texts; default: the code table's
     off_text: FreeText | None = None
+    instrument: str | None = None        # several points, one record (edge_agent/profile/shapes.py): its name
+    role: str | None = None              # this point's member of the instrument (level, temperature, x_disp ...)
+    attrs: dict[str, FreeText | float] = {}   # definition attributes a profile's `attributes:` names
 
     @field_validator("id", mode="before")
     @classmethod

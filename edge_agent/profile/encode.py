@@ -27,6 +27,7 @@ import orjson
 
 import logging
 
+from edge_agent.codes import LEVELS
 from edge_agent.errors import ConfigError, Problem
 from edge_agent.profile.tables import FRAMING, Profile
 from edge_agent.profile.timefmt import TimeText, zone_of
@@ -136,11 +137,12 @@ class Encoder:
                       + b',"time":%b,"ts":%.3f,"records":')
         self._type_json = {t: orjson.dumps(t) for t in profile.records}
         self._retained = frozenset(profile.retained)
+        self._level_codes = {str(k): v for k, v in (profile.raw.get("level_codes") or {}).items()}
         opts = profile.options
         self._status = opts.status_table()
         self._not_polled = next((b for b, name in profile.status_bits.items() if name == "not_polled"), 0)
         self._defined_kinds, self._text_kinds = opts.definition_kinds, opts.text_kinds
-        self._xyz = opts.coordinate_decimals
+        self._xyz = self.xyz_decimals = opts.coordinate_decimals
         self._build_cdss_templates()
         long = sum(len(rp.code) > opts.point_code_max or len(rp.id) > opts.point_number_max for rp in catalog.points)
         if long:
@@ -200,6 +202,21 @@ class Encoder:
     def rows(self, type: str, rows: Iterable[dict]) -> bytes:
         """A body of record type `type` from dicts: the profile's fields for it, in its order (missing: null)."""
         return self._body(type, rows)
+
+    def point_fields(self, rp) -> dict:
+        """point_code, sensor_name, location, unit, sensor_type, substation_code of point `rp`."""
+        return self._point_fields(rp)
+
+    def level_code(self, level: int) -> int | None:
+        """The profile's number for graded-warning level `level` (0 none .. 4 red; `level_codes:`), None for 0."""
+        return self._level_codes.get(LEVELS[level]) if 0 < level < len(LEVELS) else None
+
+    def level_colour(self, level: int) -> str | None:
+        return LEVELS[level] if 0 < level < len(LEVELS) else None
+
+    def colour_of_code(self, code) -> str | None:
+        """The colour the profile numbers `code` (an alarm record's level), None if none."""
+        return next((c for c, n in self._level_codes.items() if n == code), None) if code is not None else None
 
     def sends(self, rp) -> bool:
         """Whether point `rp` goes into this encoder's records (its system's, and a code the profile sends)."""
@@ -291,6 +308,10 @@ class Encoder:
     def tjsj(self, stats: Iterable[Any], now: float) -> bytes:
         """Window statistics (TJSJ): objects with point, start, end, max, max_time, min, min_time, avg, count
         (and optionally delta, for cumulative points)."""
+        return self._body("TJSJ", self.tjsj_rows(stats, now))
+
+    def tjsj_rows(self, stats: Iterable[Any], now: float) -> list[dict]:
+        """The records of `tjsj` as dicts (every field its producer fills), for any statistics type."""
         tt = self.times.text
         t = tt(now)
         rows = []
@@ -304,7 +325,7 @@ class Encoder:
                         "min": n(rp, s.min), "min_time": tt(s.min_time), "avg": n(rp, s.avg),
                         "count": int(s.count), "delta": n(rp, getattr(s, "delta", None)), "time": t})
             rows.append(row)
-        return self._body("TJSJ", rows)
+        return rows
 
     def ycbj(self, events: Iterable[Any], now: float) -> bytes:
         """Anomaly records (YCBJ), one per event.
@@ -317,6 +338,10 @@ class Encoder:
         event has an empty end; absent max/min/avg fall back to `value` at `start`; NaN ones
         are empty.
         """
+        return self._body("YCBJ", self.ycbj_rows(events, now))
+
+    def ycbj_rows(self, events: Iterable[Any], now: float) -> list[dict]:
+        """The records of `ycbj` as dicts (every field its producer fills), for any anomaly type."""
         tt = self.times.text
         t = tt(now)
         rows = []
@@ -351,19 +376,19 @@ class Encoder:
                 "level": getattr(e, "level_code", None), "time": t,
             })
             rows.append(row)
-        return self._body("YCBJ", rows)
+        return rows
 
     # ------------------------------------------------------------------ CDSS, the hot path
 
     def _build_cdss_templates(self) -> None:
         # Per point, the record's constant text around its slots: ("{...key:", ",key:", ..., "}").
         # The hot loop only joins the slots in between; no formatting per record.
-        fields = self.profile.records["CDSS"]
+        fields = self.profile.records.get("CDSS", ())     # a profile without CDSS: no point has a template
         slots = [f for f in fields if f in _CDSS_SLOTS]
         self._cdss_order = tuple(_CDSS_SLOTS.index(f) for f in slots)
         self._cdss_parts: list[tuple[bytes, ...] | None] = []
         for rp in self.catalog.points:
-            if not self._send[rp.index]:
+            if not self._send[rp.index] or not fields:
                 self._cdss_parts.append(None)
                 continue
             consts = self._point_fields(rp)

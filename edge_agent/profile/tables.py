@@ -116,11 +116,14 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
     from edge_agent import registry
 
     path, data, where_is = read_layers(name_or_path, base)
-    types = registry.record_types()
     problems: list[Problem] = []
 
     def bad(key: str, reason: str) -> None:
         problems.append(Problem(*where_is(key), key, reason))
+
+    from edge_agent.profile.shapes import register_types
+    register_types(data, bad)              # the record types this profile declares (`types:`)
+    types = registry.record_types()
 
     def need(key: str, typ: type) -> Any:
         v = data.get(key)
@@ -129,8 +132,9 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
             return typ()
         return v
 
-    headers = need("headers", dict)
-    records = need("records", dict)
+    # `TYPE: null` in a profile that extends another: that type is not sent here
+    headers = {k: v for k, v in need("headers", dict).items() if v is not None}
+    records = {k: v for k, v in need("records", dict).items() if v is not None}
     if not records:
         bad("records", "list at least one record type and its fields")
     sent = [t for t in types if t in records]      # registry order: the order they are produced in

@@ -66,6 +66,8 @@ def header_values(profile: Profile, site, type: str, when: dt.datetime) -> dict[
 
 
 def file_name(profile: Profile, site, type: str, when: dt.datetime) -> str:
+    """The profile's name template; `files.type_names` may give a type another name in files (non-coal NCDSS)."""
+    type = (profile.files.get("type_names") or {}).get(type, type)
     return profile.files["name"].format(mine_code=site.site.mine_code, type=type, time=when)
 
 
