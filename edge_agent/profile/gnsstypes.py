@@ -4,9 +4,10 @@ Record builders are pure (plain inputs -> one dict keyed by the profile's field
 names, numbers rounded as the profile's `gnss.decimals` says); the producers
 below adapt them to the pipeline's system view (see CONTRACT-systems.md §5):
 
-- `gnssbaseinfo` (definitions): one record per station (instrument `gnss`
-  with members x_disp, y_disp, z_disp); `equip_no` is its first member's point
-  code; longitude/latitude/altitude are that point's x/y/z.
+- `gnssbaseinfo` (definitions): one record per station: the points of one
+  device that share an `instrument:` name, with the roles x_disp, y_disp and
+  z_disp; `equip_no` is the x_disp point's code, `equip_name` the instrument's
+  name; longitude/latitude/altitude are that point's x/y/z.
 - `gnssrealtime` (snapshot): per station its displacement now and the speed
   and acceleration `edge_agent.gnssmotion.Motion` derives from the series
   (kept in `p.memory`, so a reload carries it on).
@@ -121,12 +122,26 @@ def clear_record(view: dict, equip_no: str, text: Text, g: GnssSettings) -> dict
 
 # ------------------------------------------------------------------------- the pipeline's producers
 
+ROLES = ("x_disp", "y_disp", "z_disp")
+
+
+def stations(points) -> dict[tuple[int, str], dict]:
+    """The GNSS stations among `points` (ResolvedPoints): (device, instrument) -> {role: point}, for
+    the points that say `instrument:` and one of the roles x_disp, y_disp, z_disp."""
+    by: dict[tuple[int, str], dict] = {}
+    for rp in points:
+        inst, role = getattr(rp.cfg, "instrument", None), getattr(rp.cfg, "role", None)
+        if inst is not None and role in ROLES:
+            by.setdefault((rp.device, inst), {})[role] = rp
+    return by
+
+
 def _stations(p) -> list[tuple[Station, dict]]:
     out = []
-    info = p.encoder.site.site if hasattr(p.encoder, "site") else None
-    for name, members in sorted(p.instruments.items()):
-        if not {"x_disp", "y_disp", "z_disp"} <= set(members):
-            continue
+    info = p.site.site
+    for (_, name), members in stations(p.points).items():
+        if not set(ROLES) <= set(members):
+            continue            # `check` names the missing member; nothing to send meanwhile
         first = members["x_disp"]
         cfg = first.cfg
         out.append((Station(first.code, name, cfg.location, getattr(info, "manufacturer", "") or "",
@@ -145,7 +160,7 @@ def gnssrealtime(p, now, _data):
     k = p.kernel
     recs = []
     for s, members in _stations(p):
-        idx = [members[f"{a}_disp"].index for a in AXES]
+        idx = [members[r].index for r in ROLES]
         disp = [k.value[i] for i in idx]
         t = max(k.time[i] for i in idx)
         if not all(math.isfinite(v) for v in disp) or not math.isfinite(t):
