@@ -81,3 +81,28 @@ def test_a_reload_carries_the_stations_history_on(pipeline, tmp_path):
     sample(again, t0 + 4200, [7.0, 0.0, 0.0])
     (rec,) = orjson.loads(gnssrealtime(again.views[0], t0 + 4200, None))
     assert rec["x_speed"] == 144.0
+
+
+def test_the_alarm_book_on_a_slope_system_makes_gnssalarm_and_clearalarm_and_no_ycbj(pipeline, view, tmp_path):
+    """A level change of a station's point: the book (bound to the slope system's encoder) opens an alarm
+    without YCBJ (the profile has none; it used to raise KeyError in the device task), and its `alarm` and
+    `disposal` records become gnssalarm and clearalarm rows."""
+    from edge_agent.alarms.book import AlarmBook
+    from edge_agent.alarms.spec import alarm_spec
+    from edge_agent.filtering.records import LevelChange
+    from edge_agent.profile.gnsstypes import book_rows
+    emitted = []
+    book = AlarmBook(tmp_path / "alarms.sqlite", alarm_spec(view.profile), emit=emitted.extend)
+    book.bind(pipeline.catalog, view.encoder, view.site)
+    t = 1_764_400_000.0
+    book.apply([LevelChange(point=0, level=4, previous=0, rule="rate", threshold=5.0, value=6.5, time=t)])
+    (alarm_id,) = [a.id for a in book.open.values()]
+    book.dispose(alarm_id, handler="李工", cause="降雨", action="撤人", handled_at=t + 30)
+    assert [typ for typ, _, _ in emitted] == ["alarm", "disposal"], "no YCBJ for a slope-gnss point"
+    rows = [r for typ, when, body in emitted for r in book_rows(view, typ, body, when)]
+    assert [typ for typ, _ in rows] == ["gnssalarm", "clearalarm"]
+    (alarm,), (clear,) = (orjson.loads(body) for _, body in rows)
+    assert alarm["equip_no"] == view.points[0].code and alarm["alarm_level"] == 1
+    assert (alarm["warning_parameters.velocity"], alarm["alarm_value.velocity"]) == (5.0, 6.5)
+    assert clear["description"] == "降雨，撤人（李工）" and clear["handle_time"] == view.encoder.times.text(t + 30)
+    assert book_rows(view, "escalation", emitted[0][2], t) == []

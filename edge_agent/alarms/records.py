@@ -33,6 +33,8 @@ class Records:
               level: int, **disposal) -> list[tuple[str, float, bytes]]:
         if self.encoder is None or a.index is None:
             return []                   # roll-up alarms have no point code to carry; a removed point neither
+        if "YCBJ" not in self.encoder.profile.records:
+            return []                   # a profile without YCBJ (slope-gnss: gnssalarm) gets none
         # the point's own value: its extreme so far, else the change's sample (a rate rule's value is a rate)
         sample = a.extreme if a.extreme is not None else \
             (finite(a.value) if a.rule in ("level", "legacy") else None)

@@ -50,7 +50,8 @@ class GnssSettings:
         dec = {"disp": 2, "speed": 3, "acc": 4, "coordinate": 8, "altitude": 3, **g.get("decimals", {})}
         derive = g.get("derive", {})
         return cls(dec, parse_duration(derive.get("window", "1h")), parse_duration(derive.get("per", "1d")),
-                   dict(raw.get("level_codes", {"blue": 4, "yellow": 3, "orange": 2, "red": 1})),
+                   dict(g.get("level_codes") or raw.get("level_codes") or {"blue": 4, "yellow": 3, "orange": 2,
+                                                                           "red": 1}),
                    g.get("description", cls.description))
 
 
@@ -172,6 +173,31 @@ def gnssrealtime(p, now, _data):
         speed, acc = m.update(t, tuple(disp))
         recs.append(realtime_record(s, t, disp, speed, acc, g, p.encoder.times.text))
     return orjson.dumps(recs) if recs else None
+
+
+def book_rows(p, typ: str, body: bytes, now: float) -> list[tuple[str, bytes]]:
+    """The gnssalarm / clearalarm rows (record type, body) of one of the alarm book's records (`alarm`
+    with event open or update, `disposal`) for the stations of system view `p`; [] for anything else
+    (another record, a point of no station, a profile that sends neither)."""
+    wanted = {"alarm": "gnssalarm", "disposal": "clearalarm"}.get(typ)
+    if wanted is None or wanted not in p.profile.records:
+        return []
+    equip = {}
+    for (di, _), members in stations(p.points).items():
+        for rp in members.values():
+            equip[(p.site.devices[di].name, rp.id)] = members.get("x_disp", rp).code
+    g = GnssSettings.of(p.profile)
+    text = p.encoder.times.text
+    recs = []
+    for view in orjson.loads(body):
+        no = equip.get((view.get("device"), view.get("point")))
+        if no is None:
+            continue
+        if typ == "alarm" and view.get("event") in ("open", "update"):
+            recs.append(alarm_record(view, no, now, g, text))
+        elif typ == "disposal" and view.get("disposal"):
+            recs.append(clear_record(view, no, text, g))
+    return [(wanted, orjson.dumps(recs))] if recs else []
 
 
 for rt in (
