@@ -85,3 +85,19 @@ def test_system_problems_name_file_line_and_field(tmp_path, sim, capsys):
         line = next((ln for ln in out.splitlines() if field in ln and reason in ln), None)
         assert line is not None, (field, reason, out)
         assert ".yaml:" in line.split(field)[0], line          # file:line: field: reason
+
+
+def test_instrument_missing_a_member_and_unknown_field_are_one_line_each(tmp_path, capsys):
+    from pathlib import Path
+    src = (Path(__file__).parent / "golden" / "systems" / "site.yaml").read_text("utf-8")
+    bad = src.replace("""      - {id: "00000302", sensor: "0010", address: hr:2, type: float32, location: 3号长观孔, instrument: CGK3,
+         role: temperature}
+""", "")
+    code, out = check(tmp_path, bad, capsys)
+    assert code == 1
+    assert any("instrument CGK3 lacks member(s) temperature" in ln and ".yaml:" in ln for ln in out.splitlines()), out
+    (tmp_path / "wh.yaml").write_text("extends: water-hazard\nrecords:\n  CGKCDSS: [point_code, depth, time]\n",
+                                      "utf-8")
+    code, out = check(tmp_path, src.replace("kind: water-hazard", "kind: wh.yaml"), capsys)
+    assert code == 1
+    assert any("records.CGKCDSS: unknown field(s) depth" in ln for ln in out.splitlines()), out

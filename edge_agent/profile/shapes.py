@@ -168,3 +168,32 @@ def _anomalies(view, code: str, now: float, events) -> bytes | None:
         if row.get("description") is None:
             row["description"] = row["anomaly_name"]
     return view.encoder.rows(code, rows)
+
+
+def instrument_problems(site) -> list[tuple[tuple, str]]:
+    """(location, reason) for points of an instrument: a role its profile does not declare, a member missing."""
+    out: list[tuple[tuple, str]] = []
+    for system in site.resolved_systems:
+        declared = system.profile.raw.get("instruments") or {}
+        for di in system.devices:
+            dev = site.devices[di]
+            by: dict[str, list] = {}
+            for pi, pt in enumerate(dev.points):
+                if pt.instrument is not None:
+                    by.setdefault(pt.instrument, []).append((pi, pt))
+            for name, members in by.items():
+                kinds = [k for k, roles in declared.items() if any(pt.role in roles for _, pt in members)]
+                roles = declared.get(kinds[0]) if kinds else None
+                pi0 = members[0][0]
+                if roles is None:
+                    out.append((("devices", di, "points", pi0, "role"),
+                                f"instrument {name}: role(s) {', '.join(str(pt.role) for _, pt in members)} are not "
+                                f"members of any instrument of profile {system.kind} ({declared or 'none'})"))
+                    continue
+                have = {pt.role for _, pt in members}
+                missing = [r for r in roles if r not in have]
+                if missing:
+                    out.append((("devices", di, "points", pi0, "instrument"),
+                                f"instrument {name} lacks member(s) {', '.join(missing)} (profile {system.kind}: "
+                                f"{', '.join(roles)}); add the point(s) with `instrument: {name}` and `role:`"))
+    return out
