@@ -24,9 +24,10 @@ pytestmark = pytest.mark.timeout(120)
 DEVICES = Path(__file__).resolve().parent / "fixtures" / "demo_system_devices.yaml"
 SYSTEMS = [
     {"name": "aqjk", "kind": "safety-monitoring", "system_code": "01"},
-    {"name": "shfz", "kind": "water-hazard", "system_code": "05"},
-    {"name": "ky", "kind": "ground-pressure", "system_code": "06"},
-    {"name": "gnss", "kind": str(ROOT / "config" / "demo-slope-gnss.yaml"), "system_code": "07"},
+    {"name": "shfz", "kind": "water-hazard", "system_code": "05", "realtime_every": "1s"},
+    {"name": "ky", "kind": "ground-pressure", "system_code": "06", "realtime_every": "1s"},
+    {"name": "gnss", "kind": str(ROOT / "config" / "demo-slope-gnss.yaml"), "system_code": "07",
+     "realtime_every": "1s"},
     {"name": "wkk", "kind": "tailings", "system_code": "08"},
 ]
 
@@ -69,7 +70,8 @@ def test_the_demo_serves_every_system_and_the_agent_writes_each_into_its_folder(
         assert not any(frame.quality), name       # every point answered over Modbus TCP (one port, units 1-7)
 
     outbox = tmp_path / "outbox"
-    want = {"shfz": "CGKCDSS", "wkk": "KSWSS", "ky": "LCSS", "gnss": "gnssrealtime"}
+    # realtime types (tailings: its definitions; its realtime is 10 min at the shortest)
+    want = {"shfz": "CGKCDSS", "wkk": "KSWDY", "ky": "LCSS", "gnss": "gnssrealtime"}
 
     async def run():
         server = await sim.serve(site, port=port, scenario="steady")
