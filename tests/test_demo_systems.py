@@ -26,7 +26,7 @@ SYSTEMS = [
     {"name": "aqjk", "kind": "safety-monitoring", "system_code": "01"},
     {"name": "shfz", "kind": "water-hazard", "system_code": "05", "realtime_every": "1s"},
     {"name": "ky", "kind": "ground-pressure", "system_code": "06", "realtime_every": "1s"},
-    {"name": "gnss", "kind": str(ROOT / "config" / "demo-slope-gnss.yaml"), "system_code": "07",
+    {"name": "gnss", "kind": "demo-slope-gnss", "system_code": "07",
      "realtime_every": "1s"},
     {"name": "wkk", "kind": "tailings", "system_code": "08"},
 ]
