@@ -59,10 +59,21 @@ def receiver_report(site: Site) -> tuple[list[str], bool]:
     and whether any of it is a rule break (not only a risk)."""
     from edge_agent.profile.receiver import BREAK, site_findings, summary
     profile = site.loaded_profile
-    findings = site_findings(site, profile, Catalog(site, profile))
+    catalog = Catalog(site, profile)
+    if site.systems:        # each system whose profile writes the safety-monitoring types, with its own profile
+        findings = [f for s in site.resolved_systems if "CDDY" in s.profile.records
+                    for f in site_findings(s.site, s.profile, catalog, system=s)]
+    else:
+        findings = site_findings(site, profile, catalog)
     if not findings:
         return ["receiver: nothing a strict receiver would flag in CDDY, FZDY, FZSS, CDSS, TJSJ or YCBJ"], False
     return summary(findings), any(f.severity == BREAK for f in findings)
+
+
+def _only(catalog, system):
+    """`catalog` with only the points of `system`'s devices (what its profile's warnings look at)."""
+    from types import SimpleNamespace
+    return SimpleNamespace(points=[rp for rp in catalog.points if rp.device in system.devices])
 
 
 def check_report(site: Site, *, verbose: bool = False) -> list[str]:
@@ -71,7 +82,11 @@ def check_report(site: Site, *, verbose: bool = False) -> list[str]:
     catalog = Catalog(site, profile)
     lines = [_("{file}: ok: {devices} devices, {points} points, profile {profile}").format(
         file=site.source, devices=len(site.devices), points=len(catalog), profile=profile.name)]
-    receiver_warnings, notes = site_warnings(site, profile, catalog)
+    receiver_warnings, notes = [], []
+    for s in site.resolved_systems:     # each system's local codes, by its own profile
+        w, n = site_warnings(s.site if site.systems else site, s.profile, _only(catalog, s))
+        receiver_warnings += w
+        notes += n
     lines += [_("warning: {text}").format(text=w) for w in warnings(site) + receiver_warnings]
     lines += [_("note: {text}").format(text=n) for n in notes]
     writable = [f"{site.devices[rp.device].name}/{rp.id}" for rp in catalog.points if rp.cfg.writable]

@@ -72,6 +72,9 @@ class SystemView:
         sent = [rt for rt in registry.record_types().values() if rt.code in system.profile.records]
         self.types = {c: [rt for rt in sent if rt.cadence == c] for c in registry.CADENCES}
         self.fzss_type = next((rt for rt in sent if rt.code == "FZSS"), None)
+        # types made from the alarm book's records (cadence None with a producer: gnssalarm, clearalarm):
+        # producer(view, now, (book record type, body)) -> body or None
+        self.book_types = [rt for rt in sent if rt.cadence is None and rt.producer is not None]
         self.live = routes.live if "CDSS" in system.profile.records else 0
         self.next_snapshot = 0.0
 
@@ -118,6 +121,10 @@ class Pipeline:
         mapping = [was.get(key(p), -1) for p in self.catalog.points]
         self.kernel.carry_over(old.kernel, array("i", mapping))
         self.derived.carry_over(old.derived)
+        for v in self.views:          # producers' memory (GNSS speed/acceleration history) of the same system
+            was_v = next((o for o in old.views if o.system.name == v.system.name), None)
+            if was_v is not None:
+                v.memory = was_v.memory
         self.carried = sum(1 for i in mapping if i >= 0)
         if old.site.report.stats_window != self.site.report.stats_window:
             log.warning("reload: stats_window changed; statistics windows start again")

@@ -78,4 +78,10 @@ def test_a_creeping_station_makes_gnss_json_files_with_derived_speed(tmp_path):
     speeds = [r["x_speed"] for r in realtime if r["x_speed"] is not None]
     assert speeds and max(speeds) > 8000, "the derived speed reached the red rate (mm/h)"
     assert [r for r in realtime if r["x_acc_speed"] is not None], "acceleration once two windows are there"
+    # the rate rule's alarm, from the alarm book: raised blue (4) .. red (1) on the way up, one alarm throughout
+    alarms = [r for p in parsed if p.type == "gnssalarm" for r in p.records]
+    levels = [r["alarm_level"] for r in alarms]
+    assert levels[:4] == [4, 3, 2, 1], levels
+    assert len({r["alarm_time"] for r in alarms}) == 1 and alarms[0]["equip_no"] == base["equip_no"]
+    assert all(r["warning_parameters"]["velocity"] in (2000, 4000, 6000, 8000) for r in alarms[:4])
     assert not [p for p in outbox.iterdir() if p.name.startswith(".")], "no temp file left"

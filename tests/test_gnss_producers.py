@@ -70,8 +70,6 @@ def test_realtime_derives_speed_from_the_series_and_a_reload_carries_it_on(pipel
     assert rec["x_speed"] == 144.0
 
 
-@pytest.mark.xfail(strict=True, reason="the pipeline does not carry a view's memory over a reload yet "
-                                       "(CONTRACT-systems.md, requests from gnss, 7)")
 def test_a_reload_carries_the_stations_history_on(pipeline, tmp_path):
     t0 = 1_764_400_000.0
     for k in range(7):
@@ -117,8 +115,6 @@ def test_check_names_a_station_without_its_z_member(tmp_path, capsys):
     assert "z_disp" in line and ".yaml:" in line and "instrument" in line, line
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason="check's summary reads the sensor table of site.loaded_profile, "
-                   "not each system's (CONTRACT-systems.md, requests from gnss, 11)")
 def test_check_passes_a_whole_station(tmp_path, capsys):
     from test_config import check
     code, out = check(tmp_path, SITE, capsys)

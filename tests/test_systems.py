@@ -101,3 +101,45 @@ def test_instrument_missing_a_member_and_unknown_field_are_one_line_each(tmp_pat
     code, out = check(tmp_path, src.replace("kind: water-hazard", "kind: wh.yaml"), capsys)
     assert code == 1
     assert any("records.CGKCDSS: unknown field(s) depth" in ln for ln in out.splitlines()), out
+
+
+def test_check_and_check_receiver_pass_a_site_with_every_system(tmp_path, capsys):
+    from pathlib import Path
+    from edge_agent.cli import main
+    src = (Path(__file__).parent / "golden" / "systems" / "site.yaml").read_text("utf-8")
+    code, out = check(tmp_path, src, capsys)
+    assert code == 0, out
+    assert "Traceback" not in out
+    code = main(["check", "-c", str(tmp_path / "site.yaml"), "--receiver"])
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err + out.out, out
+
+
+def test_mqtt_topics_carry_each_system_and_type(tmp_path, sim, mosquitto):
+    from e2e import Subscriber
+    path = two_systems(tmp_path, sim)
+    data = yaml.safe_load(path.read_text("utf-8"))
+    data["forward"]["mqtt"] = {"url": f"mqtt://127.0.0.1:{mosquitto.port}", "topic_prefix": "mine"}
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
+    site = load_site(path)
+    sub = Subscriber(mosquitto.port).start()
+
+    async def scenario():
+        agent = Agent(site)
+        async with agent_running(agent) as run:
+            deadline = time.monotonic() + 40
+            want = {f"mine/140211001234/gw-demo/{s}/{t}" for s in ("aqjk", "sbjk") for t in ("CDDY", "CDSS")}
+            while not want <= {t for t, _, _ in list(sub.messages)}:
+                assert time.monotonic() < deadline and not run.done(), sorted({t for t, _, _ in sub.messages})
+                await asyncio.sleep(0.1)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sub.stop()
+    for topic, body, retained in sub.messages:
+        parts = topic.split("/")
+        if len(parts) == 5 and isinstance(body, dict) and "records" in body:
+            assert (body["system"], body["type"]) == (parts[3], parts[4]), topic
+            code = "01" if parts[3] == "aqjk" else "02"
+            assert all(r["point_code"][12:14] == code for r in body["records"] if "point_code" in r), topic

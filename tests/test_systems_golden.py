@@ -10,7 +10,13 @@ import os
 from array import array
 from pathlib import Path
 
+from types import SimpleNamespace
+
 import orjson
+
+from edge_agent.alarms.alarm import YcbjRecord
+from edge_agent.codes import LEVELS
+from edge_agent.profile.shapes import anomaly_record
 
 from edge_agent.config import load_site
 from edge_agent.frame import Frame
@@ -35,9 +41,20 @@ def render_all() -> dict[str, bytes]:
         p.on_frame(Frame(di, 0.0, T0, array("i", [rp.index for rp in pts]), array("d", vals),
                          array("B", [0] * len(pts))))
     p.snapshot(T0)
+    # the alarm book's records of a point go out as its profile's anomaly type (CGKCDYC, ZKYC, LCYC, PSLCDYC)
+    by_id = {(site.devices[rp.device].name, rp.id): rp for rp in p.catalog.points}
+    for dev, pid, value, threshold, colour in (("borehole-3", "00000301", 3.97, 3.0, "blue"),
+                                               ("roof-1", "00001201", 8.25, 8.0, "red"),
+                                               ("roof-1", "00001401", 12.5, 10.0, "orange")):
+        rp = by_id[(dev, pid)]
+        view = p.view_of_device[rp.device]
+        code = view.encoder.level_code(LEVELS.index(colour))
+        rec = YcbjRecord(point=rp.index, anomaly="009", start=T0 - 60, end=None, value=value, max=value,
+                         max_time=T0 - 60, min=value, min_time=T0 - 60, avg=value, level_code=code)
+        pending.append(anomaly_record(view, rec, T0, SimpleNamespace(threshold=threshold, side="high")))
     systems = {s.name: s for s in site.resolved_systems}
     out = {}
-    for typ, _mask, t, body in pending:
+    for typ, *_mask, t, body in pending:
         name, _, code = typ.partition("/")
         s = systems[name]
         when = dt.datetime.fromtimestamp(int(t), p.views[s.index].encoder.tz)
@@ -94,5 +111,13 @@ def test_the_independent_reader_finds_what_the_site_says():
     # the equipment system sends the belt's local code under its own system code; safety monitoring has none
     _, recs = read("sbjk/140211001234_CDSS_*.txt")
     assert [r[0] for r in recs] == ["14021100123403MN006000000001"]
+    # alarms: the profile's anomaly type, the description with value, colour and threshold, the level number
+    _, recs = read("shfz/140211001234_CGKCDYC_*.txt")
+    assert recs == [["14021100123405MN050200000301", "0502", "3号长观孔", "009", "3.97m>阈值（蓝）3.0m",
+                     "2026-11-29 09:59:20", "4", "", "", "", "2026-11-29 10:00:20"]]
+    _, recs = read("ky/140211001234_LCYC_*.txt")
+    assert recs[0][3:5] == ["009", "12.5mm>阈值（橙）10.0mm"] and recs[0][8] == "2"
+    _, recs = read("ky/140211001234_ZKYC_*.txt")
+    assert recs[0][4] == "8.25MPa>阈值（红）8.0MPa" and recs[0][8] == "1"
     _, recs = read("aqjk/140211001234_CDSS_*.txt")
     assert [r[0][12:14] for r in recs] == ["01"]

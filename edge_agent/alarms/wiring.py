@@ -53,19 +53,26 @@ class AgentAlarms:
         self.kernel = agent.kernel
         self.legacy = LegacyLevels(agent.catalog, agent.profile.raw.get("legacy_levels"))
         self.book.bind(agent.catalog, agent.encoder, agent.site)
+        if agent.site.systems:      # each point's alarms through its own system (encoder, profile, rows)
+            views = agent.pipeline.view_of_device
+            points = agent.catalog.points
+            self.book.records.view_of = lambda i: views[points[i].device]
 
     def _emit(self, records) -> None:
         a = self.agent
         every, mqtt = a.routes.all, a.mask_of_kind("mqtt")
-        first = a.pipeline.views[0]        # with `systems:`, the records of the first system's encoder
-        if a.site.systems:
-            every = first.routes.all
         for typ, t, body in records:
             mask = mqtt if typ in MQTT_ONLY else every
-            if typ not in MQTT_ONLY:
-                typ = first.system.type_of(typ)
+            if a.site.systems and "/" in typ:        # `shfz/CGKCDYC`: that system's sinks
+                mask = a.system_routes[typ.partition("/")[0]].all
             if mask and body != EMPTY:     # EMPTY: a point of a local code the profile does not send
                 a.pending.append((typ, mask, t, body))
+            if typ in MQTT_ONLY:            # a system's own alarm types made from the book's records
+                for view in a.pipeline.views:
+                    for rt in view.book_types:
+                        own = rt.produce(view, t, (typ, body))
+                        if own is not None:
+                            a.pending.append((view.system.type_of(rt.code), view.routes.all, t, own))
         a.commit()
 
     def after_frame(self, frame, kernel, events, changes=None) -> None:

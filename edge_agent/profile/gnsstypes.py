@@ -200,6 +200,20 @@ def book_rows(p, typ: str, body: bytes, now: float) -> list[tuple[str, bytes]]:
     return [(wanted, orjson.dumps(recs))] if recs else []
 
 
+def _from_book(code: str, p, now, data) -> bytes | None:
+    typ, body = data
+    return next((b for c, b in book_rows(p, typ, body, now) if c == code), None)
+
+
+def gnssalarm(p, now, data):
+    """The alarm book's hook (cadence None): `data` is one of its records, (type, body)."""
+    return _from_book("gnssalarm", p, now, data)
+
+
+def clearalarm(p, now, data):
+    return _from_book("clearalarm", p, now, data)
+
+
 for rt in (
     RecordType("gnssbaseinfo", ("equip_no", "equip_name", "install_time", "location", "manufacturer", "model",
                                 "longitude", "latitude", "altitude", "status"),
@@ -209,11 +223,12 @@ for rt in (
                                 *(f"{a}_disp" for a in AXES), *(f"{a}_speed" for a in AXES),
                                 *(f"{a}_acc_speed" for a in AXES)),
                priority=0, cadence="snapshot", producer="edge_agent.profile.gnsstypes:gnssrealtime"),
-    # made from the alarm book's records (alarm_record / clear_record), not by a cadence
+    # made from the alarm book's records (cadence None: the book's hook calls the producer with each record)
     RecordType("gnssalarm", ("equip_no", "alarm_time", "alarm_level",
                              *(f"warning_parameters.{n}" for n in PARAMETERS),
-                             *(f"alarm_value.{n}" for n in PARAMETERS)), priority=3, cadence=None, producer=None),
+                             *(f"alarm_value.{n}" for n in PARAMETERS)), priority=3, cadence=None,
+               producer="edge_agent.profile.gnsstypes:gnssalarm"),
     RecordType("clearalarm", ("equip_no", "alarm_time", "handle_time", "description"),
-               priority=3, cadence=None, producer=None),
+               priority=3, cadence=None, producer="edge_agent.profile.gnsstypes:clearalarm"),
 ):
     register_record_type(rt)

@@ -19,16 +19,17 @@ from __future__ import annotations
 import math
 from functools import partial
 
+from edge_agent.codes import LEVEL_NAMES_ZH, LEVELS
 from edge_agent.profile.encode import num
 from edge_agent.registry import RecordType, record_types, register_record_type
 
 POINT = ("point_code", "system_code", "substation_code", "sensor_type", "sensor_name", "value_kind", "location",
          "unit", "name", "time")
-LEVELS = tuple(f"{c}_{side}" for c in ("blue", "yellow", "orange", "red") for side in ("high", "low"))
+LEVEL_FIELDS = tuple(f"{c}_{side}" for c in ("blue", "yellow", "orange", "red") for side in ("high", "low"))
 SHAPES = {
     # shape: (priority, cadence, retained, fields)
     "definition": (2, "definitions", True, POINT + ("range_high", "range_low", "x", "y", "z", "alarm_high",
-                                                    "alarm_low", "decimals") + LEVELS),
+                                                    "alarm_low", "decimals") + LEVEL_FIELDS),
     "realtime": (0, "snapshot", False, POINT + ("value", "status", "level", "level_colour")),
     "statistics": (1, "statistics", False, POINT + ("start", "end", "max", "max_time", "min", "min_time", "avg",
                                                     "count")),
@@ -154,7 +155,7 @@ def produce(shape: str, code: str, view, now: float, data=None) -> bytes | None:
     return enc.rows(code, rows) if rows else None
 
 
-def _anomalies(view, code: str, now: float, events) -> bytes | None:
+def _anomalies(view, code: str, now: float, events, describe=None) -> bytes | None:
     mine = {rp.index for rp, _ in groups(view, code)}
     chosen = [e for e in events if getattr(e, "point", None) is not None and e.point in mine]
     if not chosen:
@@ -165,9 +166,41 @@ def _anomalies(view, code: str, now: float, events) -> bytes | None:
         row["anomaly_name"] = names.get(row.get("anomaly"))
         lv = row.get("level")
         row["level_colour"] = view.encoder.colour_of_code(lv)
-        if row.get("description") is None:
-            row["description"] = row["anomaly_name"]
+        row["description"] = describe or row["anomaly_name"]
     return view.encoder.rows(code, rows)
+
+
+def anomaly_type(view, point: int) -> str | None:
+    """The record type an alarm of `point` goes out as in its system: the profile's `anomaly` type whose
+    sensors include the point's (CGKCDYC, ZKYC ...), else YCBJ when the profile sends it, else None."""
+    rp = view.catalog.points[point]
+    for code, spec in (view.profile.raw.get("types") or {}).items():
+        if spec.get("shape") == "anomaly" and rp.cfg.sensor in (spec.get("sensors") or ()) and \
+                code in view.profile.records:
+            return code
+    return "YCBJ" if "YCBJ" in view.profile.records else None
+
+
+def anomaly_record(view, rec, now: float, alarm=None) -> tuple[str, float, bytes] | None:
+    """An alarm-book record (YcbjRecord) of a point as its system's row: (row type, time, body), or None
+    when the point's profile has no anomaly type for it.  The description says value, level and
+    threshold ("3.97m>蓝色阈值3.0m"), the level goes as the profile's number and colour."""
+    code = anomaly_type(view, rec.point)
+    if code is None:
+        return None
+    if code == "YCBJ":
+        body = view.encoder.ycbj([rec], now)
+    else:
+        rp = view.catalog.points[rec.point]
+        describe = None
+        colour = view.encoder.colour_of_code(rec.level_code)
+        if alarm is not None and alarm.threshold is not None and rec.value is not None and colour:
+            sign = ">" if alarm.side == "high" else "<"
+            describe = (f"{view.encoder.number(rp, rec.value)}{rp.unit}{sign}阈值（{LEVEL_NAMES_ZH[LEVELS.index(colour)]}）"
+                        f"{view.encoder.number(rp, alarm.threshold)}{rp.unit}")
+        body = _anomalies(view, code, now, [rec], describe)
+    return (view.system.type_of(code), now, body) if body is not None else None
+
 
 
 def instrument_problems(site) -> list[tuple[tuple, str]]:

@@ -138,8 +138,11 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
     if not records:
         bad("records", "list at least one record type and its fields")
     sent = [t for t in types if t in records]      # registry order: the order they are produced in
+    text_format = (data.get("files") or {}).get("format", "text") == "text"     # only text files have headers
     for t in sent:
         for what, table, known in (("headers", headers, HEADER_FIELDS), ("records", records, types[t].fields)):
+            if what == "headers" and not text_format and t not in table:
+                continue
             fields = table.get(t)
             if not isinstance(fields, list) or not fields:
                 bad(f"{what}.{t}", "missing: list the fields in order")
@@ -240,7 +243,7 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
         files=files,
         time_format=data.get("time_format", "%Y-%m-%d %H:%M:%S"),
         date_format=data.get("date_format", "%Y-%m-%d"),
-        headers={t: tuple(headers[t]) for t in sent},
+        headers={t: tuple(headers[t]) for t in sent if t in headers},
         records={t: tuple(records[t]) for t in sent},
         retained=frozenset(retained),
         down_value=data.get("down_value", "last"),
