@@ -23,6 +23,7 @@ from edge_agent.config import Site
 from edge_agent.drivers import make_driver
 from edge_agent.frame import Frame
 from edge_agent.pipeline import Pipeline, Routes
+from edge_agent.systems import sink_blocks
 from edge_agent.tasks import SHUTDOWN_GRACE, close_devices, entered, settle
 
 log = logging.getLogger("edge_agent.agent")
@@ -348,7 +349,7 @@ class Agent:
         """
         old = self.site
         sdnotify.reloading()
-        restart_keys = ("buffer", "forward", "metrics", "alarms", "console")
+        restart_keys = ("buffer", "forward", "metrics", "alarms", "console", "systems")
         for key in restart_keys:
             if getattr(old, key) != getattr(new, key):
                 log.warning("reload: %s settings changed; restart the service to apply them", key)
@@ -399,19 +400,6 @@ class Agent:
             if not any(s.connected and self.buffer.backlog(s.name) for s in self.sinks):
                 return
             await asyncio.sleep(0.05)
-
-
-def sink_blocks(site: Site) -> list[tuple]:
-    """(cfg, spec, system or None) per sink to run: each enabled `forward:` block; with `systems:`, a
-    sink kind that works per system (the spec files) once per system (`files.<system>`)."""
-    out = []
-    for cfg in site.forward.enabled():
-        spec = registry.sink(cfg.kind)
-        if site.systems and spec.per_system is not None:
-            out += [(spec.for_system(cfg, s), spec, s) for s in site.resolved_systems]
-        else:
-            out.append((cfg, spec, None))
-    return out
 
 
 def _acquisition(dev) -> tuple:

@@ -83,7 +83,9 @@ def check_report(site: Site, *, verbose: bool = False) -> list[str]:
     lines = [_("{file}: ok: {devices} devices, {points} points, profile {profile}").format(
         file=site.source, devices=len(site.devices), points=len(catalog), profile=profile.name)]
     receiver_warnings, notes = [], []
-    for s in site.resolved_systems:     # each system's local codes, by its own profile
+    for s in site.resolved_systems:     # each safety-monitoring-like system's local codes, by its own profile
+        if "CDDY" not in s.profile.records:
+            continue                    # a system of its own types: its codes are its profile's own table
         w, n = site_warnings(s.site if site.systems else site, s.profile, _only(catalog, s))
         receiver_warnings += w
         notes += n

@@ -385,8 +385,8 @@ def semantic_problems(site: Site, profile, where: str, data: Any, lines) -> list
                 add(loc + tail, reason)
     for loc, reason in rollup_problems(site):
         add(loc, reason)
-    from edge_agent.profile.shapes import instrument_problems
-    for loc, reason in instrument_problems(site):
+    from edge_agent.profile.shapes import coverage_problems, instrument_problems
+    for loc, reason in instrument_problems(site) + coverage_problems(site):
         add(_point_loc(loc, data), reason)
     return out
 

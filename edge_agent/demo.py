@@ -47,16 +47,16 @@ def demo_console(workdir: Path, listen: str) -> ConsoleCfg:
 
 
 def demo_systems_file(workdir: Path) -> Path:
-    """demo.yaml with config/demo-systems.yaml merged in (its systems, each device's system, its devices),
+    """demo.yaml with config/demo/systems.yaml merged in (its systems, each device's system, its devices),
     written to DIR/demo-site.yaml (a site file like any other: `check -c` it)."""
     import yaml
     folder = demo_site_path().parent
     data = yaml.safe_load(demo_site_path().read_text(encoding="utf-8"))
-    extra = yaml.safe_load((folder / "demo-systems.yaml").read_text(encoding="utf-8")) or {}
+    extra = yaml.safe_load((folder / "demo" / "systems.yaml").read_text(encoding="utf-8")) or {}
     systems = []
     for s in extra.get("systems") or []:
         kind = str(s.get("kind", ""))
-        systems.append({**s, "kind": str(folder / kind)} if kind.endswith((".yaml", ".yml")) else s)
+        systems.append({**s, "kind": str(folder / "demo" / kind)} if kind.endswith((".yaml", ".yml")) else s)
     data["systems"] = systems
     assign = extra.get("assign") or {}
     for dev in data["devices"]:
@@ -69,7 +69,7 @@ def demo_systems_file(workdir: Path) -> Path:
 
 
 def demo_site(workdir: Path, mqtt: str | None, port: int, console: str | None = None) -> Site:
-    """The bundled demo site with every monitoring system (config/demo-systems.yaml), pointed at DIR and at
+    """The bundled demo site with every monitoring system (config/demo/systems.yaml), pointed at DIR and at
     the simulator's port (and a console on `console`)."""
     workdir = workdir.resolve()
     make_dirs(workdir)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, \
@@ -213,6 +215,44 @@ class Device(Model):
         if not NAME.fullmatch(v):
             raise ValueError("device name must be 1-64 letters, digits, '-', '_' or '.'")
         return v
+
+
+# --------------------------------------------------------------------------- upload targets
+
+@dataclass(frozen=True)
+class FtpTarget:
+    tls: bool
+    host: str
+    port: int
+    user: str
+    password: str | None      # only when written in the URL (discouraged: use password_file)
+    directory: str
+
+
+def _target(url: str) -> FtpTarget:
+    """`ftp[s]://[user[:password]@]host[:port][/dir]` -> FtpTarget; ValueError saying what to write otherwise."""
+    try:
+        u = urlsplit(url)
+        port = u.port
+    except ValueError as exc:
+        raise ValueError(f"{url!r} is not a URL ({exc})") from None
+    if u.scheme not in ("ftp", "ftps") or not u.hostname:
+        raise ValueError(f"{url!r}: write ftp://user@host:21/dir or ftps://user@host:21/dir")
+    return FtpTarget(tls=u.scheme == "ftps", host=u.hostname, port=port or 21,
+                     user=unquote(u.username) if u.username else "anonymous",
+                     password=unquote(u.password) if u.password is not None else None,
+                     directory=unquote(u.path).strip("/"))
+
+
+def _checked_upload(v: str | None) -> str | None:
+    if v is not None:
+        _target(v)
+    return v
+
+
+# an `upload:` URL, refused by the model unless ftp:// or ftps:// (also `systems[].upload`)
+UploadUrl = Annotated[str | None, AfterValidator(_checked_upload)]
+
 
 
 # --------------------------------------------------------------------------- sinks

@@ -39,6 +39,7 @@ from edge_agent.frame import Frame
 from edge_agent.points import Catalog
 from edge_agent.profile.encode import EMPTY, Encoder
 from edge_agent.rollup import Rollup
+from edge_agent.systems import cadence
 
 log = logging.getLogger("edge_agent.pipeline")
 
@@ -77,6 +78,9 @@ class SystemView:
         self.book_types = [rt for rt in sent if rt.cadence is None and rt.producer is not None]
         self.live = routes.live if "CDSS" in system.profile.records else 0
         self.next_snapshot = 0.0
+        # denser while a point of the system is at a level (the profile's `cadence.in_warning`, e.g. 30m)
+        self.in_warning = cadence(system.profile, "in_warning", None) if system.qualified else None
+        self.indices = array("i", (rp.index for rp in self.points))
 
     @property
     def kernel(self):
@@ -183,8 +187,13 @@ class Pipeline:
         """With `systems:`: the snapshot of each system whose own realtime_every came round (aligned to
         multiples of it); True if any was produced."""
         due = []
+        level = self.kernel.level
         for v in self.views:
             every = v.system.realtime_every
+            if v.in_warning is not None and v.in_warning < every and any(level[i] for i in v.indices):
+                every = v.in_warning
+                if v.next_snapshot - now > every:       # the warning began: the next one within in_warning
+                    v.next_snapshot = math.floor(now / every) * every + every
             if v.next_snapshot == 0.0:
                 v.next_snapshot = math.floor(now / every) * every + every
             if now >= v.next_snapshot:

@@ -20,8 +20,7 @@ from typing import Any
 
 from pydantic import field_validator
 
-from edge_agent.forward.files_spec import UploadUrl
-from edge_agent.model import FreeText, Model, Period
+from edge_agent.model import FreeText, Model, Period, UploadUrl
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 DEFAULT = "default"       # the implicit system of a site without `systems:`
@@ -98,7 +97,7 @@ def device_system(dev, declared: tuple[SystemCfg, ...]) -> str | None:
     return name
 
 
-def cadence(profile, key: str, fallback: float) -> float:
+def cadence(profile, key: str, fallback: float | None) -> float | None:
     """A profile's `cadence.<key>` (seconds), else `fallback`."""
     from edge_agent.units import parse_duration
     value = (profile.raw.get("cadence") or {}).get(key)
@@ -195,4 +194,18 @@ def bound_problems(system: System) -> list[tuple[tuple, str]]:
     if lo is not None and every < parse_duration(lo) or hi is not None and every > parse_duration(hi):
         out.append((("systems", system.index, "realtime_every"),
                     f"{every:g}s is outside what profile {system.kind} allows ({lo or '-'} .. {hi or '-'})"))
+    return out
+
+
+def sink_blocks(site) -> list[tuple]:
+    """(cfg, spec, system or None) per sink to run: each enabled `forward:` block; with `systems:`, a
+    sink kind that works per system (the spec files) once per system (`files.<system>`)."""
+    from edge_agent import registry
+    out = []
+    for cfg in site.forward.enabled():
+        spec = registry.sink(cfg.kind)
+        if site.systems and spec.per_system is not None:
+            out += [(spec.for_system(cfg, s), spec, s) for s in site.resolved_systems]
+        else:
+            out.append((cfg, spec, None))
     return out

@@ -143,3 +143,19 @@ def test_mqtt_topics_carry_each_system_and_type(tmp_path, sim, mosquitto):
             assert (body["system"], body["type"]) == (parts[3], parts[4]), topic
             code = "01" if parts[3] == "aqjk" else "02"
             assert all(r["point_code"][12:14] == code for r in body["records"] if "point_code" in r), topic
+
+
+def test_a_point_no_type_carries_and_a_cadence_out_of_bounds_are_refused(tmp_path, capsys):
+    from pathlib import Path
+    src = (Path(__file__).parent / "golden" / "systems" / "site.yaml").read_text("utf-8")
+    data = yaml.safe_load(src)
+    water = next(d for d in data["devices"] if d["name"] == "borehole-3")
+    water["points"].append({"id": "00000309", "sensor": "0001", "address": "hr:8", "type": "float32"})
+    next(s for s in data["systems"] if s["name"] == "wkk")["realtime_every"] = "5m"
+    code, out = check(tmp_path, yaml.safe_dump(data, allow_unicode=True, sort_keys=False), capsys)
+    assert code == 1
+    lines = out.splitlines()
+    assert any("points[00000309].sensor" in ln and "no record type of profile water-hazard carries it" in ln
+               and ".yaml:" in ln for ln in lines), out
+    assert any("systems[wkk].realtime_every" in ln and "outside what profile tailings allows (10m .. 24h)" in ln
+               for ln in lines), out

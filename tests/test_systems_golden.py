@@ -121,3 +121,29 @@ def test_the_independent_reader_finds_what_the_site_says():
     assert recs[0][4] == "8.25MPa>阈值（红）8.0MPa" and recs[0][8] == "1"
     _, recs = read("aqjk/140211001234_CDSS_*.txt")
     assert [r[0][12:14] for r in recs] == ["01"]
+
+
+def test_a_system_in_warning_snapshots_at_its_denser_cadence():
+    """Tailings at 24 h: a point at a level brings the next snapshot within the profile's 30 min."""
+    text = (HERE / "site.yaml").read_text("utf-8").replace("realtime_every: 10m", "realtime_every: 24h")
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "site.yaml"
+        path.write_text(text, "utf-8")
+        site = load_site(path)
+    pending: list = []
+    p = Pipeline(site, Routes(all=1), pending)
+    wkk = next(v for v in p.views if v.system.name == "wkk")
+    t = 1795900000.0
+    p.snapshots_due(t)                       # schedules every system; wkk next at the next whole day
+    assert wkk.next_snapshot - t > 3600
+    pending.clear()
+    di = next(i for i, dev in enumerate(site.devices) if dev.name == "pond-1")
+    pts = p.catalog.by_device[di]
+    vals = [9.2] + VALUES["pond-1"][1:]      # pond level 9.2 > orange 9.0
+    p.on_frame(Frame(di, 1.0, t + 1, array("i", [rp.index for rp in pts]), array("d", vals),
+                     array("B", [0] * len(pts))))
+    p.snapshots_due(t + 2)
+    assert wkk.next_snapshot - (t + 2) <= 1800
+    p.snapshots_due(wkk.next_snapshot)
+    assert any(typ == "wkk/KSWSS" for typ, *_ in pending)

@@ -7,44 +7,13 @@ so `check` says so before `run`.  `SPEC` is the registry entry (see `edge_agent.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
-
-from typing import Annotated
-
-from pydantic import AfterValidator
 
 from edge_agent.errors import ConfigError, Problem
-from edge_agent.model import SinkConfig
+from edge_agent.model import FtpTarget, SinkConfig, UploadUrl, _target  # noqa: F401 (FtpTarget: callers import it here)
 from edge_agent.registry import SinkSpec
 
 FIELD = "forward.files.upload"
-
-
-@dataclass(frozen=True)
-class FtpTarget:
-    tls: bool
-    host: str
-    port: int
-    user: str
-    password: str | None      # only when written in the URL (discouraged: use password_file)
-    directory: str
-
-
-def _target(url: str) -> FtpTarget:
-    """`ftp[s]://[user[:password]@]host[:port][/dir]` -> FtpTarget; ValueError saying what to write otherwise."""
-    try:
-        u = urlsplit(url)
-        port = u.port
-    except ValueError as exc:
-        raise ValueError(f"{url!r} is not a URL ({exc})") from None
-    if u.scheme not in ("ftp", "ftps") or not u.hostname:
-        raise ValueError(f"{url!r}: write ftp://user@host:21/dir or ftps://user@host:21/dir")
-    return FtpTarget(tls=u.scheme == "ftps", host=u.hostname, port=port or 21,
-                     user=unquote(u.username) if u.username else "anonymous",
-                     password=unquote(u.password) if u.password is not None else None,
-                     directory=unquote(u.path).strip("/"))
 
 
 def parse_upload(url: str, where: str = "site") -> FtpTarget:
@@ -53,16 +22,6 @@ def parse_upload(url: str, where: str = "site") -> FtpTarget:
         return _target(url)
     except ValueError as exc:
         raise ConfigError([Problem(where, None, FIELD, str(exc))]) from None
-
-
-def _checked_upload(v: str | None) -> str | None:
-    if v is not None:
-        _target(v)
-    return v
-
-
-# an `upload:` URL, refused by the model unless ftp:// or ftps:// (also `systems[].upload`)
-UploadUrl = Annotated[str | None, AfterValidator(_checked_upload)]
 
 
 class FilesCfg(SinkConfig):

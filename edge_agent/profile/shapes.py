@@ -230,3 +230,23 @@ def instrument_problems(site) -> list[tuple[tuple, str]]:
                                 f"instrument {name} lacks member(s) {', '.join(missing)} (profile {system.kind}: "
                                 f"{', '.join(roles)}); add the point(s) with `instrument: {name}` and `role:`"))
     return out
+
+
+def coverage_problems(site) -> list[tuple[tuple, str]]:
+    """(location, reason) for a point that no record type of its system's profile carries (a system of
+    declared types only: a safety-monitoring layout sends every point in CDSS)."""
+    out: list[tuple[tuple, str]] = []
+    for system in site.resolved_systems:
+        types = {code: spec for code, spec in (system.profile.raw.get("types") or {}).items()
+                 if code in system.profile.records and isinstance(spec, dict)}
+        if not types or "CDSS" in system.profile.records:
+            continue
+        carried = {s for spec in types.values() for s in (spec.get("sensors") or ())}
+        for di in system.devices:
+            for pi, pt in enumerate(site.devices[di].points):
+                if pt.sensor not in carried:
+                    out.append((("devices", di, "points", pi, "sensor"),
+                                f"sensor {pt.sensor}: no record type of profile {system.kind} carries it "
+                                f"({', '.join(types)} carry {', '.join(sorted(carried))}); its values would go "
+                                "nowhere: use a code the profile carries, or another system"))
+    return out
