@@ -63,10 +63,6 @@ def format_of(profile) -> FileFormat:
 register_file_format(FileFormat("text", "edge_agent.profile.textfile:render_file",
                                 "edge_agent.profile.formats:text_problems"))
 
-# the open-pit slope GNSS JSON files and their record types (gnssbaseinfo, gnssrealtime, gnssalarm,
-# clearalarm): their modules register on import (present once the gnss work is merged)
-import importlib.util as _util  # noqa: E402
-
-for _module in ("edge_agent.profile.gnssjson", "edge_agent.profile.gnsstypes"):
-    if _util.find_spec(_module) is not None:
-        __import__(_module)
+# the slope GNSS JSON files (gnss-json) and their record types
+import edge_agent.profile.gnssjson  # noqa: E402,F401
+import edge_agent.profile.gnsstypes  # noqa: E402,F401
