@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:     # `edge-agent check ... | head`: the reader went away, nothing to say
+        sys.stderr.close()
+        return 1
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, S
 from edge_agent.rollup import Item
 from edge_agent.rollup import problems as rollup_problems
 from edge_agent.systems import SystemCfg
+from edge_agent.textsrc import read_config_text
 from edge_agent.yamlsrc import line_for, pretty_loc, read_yaml_with_lines, validation_problems
 
 # every device is validated by its driver's config model (registry.validate_device)
@@ -246,7 +247,10 @@ class Site(Model):
 
 # --------------------------------------------------------------------------- loading
 
-def _csv_points(data: dict, base: Path) -> tuple[dict[int, list[Point]], list[Problem]]:
+_UNOPENED = ("file not found", "cannot read", "is a folder")
+
+
+def _csv_points(data: dict, base: Path, where: str, lines) -> tuple[dict[int, list[Point]], list[Problem]]:
     """Each device's `points_file`, read with its driver's point model."""
     from edge_agent.pointtable import load_points_csv
 
@@ -256,13 +260,23 @@ def _csv_points(data: dict, base: Path) -> tuple[dict[int, list[Point]], list[Pr
     known = registry.drivers()
     for i, dev in enumerate(devices if isinstance(devices, list) else []):
         if isinstance(dev, dict) and isinstance(dev.get("points_file"), str):
-            spec = known.get(dev.get("driver"))
+            if not dev["points_file"].strip():
+                problems.append(Problem(where, line_for(("devices", i, "points_file"), lines),
+                                        pretty_loc(("devices", i, "points_file"), data),
+                                        "empty; name the CSV point table, or remove the key"))
+                continue
+            spec = known.get(dev["driver"]) if isinstance(dev.get("driver"), str) else None
             csv_path = Path(dev["points_file"])
             if not csv_path.is_absolute():
                 csv_path = base / csv_path
             shown = dev["points_file"] if not Path(dev["points_file"]).is_absolute() else str(csv_path)
             pts, probs = load_points_csv(csv_path, shown, spec.point_model if spec else Point)
-            problems.extend(probs)
+            loc = ("devices", i, "points_file")
+            for prob in probs:   # a table that cannot be opened is the site file's line that names it
+                if prob.line is None and prob.reason.startswith(_UNOPENED):
+                    name = shown if len(shown) <= 80 else shown[:77] + "..."
+                    prob = Problem(where, line_for(loc, lines), pretty_loc(loc, data), f"{name}: {prob.reason}")
+                problems.append(prob)
             out[i] = pts
     return out, problems
 
@@ -290,18 +304,13 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True, receiver_lim
 
     p = Path(path)
     where = str(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError([Problem(where, None, "", "file not found")])
-    except OSError as exc:
-        raise ConfigError([Problem(where, None, "", f"cannot read: {exc.strerror}")])
+    text = read_config_text(p, where)
     data, lines = read_yaml_with_lines(text, where)
     if not isinstance(data, dict):
         raise ConfigError([Problem(where, 1, "", "the site file must be a mapping with `site:` and `devices:`")])
 
     # point tables first, so their points validate with the rest
-    csv_points, problems = _csv_points(data, p.parent)
+    csv_points, problems = _csv_points(data, p.parent, where, lines)
     problems.extend(expand_equipment(data, lines, where))   # templates -> ordinary points
     try:
         site = Site.model_validate(data)

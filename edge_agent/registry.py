@@ -331,7 +331,7 @@ def validate_device(v: Any) -> "Device":
         raise _error((), "a device is a mapping with `name`, `driver` and its settings", v)
     known = drivers()
     name = v.get("driver")
-    if name not in known:
-        raise _error(("driver",), f"must be one of {', '.join(repr(n) for n in sorted(known))}"
-                     + ("" if name is None else f" (got {name!r})"), name)
+    if not isinstance(name, str) or name not in known:
+        got = "" if name is None else f" (got {name!r})" if len(repr(name)) <= 40 else f" (got {repr(name)[:37]}...)"
+        raise _error(("driver",), f"must be one of {', '.join(repr(n) for n in sorted(known))}" + got, name)
     return known[name].config.model_validate(v)

@@ -9,6 +9,7 @@ from typing import Any
 
 
 from edge_agent.errors import ConfigError, Problem
+from edge_agent.textsrc import read_config_text
 from edge_agent.profile.layers import builtin_dir, read_layers, resolve  # noqa: F401 (where they were before)
 
 KINDS = ("analog", "switch", "cumulative", "multistate")
@@ -70,10 +71,7 @@ class Profile:
 def load_sensor_table(path: Path) -> dict[str, SensorType]:
     problems: list[Problem] = []
     table: dict[str, SensorType] = {}
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConfigError([Problem(str(path), None, "sensor_table", f"cannot read: {exc.strerror}")])
+    text = read_config_text(path, str(path), "sensor_table")
     # `#` lines say where the table's facts come from; they keep their line numbers for errors
     lines = [("" if ln.lstrip().startswith("#") else ln) for ln in text.splitlines()]
     first = next((i for i, ln in enumerate(lines) if ln.strip()), 0)
