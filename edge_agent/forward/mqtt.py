@@ -49,6 +49,7 @@ log = logging.getLogger("edge_agent.forward.mqtt")
 
 REPEAT_LOG_EVERY = 600.0     # an unchanged failure line is logged again after this long
 TLS_ALERT_GRACE = 0.5        # seconds a failed TLS connect waits for the alert that explains it
+ACK_EVERY = 0.25            # seconds acknowledged seqs may wait to be written to the buffer together
 
 
 class _PahoLog:
@@ -326,7 +327,7 @@ class MqttSink:
                     woken = asyncio.ensure_future(self.wake.wait())
                 waits = {get, lost} | ({woken} if len(self._inflight) < window else set()) | \
                     ({probe} if probe is not None else set())
-                await asyncio.wait(waits, timeout=0.2 if acked else 1.0, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waits, timeout=ACK_EVERY if acked else 1.0, return_when=asyncio.FIRST_COMPLETED)
                 if lost.done():
                     lost.result()              # raises MqttError with the reason
                     raise aiomqtt.MqttError("connection lost")
@@ -344,7 +345,10 @@ class MqttSink:
                 elif now - last_progress > self.stall_timeout:
                     raise aiomqtt.MqttError(f"no PUBACK for {self.stall_timeout:g}s with {len(self._inflight)} "
                                             "publishes waiting")
-                if acked and (len(acked) >= batch or not self._inflight or now - last_flush > 0.2):
+                # acks are written a batch at a time (one buffer transaction each), not as the window
+                # empties: at 50 messages/s that was a transaction per message; a crash before the
+                # write only means those rows are sent again (at-least-once)
+                if acked and (len(acked) >= batch or now - last_flush > ACK_EVERY):
                     self._flush_acks()
                     last_flush = now
                 if probe is not None and probe.done() and not probe.cancelled():
