@@ -10,7 +10,7 @@ RSS (VmHWM) after it has run `--duration` seconds past the warm-up, against
 issue 19's budget (60 MB + 2 kB per configured point).
 
 `--stages` instead loads the same sites in a fresh interpreter and prints the
-RSS after each step (imports, load_site, Agent(), a collection), which says
+RSS after each step (imports, load_site, Agent(), the start-up definitions, a collection), which says
 where the megabytes go.
 
     python bench/startup.py --json
@@ -55,6 +55,9 @@ async def main():
     t = time.perf_counter()
     agent = Agent(site)
     out["agent"] = rss(); out["agent_s"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    agent.definitions(time.time())            # what `run` encodes first: CDDY, FZDY of every point
+    out["definitions"] = rss(); out["definitions_s"] = round(time.perf_counter() - t, 3)
     gc.collect()
     out["collected"] = rss()
     out["modules"] = len(sys.modules)
