@@ -17,6 +17,15 @@ driver skips its share evenly (a running debt, not chance), and counts the
 ticks in `counters["skipped"]` and `counters["shed"]`.  One log line when an
 episode starts and one when it has been over for `CALM` seconds.
 
+A lagging loop is also a starved uplink: its sink delivers a window of messages
+per loop turn, so delivery falls behind acquisition well before the lag is
+large (at twice the sustainable load, half of what was acquired was still
+delivered).  So the agent gives the pace a `backlog` probe (rows its connected
+live sinks still owe): while the loop is even slightly late (over `LOW`) and
+that backlog is over `BACKLOG_HIGH`, the share grows as well; once the lag is low
+it shrinks, slowly while the backlog is still over `BACKLOG_LOW`.  A slow or stopped broker on an
+idle machine does not lag the loop: then nothing is shed, the buffer absorbs it.
+
 Callers may rely on: no tick is skipped while the loop keeps up (the lag is
 far under HIGH on any sustainable load, and a single slow callback, such as a
 checkpoint, moves the smoothed lag by a fraction of its length); the monitor
@@ -37,6 +46,8 @@ ALPHA = 0.2         # smoothing per sample (about TICK / ALPHA = 0.25 s of memor
 STEP_UP, STEP_DOWN = 0.05, 0.02
 MAX_SHARE = 0.9     # never skip every tick: each device keeps answering now and then
 CALM = 10.0         # s without skipping before an episode counts as over (and is logged)
+BACKLOG_HIGH = 256  # rows a connected sink owes (a few commit batches at the highest rate): it is falling behind
+BACKLOG_LOW = 96    # rows owed: the sink keeps up again
 
 
 class Pace:
@@ -50,6 +61,7 @@ class Pace:
         self.users = 0
         self.episode = False
         self._task: asyncio.Task | None = None
+        self.backlog = None     # a callable: rows the connected live sinks owe (the agent sets it), or None
 
     @classmethod
     def of_loop(cls) -> "Pace":
@@ -92,7 +104,8 @@ class Pace:
             await asyncio.sleep(TICK)
             now = loop.time()
             self.lag += ALPHA * (max(0.0, now - due) - self.lag)
-            if self.lag > HIGH:
+            owed = self.backlog() if self.backlog is not None and (self.lag > LOW or self.share) else 0
+            if self.lag > HIGH or (self.lag > LOW and owed > BACKLOG_HIGH):
                 if not self.episode:
                     self.episode = True
                     log.warning("the agent cannot keep up (its event loop runs %.0f ms late): skipping a share of "
@@ -100,7 +113,8 @@ class Pace:
                                 "poll less often, or move devices to another gateway", 1000 * self.lag)
                 self.share = min(MAX_SHARE, self.share + STEP_UP)
             elif self.lag < LOW and self.share:
-                self.share = max(0.0, self.share - STEP_DOWN)
+                # a backlog still draining holds most of the share (a broker that stays slow lets it go)
+                self.share = max(0.0, self.share - (STEP_DOWN if owed < BACKLOG_LOW else STEP_DOWN / 4))
             if self.share:
                 calm_since = None
             elif self.episode:

@@ -22,6 +22,7 @@ from edge_agent.buffer import Buffer
 from edge_agent.config import Site
 from edge_agent.dense import DenseSampling
 from edge_agent.drivers import make_driver
+from edge_agent.drivers.pace import Pace
 from edge_agent.frame import Frame
 from edge_agent.pipeline import Pipeline, Routes
 from edge_agent.systems import sink_blocks
@@ -299,6 +300,10 @@ class Agent:
             self.console = Console(web, self)       # the operator console's pages on the same server
         self.web = web
         extra = ([self.alarms] if self.alarms is not None else []) + ([optional(web), self.console] if web else [])
+        pace = Pace.of_loop()       # shedding also watches what the connected live sinks owe (drivers/pace.py)
+        live = [s for s in self.sinks if self.sink_specs[s.name].live]
+        pace.backlog = lambda: max((self.buffer.backlog(s.name) for s in live if s.connected),
+                                   default=0) if self.buffer.db is not None else 0
         async with entered(([metrics] if metrics else []) + self.sinks + extra):
             for i, drv in enumerate(self.drivers):
                 await drv.__aenter__()
@@ -329,6 +334,7 @@ class Agent:
             for t in self.sink_tasks:
                 t.cancel()
             await settle(self.sink_tasks, SHUTDOWN_GRACE)
+        pace.backlog = None
         if self.baselines is not None:
             self.baselines.close(time.time())
         self.buffer.close()

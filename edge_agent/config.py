@@ -24,7 +24,8 @@ from edge_agent import registry
 from edge_agent.alarms.config import AlarmsCfg, ConsoleCfg
 from edge_agent.equipment import Equipment, expand_equipment
 from edge_agent.errors import ConfigError, Problem
-from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, SinkConfig, Size, field_error
+from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, SinkConfig, Size, compact_points, \
+    field_error
 from edge_agent.rollup import Item
 from edge_agent.rollup import problems as rollup_problems
 from edge_agent.systems import SystemCfg
@@ -322,6 +323,7 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True, receiver_lim
                         if i in csv_points else dev for i, dev in enumerate(site.devices))
         site = site.model_copy(update={"devices": devices})
     site = site.model_copy(update={"source": str(p.resolve())})
+    compact_points(pt for dev in site.devices for pt in dev.points)
 
     try:
         site._profile = load_profile(site.profile, base=p.parent)

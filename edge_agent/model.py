@@ -192,6 +192,22 @@ class Point(Model):
 
 # --------------------------------------------------------------------------- devices
 
+def compact_points(points) -> None:
+    """Share what a site's point models repeat, in place: one set of given keys per distinct set
+    (pydantic keeps a ~700-byte set per instance; frozen models never change it, and model_copy
+    copies it before adding to it) and one object per distinct text value ("float32", "0001", ...).
+    Only the sharing changes: every field reads the same.  About 1 kB less per point."""
+    sets: dict = {}
+    texts: dict = {}
+    for pt in points:
+        given = pt.__pydantic_fields_set__
+        object.__setattr__(pt, "__pydantic_fields_set__", sets.setdefault(frozenset(given), given))
+        d = pt.__dict__
+        for k, v in d.items():
+            if type(v) is str:
+                d[k] = texts.setdefault(v, v)
+
+
 class Device(Model):
     """The keys every device has.  A driver's config model subclasses this, narrows `driver`
     to a Literal of its names and types `points` with its own point model."""
