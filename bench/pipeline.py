@@ -16,6 +16,7 @@ line per run.
     python bench/pipeline.py --max --sims 2 --json     # raise the load until the agent falls behind
     python bench/pipeline.py --pin ...                 # the agent alone on CPU 1, everything else on CPU 0
     python bench/pipeline.py --profile /tmp/agent.raw  # py-spy the agent during the window
+    python bench/pipeline.py --rules --console ...     # graded warning on every point, the console on
 
 Figures: `acquired` is what the agent polled (its /metrics poll counter x
 points per device), `delivered` the records of live CDSS messages the
@@ -89,10 +90,23 @@ def scrape(port: int) -> dict[str, float]:
 POINT_TYPES = {"float32": (2, "float32,CDAB,1"), "uint16": (1, "uint16,ABCD,0.01")}
 
 
+# --rules: graded warning on every point (README "levels" and "rules"): a ladder above the CH4 signal's
+# normal swing, a rate rule and an hourly baseline rule, so every point's rules are evaluated each poll
+RULES = {"levels": {"blue": {"high": 3.0, "clear": 2.9}, "yellow": {"high": 3.5}, "orange": {"high": 4.0},
+                    "red": {"high": 4.5, "delay": "2s"}},
+         "rules": [{"kind": "rate", "per": "1m", "window": "1m", "levels": {"blue": 2.0, "yellow": 3.0, "red": 4.0}},
+                   {"kind": "baseline", "window": "1h", "against": "7d",
+                    "increase": ["30%", "50%", "80%", "100%"]}]}
+
+
 def make_site(work: Path, devices: int, registers: int, period: float, sim_ports: list[int], broker: int,
-              metrics_port: int, point_type: str = "float32", points: str = "csv") -> Path:
+              metrics_port: int, point_type: str = "float32", points: str = "csv", rules: bool = False,
+              console_port: int | None = None) -> Path:
     """N devices x M CH4 points (float32, or uint16 x 0.01: one register each), each device's points in a
-    CSV point table (as sites do) or, with points="inline", in the site file itself."""
+    CSV point table (as sites do) or, with points="inline", in the site file itself; `rules`: graded
+    warning on every point (points inline); `console_port`: the operator console on, else off."""
+    if rules:
+        points = "inline"
     width, rest = POINT_TYPES[point_type]
     typ, order, scale = rest.split(",")
     devs = []
@@ -103,7 +117,8 @@ def make_site(work: Path, devices: int, registers: int, period: float, sim_ports
         # original numbers distinct across devices, so point codes stay unique
         if points == "inline":
             dev["points"] = [{"id": f"D{d}R{r}", "sensor": "0001", "address": f"hr:{width * r}", "type": typ,
-                              "order": order, "scale": float(scale), "location": f"bench {d}/{r}"}
+                              "order": order, "scale": float(scale), "location": f"bench {d}/{r}",
+                              **(RULES if rules else {})}
                              for r in range(registers)]
         else:
             table = work / f"points-dev{d}.csv"
@@ -118,6 +133,8 @@ def make_site(work: Path, devices: int, registers: int, period: float, sim_ports
         "forward": {"mqtt": {"url": f"mqtt://127.0.0.1:{broker}", "topic_prefix": "mine"}},
         "report": {"realtime_every": "20s", "stats_window": "5m"},
         "metrics": {"enabled": True, "listen": f"127.0.0.1:{metrics_port}"},
+        # off unless asked for: on by default it binds 127.0.0.1:8080, which another agent may hold
+        "console": {"enabled": console_port is not None, "listen": f"127.0.0.1:{console_port or 8080}"},
         "devices": devs,
     }
     path = work / "bench-site.yaml"
@@ -185,7 +202,7 @@ for line in sys.stdin:
 
 def run_once(devices: int, registers: int, period: float, duration: float, warmup: float, sims: int,
              work: Path, profile: str | None = None, point_type: str = "float32", points: str = "csv",
-             sim: str = "prepared", pin: bool = False) -> dict:
+             sim: str = "prepared", pin: bool = False, rules: bool = False, console: bool = False) -> dict:
     exe = [sys.executable, "-m", "edge_agent"]
     sim_cmd = [sys.executable, "-m", "edge_agent.drivers.sim.prepared"] if sim == "prepared" else exe + ["simulate"]
 
@@ -207,7 +224,7 @@ def run_once(devices: int, registers: int, period: float, duration: float, warmu
         wait_port(broker_port)
         sim_ports = [free_port() for _ in range(sims)]
         site = make_site(work, devices, registers, period, sim_ports, broker_port, metrics_port, point_type,
-                         points)
+                         points, rules, free_port() if console else None)
         simulators = []
         for i, port in enumerate(sim_ports):
             sim_site = work / f"sim-{i}.yaml"
@@ -275,7 +292,8 @@ def run_once(devices: int, registers: int, period: float, duration: float, warmu
         acquired = polls * registers
         delivered = got["records"] / got["seconds"]
         return {
-            "devices": devices, "registers": registers, "point_type": point_type, "points": points, "sim": sim,
+            "devices": devices, "registers": registers, "point_type": point_type,
+            "points": "inline" if rules else points, "rules": rules, "console": console, "sim": sim,
             "pinned": pin, "period_s": period, "sims": sims,
             "duration_s": duration,
             "offered_points_per_s": offered,
@@ -414,6 +432,9 @@ def main() -> int:
     ap.add_argument("--sim", choices=("prepared", "pymodbus"), default="prepared",
                     help="simulator: prepared answers on a bare asyncio protocol (default) or pymodbus's")
     ap.add_argument("--pin", action="store_true", help="the agent alone on CPU 1, the rest on CPU 0")
+    ap.add_argument("--rules", action="store_true", help="graded-warning levels, a rate and a baseline rule on "
+                    "every point (points inline)")
+    ap.add_argument("--console", action="store_true", help="the operator console on (default off)")
     ap.add_argument("--repeat", type=int, default=1, help="runs; each figure is the median")
     ap.add_argument("--max", action="store_true", help="raise the load until the agent falls behind")
     ap.add_argument("--bisect", type=int, default=2, help="with --max: bisection steps after the first failure")
@@ -432,7 +453,7 @@ def main() -> int:
         for i in range(args.repeat):
             runs.append(run_once(args.devices, args.registers, args.period, args.duration, args.warmup,
                                  args.sims, Path(tempfile.mkdtemp(dir=tmp)), args.profile if i == 0 else None,
-                                 args.type, args.points, args.sim, args.pin))
+                                 args.type, args.points, args.sim, args.pin, args.rules, args.console))
             if args.repeat > 1:
                 print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
         emit(median_of(runs) if len(runs) > 1 else runs[0])

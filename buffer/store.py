@@ -11,7 +11,9 @@ What callers may rely on:
   `memory_limit`, oldest realtime rows dropped beyond it), one line is logged,
   and `tick` retries.  Nothing can overtake rows waiting in memory.
 - `peek` returns only committed rows, and in `normal` mode only rows whose WAL
-  frames are on disk (it syncs the WAL first when it must), so a seq a sink has
+  frames are on disk (it syncs the WAL first when it must; a caller may ask for
+  at most one sync per `sync_gap` seconds, and `sync_wait()` says when the rows
+  held back until the next are due), so a seq a sink has
   seen is never handed out again after a power loss.  It raises the seq mark
   (`seqmark`) before a sink sees a seq above it: a lost buffer file never makes
   seq repeat either.
@@ -98,6 +100,7 @@ class Buffer:
         self._next_seq = max(int(row[0]) if row else 1, top + 1)
         self._committed_top = self._next_seq - 1
         self._synced_top = self._committed_top      # what we found at open is what survived
+        self._synced_at = 0.0
         self._mark = SeqMark(self.path, retry_every)
         drops = db.execute("SELECT type, total, unreported FROM drops").fetchall()
         self._drops = DropLog({t: n for t, n, _ in drops})
@@ -218,8 +221,11 @@ class Buffer:
 
     # ------------------------------------------------------------------ peek / ack
 
-    def peek(self, sink: str, limit: int, after_seq: int = 0) -> list[Row]:
-        """Committed rows the sink has not acknowledged, oldest first, with seq > after_seq."""
+    def peek(self, sink: str, limit: int, after_seq: int = 0, *, sync_gap: float = 0.0) -> list[Row]:
+        """Committed rows the sink has not acknowledged, oldest first, with seq > after_seq.
+
+        `sync_gap`: in `normal`, sync the WAL for new rows only if the last sync is this old, else
+        hand out only the rows already synced (a busy sink then pays one fsync per gap, not per commit)."""
         bit = self.bit(sink)
         acked = self._held_acks.get(bit)
         try:
@@ -231,7 +237,9 @@ class Buffer:
             return []
         if acked:
             rows = [r for r in rows if r[0] not in acked][:limit]
-        if rows and rows[-1][0] > self._synced_top and not self._guard(self._sync):
+        if rows and rows[-1][0] > self._synced_top:
+            if time.monotonic() - self._synced_at >= sync_gap and not self._guard(self._sync):
+                self._synced_at = time.monotonic()      # a refusing disk: try again a gap later
             rows = [r for r in rows if r[0] <= self._synced_top]
         if rows and rows[-1][0] >= self._mark.reserved:
             self._mark.reserve(max(rows[-1][0] + 1, self._next_seq))
@@ -270,6 +278,13 @@ class Buffer:
             self._write_acks(bit, sorted(self._held_acks[bit]))
             del self._held_acks[bit]
 
+    def sync_wait(self, sync_gap: float) -> float | None:
+        """Seconds until committed rows that `peek(..., sync_gap=)` holds back for their WAL sync are
+        handed out; None when none are held back (the sink's pump waits at most this long)."""
+        if self._committed_top <= self._synced_top:
+            return None
+        return max(0.0, sync_gap - (time.monotonic() - self._synced_at))
+
     def backlog(self, sink: str) -> int:
         """Rows (committed or held in memory) the sink still has to deliver."""
         bit = self.bit(sink)
@@ -301,6 +316,7 @@ class Buffer:
         except FileNotFoundError:       # no WAL: a checkpoint syncs the database file
             self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self._synced_top = top
+        self._synced_at = time.monotonic()
 
     def _close_wal(self) -> None:
         if self._wal_fd is not None:

@@ -39,6 +39,18 @@ def to_wire(data: bytes, order: str) -> bytes:
     return bytes(out)
 
 
+_SHARED: dict = {}
+
+
+def _shared(key, make):
+    """One object per distinct key (a Struct per format, a layout tuple): 10,000 points of a site
+    mostly share a handful, and each Struct is ~100 bytes more."""
+    got = _SHARED.get(key)
+    if got is None:
+        got = _SHARED[key] = make(key)
+    return got
+
+
 class Codec:
     """How one point sits on the wire: area, address, width and conversion.
 
@@ -71,19 +83,20 @@ class Codec:
         # DCBA is plain little-endian: unpack directly, no byte shuffling on the hot path
         self._le = self.order == "DCBA" and fmt is not None
         self._swap = self.order == "BADC" or (self.order == "CDAB" and self.count > 1)
-        self._struct = struct.Struct(("<" if self._le else ">") + fmt) if fmt else None
+        self._struct = _shared(("<" if self._le else ">") + fmt, struct.Struct) if fmt else None
         # how a block read unpacks this point without per-point byte shuffling (see BlockReader):
         # (read the registers as little-endian words?, struct byte order, format char) or None
         self.layout = None
         if fmt is not None and self.bit is None:
             if self._le:
-                self.layout = (False, "<", fmt)
+                layout = (False, "<", fmt)
             elif self.order == "CDAB" and self.count > 1:
-                self.layout = (True, "<", fmt)     # words reversed = little-endian words read little-endian
+                layout = (True, "<", fmt)     # words reversed = little-endian words read little-endian
             elif self.order == "BADC":
-                self.layout = (True, ">", fmt)     # bytes swapped in each word = little-endian words
+                layout = (True, ">", fmt)     # bytes swapped in each word = little-endian words
             else:
-                self.layout = (False, ">", fmt)
+                layout = (False, ">", fmt)
+            self.layout = _shared(layout, tuple)
 
     @property
     def end(self) -> int:

@@ -24,9 +24,11 @@ from edge_agent import registry
 from edge_agent.alarms.config import AlarmsCfg, ConsoleCfg
 from edge_agent.equipment import Equipment, expand_equipment
 from edge_agent.errors import ConfigError, Problem
-from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, SinkConfig, Size, field_error
+from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, SinkConfig, Size, compact_points, \
+    field_error
 from edge_agent.rollup import Item
 from edge_agent.rollup import problems as rollup_problems
+from edge_agent.systems import SystemCfg
 from edge_agent.textsrc import read_config_text
 from edge_agent.yamlsrc import line_for, pretty_loc, read_yaml_with_lines, validation_problems
 
@@ -194,10 +196,12 @@ class Site(Model):
     items: tuple[Item, ...] = ()            # graded warning: points roll up to items, items to the facility
     alarms: AlarmsCfg = AlarmsCfg()         # graded warning: deadlines, the local API's token
     console: ConsoleCfg = ConsoleCfg()      # the agent's web server (local API, console pages)
+    systems: tuple[SystemCfg, ...] = ()     # monitoring systems (edge_agent/systems.py); none: one, as site.*
     # set by load_site: where the file was, for relative paths
     source: str = Field("", exclude=True)
     _profile: Any = PrivateAttr(None)
     _catalog: Any = PrivateAttr(None)
+    _systems: Any = PrivateAttr(None)
 
     @property
     def base_dir(self) -> Path | None:
@@ -213,6 +217,25 @@ class Site(Model):
         """The point catalogue `load_site` resolved for this very site (handed out once), or None."""
         catalog, self._catalog = self._catalog, None
         return catalog if catalog is not None and catalog.site is self else None
+
+    @property
+    def resolved_systems(self) -> list:
+        """The monitoring systems (edge_agent.systems.System), each with its profile; resolved once."""
+        if self._systems is None:
+            from edge_agent.systems import resolve
+            self._systems = resolve(self)
+        return self._systems
+
+    def model_copy(self, *, update=None, deep: bool = False):
+        """A copy; its systems are resolved again (their views hold this site's devices and cadence)."""
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            copy._systems = None
+        return copy
+
+    def system_of(self, di: int):
+        """The System device `di` belongs to."""
+        return next(s for s in self.resolved_systems if di in s.devices)
 
     @property
     def loaded_profile(self):
@@ -300,11 +323,20 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True, receiver_lim
                         if i in csv_points else dev for i, dev in enumerate(site.devices))
         site = site.model_copy(update={"devices": devices})
     site = site.model_copy(update={"source": str(p.resolve())})
+    compact_points(pt for dev in site.devices for pt in dev.points)
 
     try:
         site._profile = load_profile(site.profile, base=p.parent)
     except ConfigError as exc:
         raise ConfigError(problems + exc.problems)
+    from edge_agent.systems import load_profiles, problems as system_problems, resolve as resolve_systems
+    profiles, found = load_profiles(site)
+    found += system_problems(site)
+    sys_problems = [Problem(where, line_for(loc, lines), pretty_loc(loc, data), reason) for loc, reason in found]
+    if not sys_problems:
+        site._systems = resolve_systems(site, profiles)
+    if sys_problems:
+        raise ConfigError(problems + sys_problems)
     problems.extend(semantic_problems(site, site.loaded_profile, where, data, lines))
     if receiver_limits:
         from edge_agent.profile.receiver import site_problems
@@ -335,7 +367,13 @@ def semantic_problems(site: Site, profile, where: str, data: Any, lines) -> list
                                    f"{profile.mine_code_pattern} (12 digits by default)")
     names: dict[str, int] = {}
     codes: dict[str, str] = {}
+    from edge_agent.systems import bound_problems
+    for system in site.resolved_systems:
+        for loc, reason in bound_problems(system):
+            add(loc, reason)
     for di, dev in enumerate(site.devices):
+        system = site.system_of(di)
+        profile = system.profile
         if dev.name in names:
             add(("devices", di, "name"), f"device name {dev.name!r} is used twice")
         names[dev.name] = di
@@ -349,7 +387,7 @@ def semantic_problems(site: Site, profile, where: str, data: Any, lines) -> list
                 add(loc + ("sensor",), f"unknown sensor type code {pt.sensor!r}; see the sensor table "
                                        f"{profile.raw.get('sensor_table', 'sensors.csv')} in the profile")
                 continue
-            code = point_code(site, pt, profile)
+            code = point_code(site, pt, profile, system.code)
             if code in codes:
                 add(loc + ("id",), f"point code {code} is also built by {codes[code]}; original numbers must "
                                    "differ for points of the same kind and sensor type")
@@ -358,6 +396,9 @@ def semantic_problems(site: Site, profile, where: str, data: Any, lines) -> list
                 add(loc + tail, reason)
     for loc, reason in rollup_problems(site):
         add(loc, reason)
+    from edge_agent.profile.shapes import coverage_problems, instrument_problems
+    for loc, reason in instrument_problems(site) + coverage_problems(site):
+        add(_point_loc(loc, data), reason)
     return out
 
 
@@ -391,8 +432,10 @@ def component_problems(site: Site, where: str, data: Any, lines) -> list[Problem
     return out
 
 
-def point_code(site: Site, pt: Point, profile) -> str:
-    """mine code + system code + value kind + sensor type + original point number (PROFILE.md)."""
+def point_code(site: Site, pt: Point, profile, system_code: str | None = None) -> str:
+    """mine code + system code + value kind + sensor type + original point number (PROFILE.md); the
+    system code is the point's system's (`system_code`), else the site's."""
     kind = pt.kind or profile.sensors[pt.sensor].kind
     number = profile.options.point_number(pt.id) if profile.options is not None else pt.id
-    return f"{site.site.mine_code}{site.site.system_code}{profile.value_kinds[kind]}{pt.sensor}{number}"
+    code = system_code or site.site.system_code
+    return f"{site.site.mine_code}{code}{profile.value_kinds[kind]}{pt.sensor}{number}"

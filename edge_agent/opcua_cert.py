@@ -23,10 +23,6 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CERT_PEM, CERT_DER, KEY_PEM = "client-cert.pem", "client-cert.der", "client-key.pem"
 
@@ -47,6 +43,12 @@ class CertFiles:
 def make_client_cert(out: Path, *, uri: str | None = None, hostname: str | None = None, days: int = 3650,
                      organization: str = "edge-agent", force: bool = False) -> CertFiles:
     """Create the key pair and certificate in `out`; FileExistsError if they exist and not `force`."""
+    # imported here: cryptography costs ~9 MB and every `edge-agent` command builds this subcommand's parser
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     host = hostname or socket.gethostname()
     uri = uri or default_uri(host)
     out.mkdir(parents=True, exist_ok=True)

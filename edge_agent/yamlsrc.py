@@ -14,28 +14,12 @@ from typing import Any, Callable
 import yaml
 from pydantic import ValidationError
 
+from edge_agent import fastyaml
+from edge_agent.fastyaml import SafeLoader as _FastLoader
+from edge_agent.fastyaml import StrictLoader as _StrictLoader
 from edge_agent.errors import ConfigError, Problem
 from edge_agent.i18n import _
 from edge_agent.units import shown
-
-_FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when PyYAML has it
-
-
-class _StrictLoader(_FastLoader):  # type: ignore[misc, valid-type]
-    """Safe loading, but a key that appears twice in one mapping is an error (PyYAML keeps the last)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for k, _ in node.value:
-            key = self.construct_object(k, deep=True)
-            if isinstance(key, (list, dict, set)):
-                raise yaml.constructor.ConstructorError(None, None, "a key must be a name or a number, not a list "
-                                                                    "or a mapping (a stray `?` or brackets)", k.start_mark)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", k.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
 
 _KEYS = yaml.SafeLoader("")   # constructs scalar keys while walking nodes for their lines
 
@@ -87,6 +71,9 @@ class Lines:
 
 def read_yaml_with_lines(text: str, where: str) -> tuple[Any, Lines]:
     """The YAML data, and its line numbers (lazily)."""
+    data = fastyaml.load(text)          # plain block YAML, read fast; None: PyYAML reads (and judges) it
+    if data is not None:
+        return data, Lines(text)
     try:
         data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
