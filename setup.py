@@ -75,7 +75,7 @@ setup(
         "edge_agent.data": "config",
         "edge_agent.systemd": "systemd",
     },
-    package_data={"edge_agent.data": ["*.yaml", "*.csv", "profiles/*.yaml", "profiles/*.csv",
+    package_data={"edge_agent.data": ["*.yaml", "*.csv", "profiles/*.yaml", "profiles/*.csv", "demo/*.yaml",
                                       "points/*.csv"],
                   "edge_agent.systemd": ["*.service"],
                   "edge_agent": ["locale/*.po"],

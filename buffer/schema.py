@@ -24,13 +24,13 @@ UNREGISTERED = 1              # a row of a type this version does not know (in a
 
 def priority(msg_type: str) -> int:
     """The drop class of a record type; KeyError (naming the registered ones) for an unregistered type."""
-    return registry.record_type(msg_type).priority
+    return registry.record_type(msg_type.rpartition("/")[2]).priority     # `shfz/CGKCDSS`: the type's
 
 
 def stored_priority(msg_type: str) -> int:
     """The class of a row already in a file (migration, salvage): an unregistered type is kept
     like statistics, never lost for it."""
-    known = registry.record_types().get(msg_type)
+    known = registry.record_types().get(msg_type.rpartition("/")[2])
     return known.priority if known is not None else UNREGISTERED
 
 

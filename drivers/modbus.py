@@ -7,7 +7,8 @@
 Callers may rely on:
 - one `on_frame(Frame)` call per poll, from the event loop, holding every
   point of the device (global indices in `points` order);
-- the schedule does not drift: next deadline = previous deadline + poll;
+- the schedule does not drift: next deadline = previous deadline + poll
+  (`poll_in_warning`'s period while the agent says a point is in warning, pace.Cadence);
   ticks missed because a poll overran are counted in `counters["skipped"]`,
   never polled late in a burst; while the whole agent is behind (its event
   loop lags, see pace.py) a share of ticks is skipped too, counted in
@@ -36,7 +37,7 @@ from edge_agent.drivers.modbus_spec import ModbusConfig
 from edge_agent.backoff import Backoff
 from edge_agent.drivers.codec import BlockReader, Codec
 from edge_agent.drivers.link import Link, Unreachable, acquire, release
-from edge_agent.drivers.pace import Pace
+from edge_agent.drivers.pace import Cadence, Pace
 from edge_agent.drivers.plan import Block, Plan
 from edge_agent.frame import Q_OK, Q_SENSOR_FAULT, Q_SUBSTATION_FAULT, Frame
 
@@ -83,7 +84,8 @@ class ModbusDriver:
         self.link: Link | None = None
         self.counters = {"polls": 0, "frames": 0, "errors": 0, "timeouts": 0, "exceptions": 0,
                          "garbage": 0, "skipped": 0, "shed": 0, "requests": 0, "splits": 0, "connects": 0,
-                         "backoff": 0.0}
+                         "backoff": 0.0, "dense_polls": 0}
+        self.cadence = Cadence(device.poll, device.poll_in_warning)   # denser polls in warning
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> "ModbusDriver":
@@ -106,7 +108,8 @@ class ModbusDriver:
     async def run(self) -> None:
         """Poll until cancelled (see the module docstring for the guarantees)."""
         loop = asyncio.get_running_loop()
-        period = self.device.poll
+        cadence = self.cadence
+        period = cadence.period
         # spread devices over the period (golden-ratio offsets) instead of firing
         # every device at the same instant: servers and serial gateways see an even load
         deadline = loop.time() + (self.index * 0.6180339887 % 1.0) * min(period, 1.0)
@@ -120,14 +123,19 @@ class ModbusDriver:
                     # Python 3.11's wait_for (inside pymodbus) can swallow a cancel that
                     # lands as a response completes; the request is still pending, so honour it
                     raise asyncio.CancelledError
+                if cadence.period != period:     # in or out of warning: one new period after the last poll
+                    deadline = max(deadline - period + cadence.period, loop.time())
+                    period = cadence.period
                 delay = deadline - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                if delay > 0 and await cadence.sleep(delay):
+                    continue
                 if self._state and pace.skip(debt):     # the agent is behind: this tick is shed
                     self.counters["skipped"] += 1
                     self.counters["shed"] += 1
                     deadline += period
                     continue
+                if cadence.warning:
+                    self.counters["dense_polls"] += 1
                 deadline = await self._tick(loop, period, retry, deadline)
         finally:
             pace.leave()

@@ -11,7 +11,8 @@ What the pipeline may rely on:
   MaxMonitoredItemsPerCall), the point's absolute deadband (analog
   points, converted to raw units) as a server-side DataChangeFilter.  Each
   publish response becomes one Frame holding only the points that changed.
-- Poll mode: every `poll` seconds one Read of all nodes (split by the
+- Poll mode: every `poll` seconds (`poll_in_warning`'s period while the agent
+  says a point is in warning, pace.Cadence) one Read of all nodes (split by the
   server's MaxNodesPerRead); each poll is one Frame of every point.
 - Status codes and timestamps map as `opcua_values` says.  A point whose
   node or browse path is not on the server is logged once per connection
@@ -55,6 +56,7 @@ from edge_agent.drivers.opcua_session import (close_client,
                                               config_problems, describe, file_problems, open_client,
                                               operation_limit, parse_address, parse_security, resolve, show_url)
 from edge_agent.drivers.opcua_values import FrameBuilder, unreachable_frame
+from edge_agent.drivers.pace import Cadence
 
 log = logging.getLogger("edge_agent.drivers.opcua")
 UNKNOWN_NODE = frozenset({ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid,
@@ -119,7 +121,9 @@ class OpcUaDevice:
         self.state_changed: Callable[[int, bool, str], None] | None = None
         self.counters = dict.fromkeys(
             ("notifications", "publishes", "frames", "values", "reads", "read_requests", "bad", "uncertain",
-             "link_down", "empty", "unsupported", "sessions", "losses", "connect_failures", "timeouts", "missing"), 0)
+             "link_down", "empty", "unsupported", "sessions", "losses", "connect_failures", "timeouts", "missing",
+             "dense_polls"), 0)
+        self.cadence = Cadence(self.interval, device.poll_in_warning)   # poll mode: denser reads in warning
         self._client: Client | None = None
         self._lost: asyncio.Event | None = None
         self._lost_reason = ""
@@ -231,14 +235,14 @@ class OpcUaDevice:
         self.counters["values"] += len(frame)
         self.on_frame(frame)
 
-    async def _wait_lost(self, timeout: float) -> None:
-        """Return after `timeout` s; raise SessionLost as soon as the session is lost."""
+    async def _wait_lost(self, timeout: float) -> bool:
+        """Return after `timeout` s, or earlier (True) when the poll period changed (pace.Cadence);
+        raise SessionLost as soon as the session is lost."""
         assert self._lost is not None
-        try:
-            await asyncio.wait_for(self._lost.wait(), timeout)
-        except asyncio.TimeoutError:
-            return
-        raise SessionLost(self._lost_reason)
+        changed = await self.cadence.sleep(timeout, also=self._lost)
+        if self._lost.is_set():
+            raise SessionLost(self._lost_reason)
+        return changed
 
     # ------------------------------------------------------------------ session
 
@@ -351,6 +355,8 @@ class OpcUaDevice:
         session = client.uaclient
         missing = list(zip(faults.index, faults.quality))
         at = time.monotonic()
+        cadence = self.cadence
+        period = cadence.period
         first = True
         me = asyncio.current_task()
         while True:
@@ -376,11 +382,18 @@ class OpcUaDevice:
                 b.values.append(math.nan)
                 b.quality.append(q)
             self._emit(b.frame())
-            at += self.interval
-            now = time.monotonic()
-            if at < now:  # a slow read: skip the missed ticks instead of bursting
-                at = now + self.interval - (now - at) % self.interval
-            await self._wait_lost(at - now)
+            if cadence.warning:
+                self.counters["dense_polls"] += 1
+            at += period
+            while True:
+                now = time.monotonic()
+                if cadence.period != period:     # in or out of warning: one new period after the last read
+                    at = max(at + cadence.period - period, now)
+                    period = cadence.period
+                elif at < now:  # a slow read: skip the missed ticks instead of bursting
+                    at = now + period - (now - at) % period
+                if not await self._wait_lost(at - now):
+                    break
 
 
 async def check_connect(device: OpcUaConfig, points: list, *, base_dir: str | Path | None = None,

@@ -37,10 +37,16 @@ from edge_agent.secrets import resolve as secret_path
 
 
 # asyncua logs each step of a failing connect or a lost link at WARNING, some
-# with tracebacks; the driver reports the outage itself in one line.  Only
-# when nobody configured the "asyncua" logger: an explicit level wins.
-if logging.getLogger("asyncua").level == logging.NOTSET:
-    logging.getLogger("asyncua").setLevel(logging.ERROR)
+# with tracebacks, and a server's refusal at ERROR and CRITICAL ("Received an
+# error: ErrorMessage(...)", on every attempt); the driver turns each failure
+# into its own one line per state change (`describe`).  So the client side of
+# asyncua is silent and the rest logs at ERROR.  Only when nobody configured a
+# logger: an explicit level wins.
+_SILENT = logging.CRITICAL + 10
+for _name, _level in (("asyncua", logging.ERROR), ("asyncua.client", _SILENT), ("asyncua.common", _SILENT),
+                      ("asyncua.crypto", _SILENT), ("asyncua.ua", _SILENT)):
+    if logging.getLogger(_name).level == logging.NOTSET:
+        logging.getLogger(_name).setLevel(_level)
 
 
 class _LinkLossNoise(logging.Filter):
@@ -317,6 +323,13 @@ def describe(exc: BaseException, device: OpcUaConfig, timeout: float) -> str:
         if code in LOGIN_REFUSED:
             who = f"user {device.username!r}" if device.username else "anonymous login"
             return f"{url}: server refused {who} ({name}); check username and password_file"
+        if code == ua.StatusCodes.BadSecurityPolicyRejected and not parse_security(device.security).policy:
+            return (f"{url}: server refuses unsecured connections ({name}); set `security` to a policy it offers "
+                    "(e.g. Basic256Sha256,SignAndEncrypt) with cert_file, key_file and server_cert_file")
+        if code == ua.StatusCodes.BadSecurityPolicyRejected and not device.server_cert_file:
+            return (f"{url}: server refuses the unsecured channel its certificate would be fetched over "
+                    f"({name}); set `server_cert_file` to the server's certificate (ask its admin, or copy "
+                    "it from the server's PKI own/ folder)")
         if code in CERT_REFUSED:
             return (f"{url}: server rejected the secure channel ({name}); ask the server admin to trust "
                     f"{device.cert_file or 'our certificate'} and check security {device.security}")

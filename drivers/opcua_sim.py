@@ -14,7 +14,9 @@ Prints `READY <port>` on stdout once it accepts connections.
 `SimServer` is the same server as a class (in-process use; listens on
 127.0.0.1 only).  Security and users are optional: give `cert`/`key` to offer
 the encrypted endpoints (only those), `users` to require a username/password,
-`trusted` to accept only those client certificates.
+`trusted` to accept only those client certificates, `strict` to refuse an
+unsecured secure channel outright (BadSecurityPolicyRejected, as many plant
+servers do; asyncua's own server lets one through for GetEndpoints).
 """
 from __future__ import annotations
 
@@ -35,6 +37,29 @@ from asyncua.crypto.validator import CertificateValidator, CertificateValidatorO
 NS_URI = "urn:edge-agent:sim"
 
 
+def _refuse_unsecured_channels() -> None:
+    """Make asyncua servers flagged `refuse_unsecured` answer a None OpenSecureChannel with an error."""
+    from asyncua.crypto.security_policies import SecurityPolicyNone
+    from asyncua.server.uaprocessor import UaProcessor
+    from asyncua.ua.ua_binary import uatcp_to_binary
+
+    original = UaProcessor.open_secure_channel
+    if getattr(original, "edge_agent_strict", False):
+        return
+
+    def open_secure_channel(self, algohdr, seqhdr, body):
+        if (getattr(self.iserver, "refuse_unsecured", False) and not self._connection.is_open()
+                and algohdr.SecurityPolicyURI == SecurityPolicyNone.URI):
+            err = ua.ErrorMessage(ua.StatusCode(ua.StatusCodes.BadSecurityPolicyRejected), "no unsecured channel")
+            self._transport.write(uatcp_to_binary(ua.MessageType.Error, err))
+            self._transport.close()
+            return None
+        return original(self, algohdr, seqhdr, body)
+
+    open_secure_channel.edge_agent_strict = True      # type: ignore[attr-defined]
+    UaProcessor.open_secure_channel = open_secure_channel  # type: ignore[method-assign]
+
+
 class _Users:
     def __init__(self, users: dict[str, str]):
         self.users = users
@@ -47,11 +72,13 @@ class _Users:
 
 class SimServer:
     def __init__(self, port: int, nodes: int = 0, *, names: list[str] = (), cert: Path | None = None,
-                 key: Path | None = None, users: dict[str, str] | None = None, trusted: list[Path] = ()):
+                 key: Path | None = None, users: dict[str, str] | None = None, trusted: list[Path] = (),
+                 strict: bool = False):
         self.port = port
         self.url = f"opc.tcp://127.0.0.1:{port}"
         self.names = list(names) + [f"V{i}" for i in range(nodes)]
         self.cert, self.key, self.users, self.trusted = cert, key, users, list(trusted)
+        self.strict = strict
         self.server: Server | None = None
         self.ns = 2
         self.nodes: dict[str, ua.NodeId] = {}
@@ -62,6 +89,9 @@ class SimServer:
         s = Server(user_manager=_Users(self.users) if self.users else None)
         await s.init()
         s.set_endpoint(self.url)
+        if self.strict:
+            _refuse_unsecured_channels()
+            s.iserver.refuse_unsecured = True
         s.set_server_name("edge-agent sim")
         if self.cert:
             await s.load_certificate(str(self.cert))

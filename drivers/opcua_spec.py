@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from edge_agent.model import Device, Duration
+from edge_agent.model import Device, Duration, field_error
 from edge_agent.registry import LIVE_POINT_FIELDS, DriverSpec
 
 
@@ -32,6 +32,14 @@ class OpcUaConfig(Device):
     def _url(self) -> "OpcUaConfig":
         if not self.url:
             raise ValueError("driver opcua needs `url` (opc.tcp://host:4840)")
+        piw = self.poll_in_warning
+        if piw is not None and self.mode == "subscribe":
+            raise field_error("poll_in_warning", "a subscribe-mode device is sent each change by the server, "
+                                                 "it does not poll: use `mode: poll`, or remove poll_in_warning")
+        if piw is not None and self.publishing_interval is not None and piw.period > self.publishing_interval:
+            raise field_error(("poll_in_warning", "period"),
+                              f"{piw.period:g}s is longer than the device's publishing_interval "
+                              f"({self.publishing_interval:g}s): give a shorter period")
         return self
 
 

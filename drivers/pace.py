@@ -1,4 +1,5 @@
-"""Polls the agent itself cannot keep up with are skipped: the drivers' share of an overloaded loop.
+"""The drivers' shared schedule: `Pace`, the share of polls an overloaded agent skips, and `Cadence`,
+a device's own period (denser while the agent says it is in warning, `poll_in_warning:`).
 
     pace = Pace.of_loop()          # one per event loop, shared by every driver in it
     if pace.skip(driver):          # at each tick, before polling
@@ -121,3 +122,56 @@ class Pace:
                 if now - calm_since >= CALM:      # one line per episode, not one per wobble
                     self.episode = False
                     log.info("the agent keeps up again: every poll is made")
+
+
+class Cadence:
+    """A device's poll period: `normal`, or `dense` while the agent says one of its points is in warning.
+
+        cadence = Cadence(device.poll, device.poll_in_warning)
+        period = cadence.period              # before each wait
+        if await cadence.sleep(delay): ...   # True: the period changed meanwhile (it returned early)
+        cadence.warn(True)                   # the agent, from the points' levels (True: changed)
+
+    A driver that sees the period change schedules its next poll one new period after the
+    previous one (at once if that is past): entering warning does not wait out a long normal
+    period, leaving it does not fire a burst.  Without `poll_in_warning` the period never changes
+    and `sleep` is a plain sleep.
+    """
+
+    def __init__(self, normal: float, dense=None) -> None:
+        self.normal = float(normal)
+        self.dense = float(dense.period) if dense is not None else None   # None: no poll_in_warning
+        self.warning = False
+        self._changed = asyncio.Event()
+
+    @property
+    def period(self) -> float:
+        return self.dense if self.warning and self.dense is not None else self.normal
+
+    def warn(self, on: bool) -> bool:
+        """Set whether the device is in warning; True when its period changed."""
+        on = bool(on) and self.dense is not None
+        if on == self.warning:
+            return False
+        self.warning = on
+        self._changed.set()
+        return True
+
+    async def sleep(self, delay: float, also: asyncio.Event | None = None) -> bool:
+        """Sleep up to `delay` s; True when the period changed meanwhile.  Returns early too when
+        `also` is set (the caller looks at it)."""
+        if delay <= 0:
+            return False
+        if self.dense is None and also is None:
+            await asyncio.sleep(delay)
+            return False
+        self._changed.clear()
+        waits = [asyncio.ensure_future(self._changed.wait())]
+        if also is not None:
+            waits.append(asyncio.ensure_future(also.wait()))
+        try:
+            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        return self._changed.is_set()

@@ -20,10 +20,12 @@ from edge_agent import health, registry, sdnotify
 from edge_agent.baseline import open_beside_buffer
 from edge_agent.buffer import Buffer
 from edge_agent.config import Site
+from edge_agent.dense import DenseSampling
 from edge_agent.drivers import make_driver
 from edge_agent.drivers.pace import Pace
 from edge_agent.frame import Frame
 from edge_agent.pipeline import Pipeline, Routes
+from edge_agent.systems import sink_blocks
 from edge_agent.tasks import SHUTDOWN_GRACE, close_devices, entered, settle
 
 log = logging.getLogger("edge_agent.agent")
@@ -48,10 +50,10 @@ class Agent:
     def __init__(self, site: Site):
         self.site = site
         b = site.buffer
-        wanted = site.forward.enabled()
+        blocks = sink_blocks(site)
         self.buffer = Buffer(site.path(b.path), durability=b.durability, max_size=b.max_size,
                              max_age=b.max_age, sync_every=b.sync_every, memory_limit=b.memory_limit,
-                             sinks=[c.sink_name for c in wanted])
+                             sinks=[c.sink_name for c, _, _ in blocks])
         self.on_level_changes = None      # graded warning: called with each frame's level changes (points, items)
         self.pending: list[tuple[str, int, float, bytes]] = []
         self._commit_at: asyncio.TimerHandle | None = None
@@ -60,11 +62,12 @@ class Agent:
         self.sinks: list = []
         self.sink_specs: dict[str, registry.SinkSpec] = {}
         self.wakes: list[asyncio.Event] = []
-        every = live = 0
-        for cfg in wanted:
-            spec = registry.sink(cfg.kind)
+        every = live = shared = 0
+        own: dict[str, int] = {}           # a system's own sinks (its file sink)
+        for cfg, spec, system in blocks:
             wake = asyncio.Event()
-            ctx = registry.SinkContext(name=cfg.sink_name, site=site, profile=site.loaded_profile,
+            ctx = registry.SinkContext(name=cfg.sink_name, site=site if system is None else system.site,
+                                       profile=site.loaded_profile if system is None else system.profile,
                                        buffer=self.buffer, wake=wake, encoder=lambda: self.pipeline.encoder,
                                        status_detail=self.status_detail)
             sink = spec.make(cfg, ctx)
@@ -74,15 +77,25 @@ class Agent:
             bit = self.buffer.bit(sink.name)
             every |= bit
             live |= bit if spec.live else 0
+            if system is None:
+                shared |= bit
+            else:
+                own[system.name] = own.get(system.name, 0) | bit
         # Per-frame CDSS (report by exception) only go to the sinks that want them (the MQTT
         # uplink); the full snapshot every realtime_every goes everywhere (the spec files
         # need it).  No row is for the files alone, so the MQTT consumer's seq
-        # has no gaps that are not loss.
+        # has no gaps that are not loss.  With `systems:`, a system's rows go to the shared
+        # sinks and its own (its file sink), never to another system's.
         self.routes = Routes(all=every, live=live)
-        self.pipeline = Pipeline(site, self.routes, self.pending, states=self.fzss_states)
+        self.system_routes = {s.name: Routes(all=shared | own.get(s.name, 0), live=live & (shared | own.get(s.name, 0)))
+                              for s in site.resolved_systems} if site.systems else None
+        self.pipeline = Pipeline(site, self.routes, self.pending, states=self.fzss_states,
+                                 system_routes=self.system_routes)
         self.baselines = open_beside_buffer(self.site, self.catalog, self.kernel)
         self.devices = [DeviceState() for _ in site.devices]
         self.drivers = [self._driver(i, site, self.pipeline) for i in range(len(site.devices))]
+        self.dense = DenseSampling(site, self.catalog)      # poll_in_warning: from the (restored) levels
+        self.dense.apply(self.drivers, self.kernel.level)
         self.driver_tasks: list[asyncio.Task | None] = [None] * len(self.drivers)
         self.frames = 0
         self.points_in = 0
@@ -141,11 +154,13 @@ class Agent:
         st = self.devices[frame.device]
         st.frames += 1
         st.last_frame = frame.wall
-        events, levels = self.pipeline.on_frame(frame)
-        if levels and self.on_level_changes is not None:
-            self.on_level_changes(levels)
+        _, levels = self.pipeline.on_frame(frame)
+        if levels:
+            self.dense.apply(self.drivers, self.kernel.level, levels)
+            if self.on_level_changes is not None:
+                self.on_level_changes(levels)
         if self.alarms is not None:
-            self.alarms.after_frame(frame, self.kernel, events, levels)
+            self.alarms.after_frame(frame, self.kernel, levels)
         if self.pending and self._commit_at is None:
             # frames arriving within batch_every share one transaction; none waits longer
             self._commit_at = asyncio.get_running_loop().call_later(self.site.report.batch_every, self._commit_due)
@@ -225,7 +240,10 @@ class Agent:
             self.last_clock = time.monotonic()
             rep = self.site.report
             now = time.time()
-            if now >= next_snapshot:
+            if self.site.systems:          # each system on its own realtime_every
+                if self.pipeline.snapshots_due(now):
+                    self.fzss_sent = True
+            elif now >= next_snapshot:
                 self.snapshot(now)
                 behind = math.floor((now - next_snapshot) / rep.realtime_every) + 1
                 next_snapshot += rep.realtime_every * max(1, behind)
@@ -342,13 +360,14 @@ class Agent:
         """
         old = self.site
         sdnotify.reloading()
-        restart_keys = ("buffer", "forward", "metrics", "alarms", "console")
+        restart_keys = ("buffer", "forward", "metrics", "alarms", "console", "systems")
         for key in restart_keys:
             if getattr(old, key) != getattr(new, key):
                 log.warning("reload: %s settings changed; restart the service to apply them", key)
         new = new.model_copy(update={key: getattr(old, key) for key in restart_keys})
         try:
-            pipeline = Pipeline(new, self.routes, self.pending, states=self.fzss_states, previous=self.pipeline)
+            pipeline = Pipeline(new, self.routes, self.pending, states=self.fzss_states, previous=self.pipeline,
+                                system_routes=self.system_routes)
             keep = [i for i, dev in enumerate(new.devices) if i < len(old.devices) and
                     _acquisition(old.devices[i]) == _acquisition(dev) and
                     [p.index for p in self.pipeline.catalog.by_device[i]] ==
@@ -361,6 +380,7 @@ class Agent:
             return
         old_cddy = self.pipeline.encoder.cddy(0.0)
         old_drivers, old_tasks, old_states = self.drivers, self.driver_tasks, self.devices
+        self.pipeline.retire(pipeline, time.time())     # the removed points' alarms end
         self.site, self.pipeline = new, pipeline
         if self.baselines is not None:          # the new kernel already carries the points over
             self.baselines.attach(self.kernel, self.catalog, time.time(), carried=True)
@@ -371,6 +391,8 @@ class Agent:
         self.drivers = [old_drivers[i] if i in keep else fresh[i] for i in range(len(new.devices))]
         self.driver_tasks = [old_tasks[i] if i in keep else None for i in range(len(new.devices))]
         self.devices = [old_states[i] if i in keep else DeviceState() for i in range(len(new.devices))]
+        self.dense = DenseSampling(new, self.catalog)
+        self.dense.apply(self.drivers, self.kernel.level)
         await close_devices([(old_drivers[i], old_tasks[i], old.devices[i].name)
                               for i in range(len(old_drivers)) if i not in keep])
         for i in fresh:

@@ -121,6 +121,16 @@ def cmd_simulate(args) -> int:
     return sim.main(site, port=args.port, scenario=args.scenario)
 
 
+def _scenario(name: str) -> str:
+    """A simulator scenario's name, refused at the command line (one line, no traceback) when unknown."""
+    from edge_agent.drivers.sim.dynamics import SCENARIOS
+    from edge_agent.i18n import _
+    if name not in SCENARIOS:
+        raise argparse.ArgumentTypeError(_("unknown scenario {name}; known: {names}").format(
+            name=name, names=", ".join(SCENARIOS)))
+    return name
+
+
 # ---------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="broker to forward to when reachable (default %(default)s)")
     d.add_argument("--workdir", default="edge-agent-demo", metavar="DIR",
                    help="buffer and outbox live here; a rerun continues the same seq (default %(default)s)")
-    d.add_argument("--scenario", default="normal", metavar="NAME", help="simulator scenario (default normal)")
+    d.add_argument("--scenario", default="normal", metavar="NAME", type=_scenario,
+                   help="simulator scenario (default normal)")
     d.add_argument("--every", type=float, default=3.0, metavar="S", help="summary interval (default 3 s)")
     d.add_argument("--console", default=None, metavar="HOST:PORT",
                    help="the operator console's address (default 127.0.0.1:8080, a free port when taken; '' = none)")
@@ -160,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="run the simulated devices of a site file alone")
     s.add_argument("-c", "--config", required=True, metavar="SIM.yaml")
     s.add_argument("--port", type=int, default=None, help="serve every device on this port instead")
-    s.add_argument("--scenario", default="normal", metavar="NAME")
+    s.add_argument("--scenario", default="normal", metavar="NAME", type=_scenario)
     s.add_argument("--log-level", default="INFO")
     s.set_defaults(func=cmd_simulate)
 
@@ -191,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:     # `edge-agent check ... | head`: the reader went away, nothing to say
+        sys.stderr.close()
+        return 1
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, S
     field_error
 from edge_agent.rollup import Item
 from edge_agent.rollup import problems as rollup_problems
+from edge_agent.systems import SystemCfg
+from edge_agent.textsrc import read_config_text
 from edge_agent.yamlsrc import line_for, pretty_loc, read_yaml_with_lines, validation_problems
 
 # every device is validated by its driver's config model (registry.validate_device)
@@ -194,10 +196,12 @@ class Site(Model):
     items: tuple[Item, ...] = ()            # graded warning: points roll up to items, items to the facility
     alarms: AlarmsCfg = AlarmsCfg()         # graded warning: deadlines, the local API's token
     console: ConsoleCfg = ConsoleCfg()      # the agent's web server (local API, console pages)
+    systems: tuple[SystemCfg, ...] = ()     # monitoring systems (edge_agent/systems.py); none: one, as site.*
     # set by load_site: where the file was, for relative paths
     source: str = Field("", exclude=True)
     _profile: Any = PrivateAttr(None)
     _catalog: Any = PrivateAttr(None)
+    _systems: Any = PrivateAttr(None)
 
     @property
     def base_dir(self) -> Path | None:
@@ -215,6 +219,25 @@ class Site(Model):
         return catalog if catalog is not None and catalog.site is self else None
 
     @property
+    def resolved_systems(self) -> list:
+        """The monitoring systems (edge_agent.systems.System), each with its profile; resolved once."""
+        if self._systems is None:
+            from edge_agent.systems import resolve
+            self._systems = resolve(self)
+        return self._systems
+
+    def model_copy(self, *, update=None, deep: bool = False):
+        """A copy; its systems are resolved again (their views hold this site's devices and cadence)."""
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            copy._systems = None
+        return copy
+
+    def system_of(self, di: int):
+        """The System device `di` belongs to."""
+        return next(s for s in self.resolved_systems if di in s.devices)
+
+    @property
     def loaded_profile(self):
         """The networking profile `profile:` names, loaded once (by `load_site`, else on first use)."""
         if self._profile is None:
@@ -225,7 +248,10 @@ class Site(Model):
 
 # --------------------------------------------------------------------------- loading
 
-def _csv_points(data: dict, base: Path) -> tuple[dict[int, list[Point]], list[Problem]]:
+_UNOPENED = ("file not found", "cannot read", "is a folder")
+
+
+def _csv_points(data: dict, base: Path, where: str, lines) -> tuple[dict[int, list[Point]], list[Problem]]:
     """Each device's `points_file`, read with its driver's point model."""
     from edge_agent.pointtable import load_points_csv
 
@@ -235,13 +261,23 @@ def _csv_points(data: dict, base: Path) -> tuple[dict[int, list[Point]], list[Pr
     known = registry.drivers()
     for i, dev in enumerate(devices if isinstance(devices, list) else []):
         if isinstance(dev, dict) and isinstance(dev.get("points_file"), str):
-            spec = known.get(dev.get("driver"))
+            if not dev["points_file"].strip():
+                problems.append(Problem(where, line_for(("devices", i, "points_file"), lines),
+                                        pretty_loc(("devices", i, "points_file"), data),
+                                        "empty; name the CSV point table, or remove the key"))
+                continue
+            spec = known.get(dev["driver"]) if isinstance(dev.get("driver"), str) else None
             csv_path = Path(dev["points_file"])
             if not csv_path.is_absolute():
                 csv_path = base / csv_path
             shown = dev["points_file"] if not Path(dev["points_file"]).is_absolute() else str(csv_path)
             pts, probs = load_points_csv(csv_path, shown, spec.point_model if spec else Point)
-            problems.extend(probs)
+            loc = ("devices", i, "points_file")
+            for prob in probs:   # a table that cannot be opened is the site file's line that names it
+                if prob.line is None and prob.reason.startswith(_UNOPENED):
+                    name = shown if len(shown) <= 80 else shown[:77] + "..."
+                    prob = Problem(where, line_for(loc, lines), pretty_loc(loc, data), f"{name}: {prob.reason}")
+                problems.append(prob)
             out[i] = pts
     return out, problems
 
@@ -269,18 +305,13 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True, receiver_lim
 
     p = Path(path)
     where = str(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError([Problem(where, None, "", "file not found")])
-    except OSError as exc:
-        raise ConfigError([Problem(where, None, "", f"cannot read: {exc.strerror}")])
+    text = read_config_text(p, where)
     data, lines = read_yaml_with_lines(text, where)
     if not isinstance(data, dict):
         raise ConfigError([Problem(where, 1, "", "the site file must be a mapping with `site:` and `devices:`")])
 
     # point tables first, so their points validate with the rest
-    csv_points, problems = _csv_points(data, p.parent)
+    csv_points, problems = _csv_points(data, p.parent, where, lines)
     problems.extend(expand_equipment(data, lines, where))   # templates -> ordinary points
     try:
         site = Site.model_validate(data)
@@ -298,6 +329,14 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True, receiver_lim
         site._profile = load_profile(site.profile, base=p.parent)
     except ConfigError as exc:
         raise ConfigError(problems + exc.problems)
+    from edge_agent.systems import load_profiles, problems as system_problems, resolve as resolve_systems
+    profiles, found = load_profiles(site)
+    found += system_problems(site)
+    sys_problems = [Problem(where, line_for(loc, lines), pretty_loc(loc, data), reason) for loc, reason in found]
+    if not sys_problems:
+        site._systems = resolve_systems(site, profiles)
+    if sys_problems:
+        raise ConfigError(problems + sys_problems)
     problems.extend(semantic_problems(site, site.loaded_profile, where, data, lines))
     if receiver_limits:
         from edge_agent.profile.receiver import site_problems
@@ -328,7 +367,13 @@ def semantic_problems(site: Site, profile, where: str, data: Any, lines) -> list
                                    f"{profile.mine_code_pattern} (12 digits by default)")
     names: dict[str, int] = {}
     codes: dict[str, str] = {}
+    from edge_agent.systems import bound_problems
+    for system in site.resolved_systems:
+        for loc, reason in bound_problems(system):
+            add(loc, reason)
     for di, dev in enumerate(site.devices):
+        system = site.system_of(di)
+        profile = system.profile
         if dev.name in names:
             add(("devices", di, "name"), f"device name {dev.name!r} is used twice")
         names[dev.name] = di
@@ -342,7 +387,7 @@ def semantic_problems(site: Site, profile, where: str, data: Any, lines) -> list
                 add(loc + ("sensor",), f"unknown sensor type code {pt.sensor!r}; see the sensor table "
                                        f"{profile.raw.get('sensor_table', 'sensors.csv')} in the profile")
                 continue
-            code = point_code(site, pt, profile)
+            code = point_code(site, pt, profile, system.code)
             if code in codes:
                 add(loc + ("id",), f"point code {code} is also built by {codes[code]}; original numbers must "
                                    "differ for points of the same kind and sensor type")
@@ -351,6 +396,9 @@ def semantic_problems(site: Site, profile, where: str, data: Any, lines) -> list
                 add(loc + tail, reason)
     for loc, reason in rollup_problems(site):
         add(loc, reason)
+    from edge_agent.profile.shapes import coverage_problems, instrument_problems
+    for loc, reason in instrument_problems(site) + coverage_problems(site):
+        add(_point_loc(loc, data), reason)
     return out
 
 
@@ -384,8 +432,10 @@ def component_problems(site: Site, where: str, data: Any, lines) -> list[Problem
     return out
 
 
-def point_code(site: Site, pt: Point, profile) -> str:
-    """mine code + system code + value kind + sensor type + original point number (PROFILE.md)."""
+def point_code(site: Site, pt: Point, profile, system_code: str | None = None) -> str:
+    """mine code + system code + value kind + sensor type + original point number (PROFILE.md); the
+    system code is the point's system's (`system_code`), else the site's."""
     kind = pt.kind or profile.sensors[pt.sensor].kind
     number = profile.options.point_number(pt.id) if profile.options is not None else pt.id
-    return f"{site.site.mine_code}{site.site.system_code}{profile.value_kinds[kind]}{pt.sensor}{number}"
+    code = system_code or site.site.system_code
+    return f"{site.site.mine_code}{code}{profile.value_kinds[kind]}{pt.sensor}{number}"

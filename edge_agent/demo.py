@@ -46,10 +46,34 @@ def demo_console(workdir: Path, listen: str) -> ConsoleCfg:
     return ConsoleCfg(listen=listen, password_file=str(pw))
 
 
+def demo_systems_file(workdir: Path) -> Path:
+    """demo.yaml with config/demo/systems.yaml merged in (its systems, each device's system, its devices),
+    written to DIR/demo-site.yaml (a site file like any other: `check -c` it)."""
+    import yaml
+    folder = demo_site_path().parent
+    data = yaml.safe_load(demo_site_path().read_text(encoding="utf-8"))
+    extra = yaml.safe_load((folder / "demo" / "systems.yaml").read_text(encoding="utf-8")) or {}
+    systems = []
+    for s in extra.get("systems") or []:
+        kind = str(s.get("kind", ""))
+        systems.append({**s, "kind": str(folder / "demo" / kind)} if kind.endswith((".yaml", ".yml")) else s)
+    data["systems"] = systems
+    assign = extra.get("assign") or {}
+    for dev in data["devices"]:
+        if dev["name"] in assign:
+            dev["system"] = assign[dev["name"]]
+    data["devices"] += extra.get("devices") or []
+    path = workdir / "demo-site.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def demo_site(workdir: Path, mqtt: str | None, port: int, console: str | None = None) -> Site:
-    """The bundled demo site, pointed at DIR and at the simulator's port (and a console on `console`)."""
-    site = load_site(demo_site_path())
+    """The bundled demo site with every monitoring system (config/demo/systems.yaml), pointed at DIR and at
+    the simulator's port (and a console on `console`)."""
     workdir = workdir.resolve()
+    make_dirs(workdir)
+    site = load_site(demo_systems_file(workdir))
     devices = tuple(d.model_copy(update={"port": port}) for d in site.devices)
     fwd = site.forward
     mq = fwd.get("mqtt")
@@ -92,7 +116,8 @@ def summary(agent, out=sys.stdout) -> None:
         st = agent.devices[di]
         state = _("online") if st.online else (_("offline: {reason}").format(reason=st.reason)
                                                 if st.online is False else _("starting"))
-        lines.append(f"  {dev.name} [{state}]")
+        system = f" ({dev.system})" if dev.system else ""
+        lines.append(f"  {dev.name}{system} [{state}]")
         for rp in agent.catalog.by_device[di]:
             level = k.level[rp.index]
             lines.append(f"    {pad(rp.id, 4)} {pad(rp.sensor_name, 14)} "
@@ -170,8 +195,14 @@ async def run_demo(*, duration: float | None, mqtt: str | None, workdir: Path, s
         await asyncio.gather(*tasks, return_exceptions=True)
         await server.stop()
     outbox = workdir / "outbox"
-    files = sorted(outbox.glob("*.txt")) if outbox.exists() else []
+    files = sorted((p for p in outbox.rglob("*") if p.is_file() and not p.name.startswith(".")),
+                   key=lambda p: p.name) if outbox.exists() else []
     print(_("edge-agent demo: stopped at seq {seq}; {n} spec files in {dir}").format(
         seq=agent.buffer.next_seq - 1, n=len(files), dir=outbox.resolve())
         + (_(" (latest {name})").format(name=files[-1].name) if files else ""), flush=True)
+    for s in site.resolved_systems:
+        folder = outbox / s.dir
+        n = sum(1 for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) if folder.exists() else 0
+        print(_("  {system} ({kind}): {n} files in {dir}").format(system=s.name, kind=s.profile.name, n=n,
+                                                               dir=folder), flush=True)
     return 0

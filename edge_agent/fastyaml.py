@@ -33,6 +33,9 @@ class StrictLoader(SafeLoader):  # type: ignore[misc, valid-type]
         seen = set()
         for k, _ in node.value:
             key = self.construct_object(k, deep=True)
+            if isinstance(key, (list, dict, set)):
+                raise yaml.constructor.ConstructorError(None, None, "a key must be a name or a number, not a list "
+                                                                    "or a mapping (a stray `?` or brackets)", k.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", k.start_mark)
             seen.add(key)

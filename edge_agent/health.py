@@ -21,12 +21,17 @@ def pipeline_alive(agent) -> bool:
 
 
 def _device(dev, drv, st) -> dict:
-    return {
+    out = {
         **registry.driver(dev.driver).standard_counters(drv.counters),
         "online": bool(st.online),
         "last_poll": st.last_frame or None,
         "reason": st.reason,
     }
+    cadence = getattr(drv, "cadence", None)
+    if cadence is not None and cadence.dense is not None:      # poll_in_warning
+        out["in_warning"] = cadence.warning
+        out["dense_polls"] = drv.counters.get("dense_polls", 0)
+    return out
 
 
 def _sinks(agent) -> dict:

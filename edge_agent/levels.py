@@ -264,6 +264,37 @@ def rule_specs(point) -> tuple[RuleSpec, ...]:
     return tuple(out) + tuple(r.spec() for r in point.rules)
 
 
+class PollInWarning(Frozen):
+    """A device's `poll_in_warning:`: poll every `period` while any of its points is at level `from`
+    or above (default blue: at any level), back to `poll` once none is.  `poll_in_warning: 1m` is
+    `{period: 1m, from: blue}`."""
+    period: Duration
+    from_: str = Field("blue", alias="from")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, v: Any) -> Any:
+        return {"period": v} if isinstance(v, (str, int, float)) and not isinstance(v, bool) else v
+
+    @field_validator("period")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError("the period must be longer than 0s")
+        return v
+
+    @field_validator("from_")
+    @classmethod
+    def _colour(cls, v: str) -> str:
+        if v not in COLOURS:
+            raise ValueError(f"{v!r} is not a level; use one of {', '.join(COLOURS)}")
+        return v
+
+    @property
+    def level(self) -> int:
+        return level_number(self.from_)
+
+
 def has_warning(site) -> bool:
     return any(p.levels is not None or p.rules for d in site.devices for p in d.points)
 

@@ -5,7 +5,8 @@ Nothing here is updated per poll: at scrape time `SnapshotCollector` calls a
 The dict (every key optional; missing or None values are left out):
 
     {"devices": {name: {"polls", "errors", "timeouts", "skipped",      # counters
-                        "online", "latency_s", "last_poll"}},          # bool, seconds, unix time
+                        "dense_polls",                                 # counter (poll_in_warning)
+                        "online", "in_warning", "latency_s", "last_poll"}},   # bool, bool, s, unix time
      "sinks":   {name: {"published", "acked", "reconnects",            # counters
                         "inflight", "connected"}},                     # gauge, bool
      "buffer":  {"rows", "bytes", "oldest_age", "drops": {type: n}, "backlog": {sink: n}},
@@ -51,8 +52,11 @@ HEALTH_STATES = ("ok", "degraded", "down")
 _DEVICE_COUNTERS = (("polls", "edge_agent_device_polls", "Polls completed per device"),
                     ("errors", "edge_agent_device_errors", "Polls that failed (exception, refused, decode)"),
                     ("timeouts", "edge_agent_device_timeouts", "Polls that timed out"),
-                    ("skipped", "edge_agent_device_skipped", "Polls skipped because the previous one overran"))
+                    ("skipped", "edge_agent_device_skipped", "Polls skipped because the previous one overran"),
+                    ("dense_polls", "edge_agent_device_dense_polls", "Polls made at the poll_in_warning period"))
 _DEVICE_GAUGES = (("online", "edge_agent_device_online", "1 when the device answers, 0 when it does not"),
+                  ("in_warning", "edge_agent_device_in_warning",
+                   "1 while the device polls at its poll_in_warning period"),
                   ("latency_s", "edge_agent_device_poll_latency_seconds", "Duration of the last poll"),
                   ("last_poll", "edge_agent_device_last_poll_timestamp_seconds", "Unix time of the last frame"))
 _SINK_COUNTERS = (("published", "edge_agent_sink_published", "Messages handed to the sink"),

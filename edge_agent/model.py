@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, \
@@ -112,6 +114,9 @@ class Point(Model):
     sensor_name: FreeText | None = None  # default: the code table's name for the sensor type
     on_text: FreeText | None = None      # switch points (KG): the state 1 / state 0 texts; default: the code table's
     off_text: FreeText | None = None
+    instrument: str | None = None        # several points, one record (edge_agent/profile/shapes.py): its name
+    role: str | None = None              # this point's member of the instrument (level, temperature, x_disp ...)
+    attrs: dict[str, FreeText | float] = {}   # definition attributes a profile's `attributes:` names
 
     @field_validator("id", mode="before")
     @classmethod
@@ -214,10 +219,12 @@ class Device(Model):
     y: float | None = None
     z: float | None = None
     poll: Period = 1.0
+    poll_in_warning: warning.PollInWarning | None = None   # denser polls while a point is at a level
     timeout: Period = 0.5
     retries: int = Field(1, ge=0, le=10)
     points_file: str | None = None
     points: tuple[Point, ...] = ()
+    system: str | None = None            # the monitoring system (`systems:`) it belongs to
 
     @field_validator("name")
     @classmethod
@@ -225,6 +232,53 @@ class Device(Model):
         if not NAME.fullmatch(v):
             raise ValueError("device name must be 1-64 letters, digits, '-', '_' or '.'")
         return v
+
+    @model_validator(mode="after")
+    def _dense_polls(self) -> "Device":
+        piw = self.poll_in_warning
+        if piw is not None and piw.period > self.poll:
+            raise field_error(("poll_in_warning", "period"),
+                              f"{piw.period:g}s is longer than the device's poll period ({self.poll:g}s); in "
+                              "warning a device polls more often, not less: give a shorter period")
+        return self
+
+
+# --------------------------------------------------------------------------- upload targets
+
+@dataclass(frozen=True)
+class FtpTarget:
+    tls: bool
+    host: str
+    port: int
+    user: str
+    password: str | None      # only when written in the URL (discouraged: use password_file)
+    directory: str
+
+
+def _target(url: str) -> FtpTarget:
+    """`ftp[s]://[user[:password]@]host[:port][/dir]` -> FtpTarget; ValueError saying what to write otherwise."""
+    try:
+        u = urlsplit(url)
+        port = u.port
+    except ValueError as exc:
+        raise ValueError(f"{url!r} is not a URL ({exc})") from None
+    if u.scheme not in ("ftp", "ftps") or not u.hostname:
+        raise ValueError(f"{url!r}: write ftp://user@host:21/dir or ftps://user@host:21/dir")
+    return FtpTarget(tls=u.scheme == "ftps", host=u.hostname, port=port or 21,
+                     user=unquote(u.username) if u.username else "anonymous",
+                     password=unquote(u.password) if u.password is not None else None,
+                     directory=unquote(u.path).strip("/"))
+
+
+def _checked_upload(v: str | None) -> str | None:
+    if v is not None:
+        _target(v)
+    return v
+
+
+# an `upload:` URL, refused by the model unless ftp:// or ftps:// (also `systems[].upload`)
+UploadUrl = Annotated[str | None, AfterValidator(_checked_upload)]
+
 
 
 # --------------------------------------------------------------------------- sinks

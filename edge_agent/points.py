@@ -64,13 +64,17 @@ class Catalog:
         self.profile = profile
         self.points: list[ResolvedPoint] = []
         self.by_device: list[list[ResolvedPoint]] = []
+        # each device's system (its profile and system code; one implicit system without `systems:`)
+        self.systems = [site.system_of(di) for di in range(len(site.devices))]
         for di, dev in enumerate(site.devices):
             mine: list[ResolvedPoint] = []
+            system = self.systems[di]
+            profile = self.profile_of(di)
             for pt in dev.points:
                 sensor = profile.sensors[pt.sensor]
                 lo, hi = pt.range if pt.range is not None else (sensor.range_low, sensor.range_high)
                 rp = ResolvedPoint(
-                    index=len(self.points), device=di, cfg=pt, code=point_code(site, pt, profile),
+                    index=len(self.points), device=di, cfg=pt, code=point_code(site, pt, profile, system.code),
                     kind=pt.kind or sensor.kind, type=pt.data_type,
                     sensor_name=pt.sensor_name if pt.sensor_name is not None else sensor.name,
                     unit=pt.unit if pt.unit is not None else sensor.unit,
@@ -93,16 +97,17 @@ class Catalog:
         `by_device` list: no driver polls them.  Id `<equipment ids>D<slot>`,
         sensor 1990 (multistate: 0 normal, 1 condition active, 2 cannot evaluate).
         """
-        sensor = self.profile.sensors.get(DERIVED_SENSOR)
-        if sensor is None:
-            return
         eqs = {eq.name: eq for eq in self.site.equipment}
         for dp in derived_points:
+            system = self.systems[dp.device]
+            sensor = self.profile_of(dp.device).sensors.get(DERIVED_SENSOR)
+            if sensor is None:
+                continue
             eq = eqs[dp.equipment]
             cfg = Point(id=f"{eq.prefix}D{dp.slot}", sensor=DERIVED_SENSOR, kind="multistate",
                         address="derived", location=eq.location or self.site.devices[dp.device].location)
             rp = ResolvedPoint(
-                index=len(self.points), device=dp.device, cfg=cfg, code=point_code(self.site, cfg, self.profile),
+                index=len(self.points), device=dp.device, cfg=cfg, code=point_code(self.site, cfg, self.profile_of(dp.device), system.code),
                 kind="multistate", type="uint16", sensor_name=sensor.name, unit=sensor.unit,
                 range_low=sensor.range_low, range_high=sensor.range_high, decimals=0, deadband=0.0,
                 on_text="", off_text="", sent=sensor.send, integral=True)
@@ -111,14 +116,16 @@ class Catalog:
 
     def __len__(self) -> int:
         return len(self.points)
-
     def device_code(self, di: int) -> str:
         """The device's `substation:`, else the profile's substation code template for its position."""
         dev: Device = self.site.devices[di]
         if dev.substation is not None:
             return dev.substation
-        info = self.site.site
-        return self.profile.options.substation(di + 1, info.mine_code, info.system_code)
+        return self.profile_of(di).options.substation(di + 1, self.site.site.mine_code, self.systems[di].code)
+
+    def profile_of(self, di: int) -> Profile:
+        """Device `di`'s profile: its system's (with `systems:`), else the catalogue's."""
+        return self.systems[di].profile if self.site.systems else self.profile
 
     def thresholds(self) -> dict[str, array]:
         """Structure-of-arrays view for the kernel; NaN means 'not configured'.  Beside the columns:

@@ -23,8 +23,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from edge_agent.errors import EdgeAgentError, Problem
+from edge_agent.errors import ConfigError, EdgeAgentError, Problem
 from edge_agent.model import Point
+from edge_agent.i18n import _
+from edge_agent.textsrc import read_config_text
 from edge_agent.yamlsrc import reason_of
 
 # same keys as inline points; nested thresholds as dotted columns.  A column a driver's
@@ -69,14 +71,21 @@ def _row_to_point(row: dict[str, str]) -> dict[str, Any]:
 def load_points_csv(path: Path, shown: str, model: type[Point] = Point) -> tuple[list[Point], list[Problem]]:
     """Read a point table exported from a spreadsheet (UTF-8, BOM or not) into `model`s."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        return [], [Problem(shown, None, "points_file", "file not found; the path is relative to the site file")]
-    except UnicodeDecodeError:
-        return [], [Problem(shown, None, "points_file",
-                            "not UTF-8; save the spreadsheet as 'CSV UTF-8' and try again")]
-    except OSError as exc:
-        return [], [Problem(shown, None, "points_file", f"cannot read: {exc.strerror}")]
+        text = read_config_text(path, shown, "points_file",
+                                missing="file not found; the path is relative to the site file")
+    except ConfigError as exc:
+        return [], exc.problems
+    first = text.split("\n", 1)[0]
+    if "\t" in first and "," not in first:
+        return [], [Problem(shown, 1, "points_file", _("the columns are separated by tabs; save the table as "
+                                                     "CSV (comma-separated), UTF-8, and run check again"))]
+    try:
+        return _read_rows(text, shown, model)
+    except csv.Error as exc:        # a field over the csv module's limit, a quote left open...
+        return [], [Problem(shown, None, "points_file", f"not a readable CSV table: {exc}")]
+
+
+def _read_rows(text: str, shown: str, model: type[Point]) -> tuple[list[Point], list[Problem]]:
     reader = csv.DictReader(text.splitlines())
     header = [h.strip() for h in (reader.fieldnames or [])]
     problems = []

@@ -121,6 +121,8 @@ class SinkSpec:
     secret_fields: tuple[str, ...] = ()
     counters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     live: bool = False                      # also gets each frame's changed points (report by exception)
+    per_system: Ref = None                  # (cfg, system) -> the cfg of this sink for one monitoring system:
+                                            # with `systems:`, one such sink per system gets that system's rows
 
     def make(self, cfg, ctx):
         return load(self.factory)(cfg, ctx)
@@ -133,6 +135,9 @@ class SinkSpec:
 
     def standard_counters(self, counters: Mapping[str, float]) -> dict:
         return _summed(counters, self.counters, SINK_COUNTERS)
+
+    def for_system(self, cfg, system):
+        return load(self.per_system)(cfg, system)
 
 
 @dataclass
@@ -183,7 +188,32 @@ class RecordType:
         return load(self.producer)(pipeline, now, data)
 
 
+@dataclass(frozen=True)
+class FileFormat:
+    """How a profile's files look on disk (`files.format:` in a profile; `text` by default).
+
+    `render(profile, site, type, when, records, *, seq)` -> (file name, bytes): `type` is the record
+    type code (without a system prefix), `records` the buffered body parsed (dicts keyed by the
+    profile's `records.<type>` fields, in order), `site` the system's view of the site (its
+    `site.site` carries the system's code, name, model and manufacturer), `when` an aware datetime
+    of the mine's local time (whole second), `seq` the buffer seq of the row.  It must be pure: the
+    writer renames into place, takes an identical existing file as done, and on a name clash with
+    other bytes renders again one second later.  `check(files)` -> [(key under `files`, reason)]
+    for `load_profile`.
+    """
+    name: str
+    render: Ref
+    check: Ref = None
+
+    def render_file(self, profile, site, type: str, when, records, *, seq: int = 0) -> tuple[str, bytes]:
+        return load(self.render)(profile, site, type, when, records, seq=seq)
+
+    def problems_of(self, files: dict) -> Problems:
+        return _call(self.check, files)
+
+
 _drivers: dict[str, DriverSpec] = {}
+_formats: dict[str, FileFormat] = {}
 _sinks: dict[str, SinkSpec] = {}
 _records: dict[str, RecordType] = {}
 _loaded = False
@@ -197,6 +227,7 @@ def _builtins() -> None:
     import edge_agent.drivers  # noqa: F401  (registers the built-in drivers)
     import edge_agent.forward  # noqa: F401  (registers the built-in sinks)
     import edge_agent.profile.types  # noqa: F401  (registers the built-in record types)
+    import edge_agent.profile.formats  # noqa: F401  (registers the built-in file formats)
     from importlib.metadata import entry_points
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
@@ -232,8 +263,21 @@ def register_record_type(rt: RecordType) -> RecordType:
     return rt
 
 
+def register_file_format(fmt: FileFormat) -> FileFormat:
+    """Add a file format (or replace one of the same name)."""
+    _builtins()
+    _formats[fmt.name] = fmt
+    return fmt
+
+
+def file_formats() -> dict[str, FileFormat]:
+    _builtins()
+    return dict(_formats)
+
+
 def unregister(name: str) -> None:
-    """Remove a driver name, sink kind or record type (tests that registered their own)."""
+    """Remove a driver name, sink kind, record type or file format (tests that registered their own)."""
+    _formats.pop(name, None)
     _drivers.pop(name, None)
     _sinks.pop(name, None)
     _records.pop(name, None)
@@ -287,7 +331,7 @@ def validate_device(v: Any) -> "Device":
         raise _error((), "a device is a mapping with `name`, `driver` and its settings", v)
     known = drivers()
     name = v.get("driver")
-    if name not in known:
-        raise _error(("driver",), f"must be one of {', '.join(repr(n) for n in sorted(known))}"
-                     + ("" if name is None else f" (got {name!r})"), name)
+    if not isinstance(name, str) or name not in known:
+        got = "" if name is None else f" (got {name!r})" if len(repr(name)) <= 40 else f" (got {repr(name)[:37]}...)"
+        raise _error(("driver",), f"must be one of {', '.join(repr(n) for n in sorted(known))}" + got, name)
     return known[name].config.model_validate(v)

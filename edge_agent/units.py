@@ -1,6 +1,7 @@
 """Parsing of the human units used in site files: durations and sizes."""
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
@@ -16,6 +17,10 @@ _SIZE_FACTOR = {
 }
 
 
+MAX_SECONDS = 100 * 365 * 86400.0      # longer than any gateway runs: a typo, or a fuzzer
+MAX_BYTES = 2**62
+
+
 def parse_duration(value: object) -> float:
     """Seconds from `500ms`, `20s`, `5m`, `2h`, `1d` or a bare number of seconds."""
     if isinstance(value, bool):
@@ -23,12 +28,24 @@ def parse_duration(value: object) -> float:
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return float(value)
+        return _sane_seconds(value, value)
     if isinstance(value, str):
         m = _DURATION.match(value)
         if m:
-            return float(m.group(1)) * _DURATION_FACTOR[m.group(2)]
+            return _sane_seconds(float(m.group(1)) * _DURATION_FACTOR[m.group(2)], value)
     raise ValueError(f"{value!r} is not a duration; write it like 500ms, 20s, 5m, 2h or 1d")
+
+
+def shown(value: object, width: int = 40) -> str:
+    """repr of a value from a site file, cut to `width` characters (a fuzzed 400-digit number)."""
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _sane_seconds(seconds: float, given: object) -> float:
+    if not (isinstance(seconds, int) or math.isfinite(seconds)) or seconds > MAX_SECONDS:
+        raise ValueError(f"{shown(given)} is not a usable duration (at most 100 years); write it like 500ms, 20s or 5m")
+    return float(seconds)
 
 
 def parse_size(value: object) -> int:
@@ -38,12 +55,18 @@ def parse_size(value: object) -> int:
     if isinstance(value, int):
         if value < 0:
             raise ValueError("a size cannot be negative")
-        return value
+        return _sane_bytes(value, value)
     if isinstance(value, str):
         m = _SIZE.match(value)
         if m:
-            return int(float(m.group(1)) * _SIZE_FACTOR[m.group(2)])
+            return _sane_bytes(float(m.group(1)) * _SIZE_FACTOR[m.group(2)], value)
     raise ValueError(f"{value!r} is not a size; write it like 512MiB or 1GiB")
+
+
+def _sane_bytes(size: float, given: object) -> int:
+    if (not isinstance(size, int) and not math.isfinite(size)) or size > MAX_BYTES:
+        raise ValueError(f"{shown(given)} is too large a size; write it like 512MiB or 1GiB")
+    return int(size)
 
 
 def format_duration(seconds: float) -> str:

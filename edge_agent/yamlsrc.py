@@ -8,6 +8,7 @@ asks for one.  `validation_problems` turns a pydantic ValidationError into
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 import yaml
@@ -17,6 +18,8 @@ from edge_agent import fastyaml
 from edge_agent.fastyaml import SafeLoader as _FastLoader
 from edge_agent.fastyaml import StrictLoader as _StrictLoader
 from edge_agent.errors import ConfigError, Problem
+from edge_agent.i18n import _
+from edge_agent.units import shown
 
 _KEYS = yaml.SafeLoader("")   # constructs scalar keys while walking nodes for their lines
 
@@ -76,12 +79,72 @@ def read_yaml_with_lines(text: str, where: str) -> tuple[Any, Lines]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         reason = getattr(exc, "problem", None) or str(exc)
+        line = None if mark is None else mark.line + 1
         if isinstance(exc, yaml.constructor.ConstructorError):
-            raise ConfigError([Problem(where, None if mark is None else mark.line + 1, "", str(reason))])
-        raise ConfigError([Problem(where, None if mark is None else mark.line + 1, "", f"not valid YAML: {reason}")])
+            raise ConfigError([Problem(where, line, "", str(reason))]) from None
+        tab = _tab_near(text, exc)
+        if tab is not None:
+            raise ConfigError([Problem(where, tab, "", _("a tab character; YAML indents with spaces only: "
+                                                         "replace the tabs on this line with spaces"))]) from None
+        raise ConfigError([Problem(where, line, "", f"not valid YAML: {reason}")]) from None
     if data is None:
         raise ConfigError([Problem(where, None, "", "the file is empty")])
+    if "*" in text:                    # aliases: refuse a bomb or a loop before anything walks the data
+        reason = _alias_problem(data)
+        if reason is not None:
+            alias = re.search(r"(?m)^.*?(?<![\w*])\*[^\s,\]}*]", text)
+            line = text.count("\n", 0, alias.start()) + 1 if alias else None
+            raise ConfigError([Problem(where, line, "", reason)])
     return data, Lines(text)
+
+
+MAX_VALUES = 2_000_000     # a 10,000-point site file holds about 200,000
+
+
+def _alias_problem(data: Any) -> str | None:
+    """Why the data's aliases cannot be used (a loop, or more values than any site has), or None.
+
+    Linear in the distinct values: each list or mapping is sized once, aliases add their size."""
+    sizes: dict[int, int] = {}
+    entered: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        node, done = stack.pop()
+        children = list(node.values()) if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        key = id(node)
+        if done:
+            sizes[key] = min(MAX_VALUES + 1, 1 + sum(sizes.get(id(c), 1) for c in children))
+            entered.discard(key)
+            continue
+        if key in sizes:
+            continue
+        if key in entered:
+            return _("an alias refers to a value that contains it (a loop); write the value out instead")
+        entered.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children)
+    if sizes.get(id(data), 1) > MAX_VALUES:
+        return _("its anchors and aliases (&name, *name) expand to more than {n} values; "
+                 "write the values out instead").format(n=f"{MAX_VALUES:,}")
+    return None
+
+
+def _tab_near(text: str, exc: yaml.YAMLError) -> int | None:
+    """The line of the tab that broke the parse (at the error's mark, or in the indent of its line or
+    the line before), or None when the error is not about a tab."""
+    lines = text.splitlines()
+    for mark in (getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)):
+        if mark is None:
+            continue
+        for n in (mark.line, mark.line - 1):
+            if 0 <= n < len(lines):
+                ln = lines[n]
+                indent = ln[:len(ln) - len(ln.lstrip(" \t"))]
+                if "\t" in indent or (n == mark.line and ln[mark.column:mark.column + 1] == "\t"):
+                    return n + 1
+    return None
 
 
 def line_for(loc: tuple, lines: dict[tuple, int]) -> int | None:
@@ -121,7 +184,7 @@ def reason_of(err: dict) -> str:
     msg = msg.removeprefix("Value error, ")
     if typ in ("float_parsing", "int_parsing", "float_type", "int_type", "string_type", "bool_parsing",
                "bool_type", "tuple_type", "list_type", "model_type", "dict_type"):
-        msg = f"{msg} (got {err.get('input')!r})"
+        msg = f"{msg} (got {shown(err.get('input'))})"
     return msg
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 
 from edge_agent.alarms.book import AlarmBook
-from edge_agent.alarms.legacy import LevelChange
+from edge_agent.filtering.records import LevelChange
 from edge_agent.alarms.spec import LEVELS, alarm_spec
 from edge_agent.drivers.sim.harness import site_from_yaml
 from edge_agent.points import Catalog

@@ -12,8 +12,9 @@ import pytest
 
 from alarm_support import Bench, Clock, kinds
 from edge_agent.alarms import AlarmError
-from edge_agent.alarms.legacy import LegacyLevels
-from edge_agent.filtering.records import Event
+from edge_agent.alarms.book import AlarmBook
+from edge_agent.alarms.spec import LEVELS
+from test_kernel import K, T0, frame, thresholds  # noqa: F401  (K: the twins fixture)
 
 H, M = 3600.0, 60.0
 
@@ -309,18 +310,71 @@ def test_an_unwritable_book_refuses_operator_actions(tmp_path):
     assert bench.take() == [] and bench.book.get(i)["disposal"] is None
 
 
-def test_legacy_levels_from_kernel_events(tmp_path):
+def test_old_ladder_alarms_come_from_the_kernels_level_changes(tmp_path, K):
+    """The book takes the kernel's own level changes for warn/alarm/cutoff points (rule "legacy",
+    coloured by the profile's legacy_levels): tracked, thresholds kept, no YCBJ of its own."""
     bench = Bench(tmp_path)
-    legacy = LegacyLevels(bench.catalog)
+    k = K(2, thresholds(2, warn_high=0.8, alarm_high=1.0, alarm_high_clear=0.9, cutoff_high=1.5,
+                        cutoff_restore=1.0))
+    seen = []
+    for t, v in enumerate([0.5, 0.85, 1.1, 1.6, 0.95, 0.7]):
+        k.process(frame(T0 + t, [v], [0]))
+        changes = k.take_level_changes()
+        bench.book.apply(changes, k.value)
+        seen += [(c.rule, LEVELS[c.level], c.threshold) for c in changes]
+    assert seen == [("legacy", "yellow", 0.8), ("legacy", "orange", 1.0), ("legacy", "red", 1.5),
+                    ("legacy", "orange", 1.0), ("legacy", "none", 0.9)]
+    assert bench.take() == []                      # the kernel's YCBJ 009/001/002 are those records
+    (a,) = bench.book.list("closed")
+    assert (a["rule"], a["max_level"], a["threshold"], a["start"], a["end"]) == ("legacy", "red", 1.5, T0 + 1,
+                                                                                  T0 + 5)
 
-    def ev(anomaly, side, begin, t, v):
-        return Event(point=0, anomaly=anomaly, side=side, begin=begin, start=t, end=None if begin else t + 1,
-                     value=v, max=v, max_time=t, min=v, min_time=t, avg=v)
 
-    got = legacy.changes([ev("009", "high", True, 1, 0.85), ev("001", "high", True, 2, 1.1),
-                          ev("001", "high", False, 3, 0.95), ev("009", "high", False, 4, 0.7),
-                          ev("004", "", True, 5, math.nan)])
-    assert [(c.previous, c.level, c.rule) for c in got] == [(0, 2, "legacy"), (2, 3, "legacy"),
-                                                            (3, 2, "legacy"), (2, 0, "legacy")]
-    assert legacy.level(0) == 0 and [c.time for c in got] == [1, 2, 4, 5]
-    assert all(math.isnan(c.threshold) for c in got)      # this point has no thresholds configured
+def _without_second_point(bench: Bench, folder):
+    """The bench's site, catalogue and encoder without point 00000302 (a reload that removed it)."""
+    from alarm_support import SITE
+    from edge_agent.drivers.sim.harness import site_from_yaml
+    from edge_agent.points import Catalog
+    from edge_agent.profile import Encoder
+    folder.mkdir()
+    site = site_from_yaml(SITE.split('      - {id: "00000302"')[0], folder)
+    catalog = Catalog(site, bench.profile)
+    return site, catalog, Encoder(site, catalog, bench.profile)
+
+
+def test_alarms_of_points_and_items_a_reload_removed_end_with_their_records(tmp_path):
+    from edge_agent.rollup import ItemLevelChange
+    bench = Bench(tmp_path)
+    bench.book.apply([bench.change(1, "red", "none", value=4.6, threshold=4.5),
+                      bench.change(0, "blue", "none", value=3.1, threshold=3.0),
+                      ItemLevelChange("水文孔", 2, 0, "rollup", math.nan, 4, bench.clock.wall())])
+    bench.take()
+    site, catalog, encoder = _without_second_point(bench, tmp_path / "reloaded")
+    bench.clock.advance(60)
+    bench.book.bind(catalog, encoder, site)
+    got = bench.take()
+    assert kinds(got) == ["YCBJ 001 end", "alarm close", "alarm close"], got
+    assert got[0][1]["point_code"] == bench.catalog.points[1].code       # the old configuration's code
+    assert got[1][1]["point"] == "00000302" and got[2][1]["item"] == "水文孔"
+    assert [a["point"] for a in bench.book.list("open")] == ["00000301"]    # still configured: still open
+    ended = {a["point"] or a["item"]: a for a in bench.book.list("closed")}
+    assert ended["00000302"]["end"] == ended["水文孔"]["end"] == bench.clock.wall()
+
+
+def test_an_alarm_whose_point_went_while_the_agent_was_down_ends_at_the_start(tmp_path):
+    bench = Bench(tmp_path)
+    bench.book.apply([bench.change(1, "orange", "none", value=4.1, threshold=4.0)])
+    bench.take()
+    bench.book.close()
+    site, catalog, encoder = _without_second_point(bench, tmp_path / "changed")
+    book = AlarmBook(bench.path, bench.spec, emit=bench.records.extend, clock=bench.clock.wall,
+                     mono=bench.clock.mono)
+    book.bind(catalog, encoder, site)
+    got = bench.take()
+    assert kinds(got) == ["alarm close"] and got[0][1]["point"] == "00000302"   # no point code to end a YCBJ
+    assert book.list("open") == []
+    book.close()
+    again = AlarmBook(bench.path, bench.spec, emit=bench.records.extend, clock=bench.clock.wall,
+                      mono=bench.clock.mono)
+    again.bind(catalog, encoder, site)
+    assert bench.take() == [] and again.list("open") == []

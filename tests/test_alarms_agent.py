@@ -2,9 +2,9 @@
 `edge-agent run` -> its alarm book (real SQLite) -> `edge-agent alarms ...` over the local API ->
 a real mosquitto and the spec files.
 
-Until the `levels` branch lands, the agent's level changes are the old ladder's (rule
-"legacy": warn yellow, alarm orange, cutoff red); the lifecycle of graded rules is
-covered by test_alarm_book.py.
+Most tests here use the old ladder's alarms (rule "legacy": warn yellow, alarm orange,
+cutoff red, the kernel's own level changes); one walks a graded red alarm through the same
+loop. The lifecycle of every rule is covered by test_alarm_book.py.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class SimThread:
 
 
 def make_site(tmp_path, *, mqtt_url: str | None = None, deadlines: dict | None = None,
-              metrics_port: int | None = None) -> tuple:
+              metrics_port: int | None = None, levels: dict | None = None) -> tuple:
     sim_port, web_port = free_port(), free_port()
     data = {
         "site": {"mine_code": "140211001234", "mine_name": "示例煤矿", "gateway": "gw-a"},
@@ -73,6 +73,10 @@ def make_site(tmp_path, *, mqtt_url: str | None = None, deadlines: dict | None =
     }
     if mqtt_url:
         data["forward"]["mqtt"] = {"url": mqtt_url, "topic_prefix": "mine"}
+    if levels:                    # graded levels instead of the old ladder
+        pt = data["devices"][0]["points"][0]
+        del pt["alarm"], pt["warn"]
+        pt["levels"] = levels
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     token = tmp_path / "alarms.token"
@@ -300,3 +304,47 @@ def test_check_warns_of_a_missing_token_file(tmp_path):
     r = subprocess.run(edge_agent_cmd("check", "-c", str(site)), capture_output=True, text=True, timeout=60)
     lines = [x for x in r.stdout.splitlines() if "alarms.token_file" in x]
     assert r.returncode == 0 and len(lines) == 1 and "not found" in lines[0] and "chmod 600" in lines[0], r.stdout
+
+
+def test_an_undisposed_red_alarm_turns_overdue_and_its_disposal_reaches_mqtt_and_the_files(tmp_path, mosquitto):
+    """A graded red alarm (`levels:`), not the old ladder: overdue after its red deadline, then
+    disposed of through the CLI: the `disposal` on MQTT and the YCBJ spec file with the disposal."""
+    site, sim_port, web_port = make_site(tmp_path, mqtt_url=mosquitto.url, deadlines={"red": "2s"},
+                                         levels={"yellow": {"high": 0.8}, "red": {"high": 1.5}})
+    sub = Subscriber(mosquitto.port).start()
+    sim = SimThread(site, sim_port)
+    agent = None
+    try:
+        sim.pin(1.0)                                    # yellow first, then two levels up to red
+        agent = start_agent(tmp_path, site, web_port, "agent.log")
+        wait_for(lambda: [a for a in alarms_of(web_port) if a["level"] == "yellow"], 20, "a yellow alarm")
+        sim.pin(1.6)
+        alarm = wait_for(lambda: [a for a in alarms_of(web_port) if a["level"] == "red"], 20, "a red alarm")[0]
+        assert alarm["rule"] == "level" and alarm["threshold"] == 1.5 and alarm["state"] == "open"
+        esc = wait_for(lambda: sub.payloads("escalation"), 20, "the escalation on MQTT")
+        rec = esc[-1]["records"][0]
+        assert (rec["id"], rec["max_level"], rec["overdue"], rec["level_code"]) == (alarm["id"], "red", True, 1)
+        listed = cli("list", "-c", str(site), "--state", "overdue")
+        assert listed.returncode == 0 and "OVERDUE" in listed.stdout and "red 红" in listed.stdout, listed
+        i = str(alarm["id"])
+        r = cli("dispose", i, "--handler", "王工", "--cause", "水位上涨", "--action", "开启排水泵", "-c", str(site))
+        assert r.returncode == 0, r.stderr
+        disp = wait_for(lambda: sub.payloads("disposal"), 20, "the disposal on MQTT")
+        d = disp[0]["records"][0]
+        assert (d["id"], d["max_level"], d["disposal"]["cause"]) == (alarm["id"], "red", "水位上涨")
+        assert isinstance(disp[0]["seq"], int)
+        assert api(web_port, f"/api/alarms/{i}")["overdue"] is False
+
+        def filled_files():
+            return [row for p in sorted((tmp_path / "outbox").glob("140211001234_YCBJ_*.txt"))
+                    for row in _parse_ycbj(p) if row[12]]
+        row = wait_for(filled_files, 20, "a YCBJ spec file with the disposal")[0]
+        assert row[0] == "14021100123401MN0001T1" and row[4] == "001"      # red: the default profile's 001
+        assert row[12:16] == ["水位上涨", "开启排水泵", row[14], "王工"] and row[14]
+        rc = agent.stop()
+        assert rc == 0 and "Traceback" not in agent.text()
+    finally:
+        if agent is not None:
+            agent.kill()
+        sim.stop()
+        sub.stop()

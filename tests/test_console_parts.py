@@ -167,8 +167,8 @@ def test_check_and_status_speak_chinese_under_zh_cn_and_english_otherwise():
     zh = _cli("check", "-c", site, lang="zh_CN.UTF-8")
     en = _cli("check", "-c", site, lang="C.UTF-8")
     assert zh.returncode == en.returncode == 0
-    assert "正确：2 台设备，8 个测点" in zh.stdout and "可写测点：无" in zh.stdout
-    assert "ok: 2 devices, 8 points" in en.stdout and "台" not in en.stdout
+    assert "正确：5 台设备，14 个测点" in zh.stdout and "可写测点：无" in zh.stdout
+    assert "ok: 5 devices, 14 points" in en.stdout and "台" not in en.stdout
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]                 # nothing listens here once closed

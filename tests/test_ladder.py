@@ -174,8 +174,9 @@ def test_a_gap_longer_than_the_window_makes_the_rate_undefined_and_the_level_hol
 
 # ----------------------------------------------------------------------------- baseline
 
-def baseline_spec(window: float = 4.0, increase=(30.0, 50.0, 80.0, 100.0), clear: float = 0.0) -> RuleSpec:
-    return RuleSpec("baseline", tuple(Step(i + 1, True, x, x - clear) for i, x in enumerate(increase)),
+def baseline_spec(window: float = 4.0, increase=(30.0, 50.0, 80.0, 100.0), clear: float = 0.0,
+                  delay: float = 0.0) -> RuleSpec:
+    return RuleSpec("baseline", tuple(Step(i + 1, True, x, x - clear, delay) for i, x in enumerate(increase)),
                     window=window, against=7 * 86400.0)
 
 
@@ -197,6 +198,13 @@ def test_baseline_rules(K, name, base, samples, expected):
     k = kernel(K, [baseline_spec()])
     k.ladder.set_baseline(0, base)
     assert levels_of(k, samples) == expected
+
+
+def test_baseline_holds_below_its_delay(K):
+    k = kernel(K, [baseline_spec(delay=3.0)])
+    k.ladder.set_baseline(0, 10.0)
+    # the window mean is +30 % from the 3rd sample (t=2) on: blue only once that held 3 s (t=5)
+    assert levels_of(k, at_seconds([13, 13, 13, 13, 13, 13])) == [0, 0, 0, 0, 0, 1]
 
 
 def test_baseline_clears_with_hysteresis_and_carries_the_percentage(K):
@@ -239,6 +247,12 @@ RATIO_TABLE = [
     ("slide displacement: orange at 80% of red (high side), hysteresis 5% of each level",
      {"design": 50.0, "levels": {"orange": 0.8, "red": 1.0}, "clear": "5%"},
      at_seconds([30, 40, 38.5, 50, 47.6, 47.4, 37.9]), [0, 3, 3, 4, 4, 3, 0]),
+    ("jump two levels: from none past yellow and orange to red in one sample",
+     {"design": 10.0, "levels": {"blue": 0.7, "yellow": 0.8, "orange": 0.9, "red": 1.0}},
+     at_seconds([6.0, 7.5, 10.2, 8.5, 6.0]), [0, 1, 4, 2, 0]),
+    ("hold below the delay: red only once it held 2 s",
+     {"design": 10.0, "levels": {"orange": 0.9, "red": 1.0}, "delay": "2s"},
+     at_seconds([10.5, 10.5, 10.5, 10.5]), [0, 0, 4, 4]),
 ]
 
 

@@ -112,6 +112,13 @@ BAD = [
      "items[水文孔-1].points[0]", "no such point"),
     ("roll-up naming an unknown item", ("items: [水文孔-1]", "items: [水文孔-2]"), "items: [水文孔-2]",
      "items[矿井].items[0]", "no item has this name"),
+    ("poll_in_warning longer than the poll period", ("poll: 10s", "poll: 10s\n    poll_in_warning: {period: 1m}"),
+     "poll_in_warning:", "poll_in_warning.period", "60s is longer than the device's poll period (10s)"),
+    ("poll_in_warning from an unknown level",
+     ("poll: 10s", "poll: 10s\n    poll_in_warning: {period: 1s, from: amber}"), "poll_in_warning:",
+     "poll_in_warning.from", "'amber' is not a level; use one of blue, yellow, orange, red"),
+    ("poll_in_warning shorthand not a duration", ("poll: 10s", "poll: 10s\n    poll_in_warning: soon"),
+     "poll_in_warning:", "poll_in_warning", "soon"),
     ("roll-up loop", ("  - name: 矿井\n    items: [水文孔-1]", "  - name: 矿井\n    items: [矿井]"),
      "items:\n  - name: 水文孔", "items", "loop"),
 ]

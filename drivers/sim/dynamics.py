@@ -9,8 +9,10 @@ level (the feeder starts when the bin is nearly full and stops when it is
 low).  Methane (0001) idles at 0.2-0.5 %CH4 with noise and, every `gas_every`
 seconds on average, makes a ~20 s excursion through its alarm level and
 sometimes past its cut-off.  A water level (0007 sump, 0502 borehole) idles below its lowest
-`levels:` entry; in the `borehole-rise` scenario it walks through every level
-and back (`WaterLevel`).
+`levels:` entry; in the `borehole-rise` (and `water-rise`) scenario it walks through every level
+and back (`WaterLevel`).  The instruments of the water-hazard, tailings, slope GNSS and
+ground-pressure systems are `system_scenarios.py`'s, with their scenarios (`water-rise`,
+`tailings-rain`, `slope-creep`, `roof-separation`).
 
 Scenarios tune the models; add one by adding an entry to `SCENARIOS`.
 """
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 
 from edge_agent.model import Device, Point
 from edge_agent.drivers.sim.equipment_scenarios import FAULTS as EQUIPMENT_FAULTS, equipment_model
+from edge_agent.drivers.sim.system_scenarios import WALKS as SYSTEM_WALKS, systems_model
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,8 @@ class Scenario:
     equipment: str = ""            # a scripted belt/bin fault (equipment_scenarios.FAULTS)
     answer_delay: float = 0.0      # s every device waits before each answer (server.py's "slow" fault)
     water_walk: bool = False       # water levels walk blue -> red and back (WaterLevel)
-    water_cycle: float = 180.0     # seconds per walk
+    water_cycle: float = 180.0     # seconds per walk (of every walk: system_scenarios.py too)
+    systems: str = ""              # which system instruments walk (system_scenarios.WALKS)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -45,6 +49,9 @@ SCENARIOS: dict[str, Scenario] = {
     "borehole-rise": Scenario(gas_every=math.inf, gas_first=math.inf, belt_stop_every=math.inf, water_walk=True),
 }
 SCENARIOS.update({name: Scenario(equipment=name) for name in EQUIPMENT_FAULTS})
+# the other monitoring systems' instruments (system_scenarios.py); water-rise walks the borehole level too
+_QUIET = dict(gas_every=math.inf, gas_first=math.inf, belt_stop_every=math.inf)
+SCENARIOS.update({name: Scenario(**_QUIET, systems=name, water_walk=name == "water-rise") for name in SYSTEM_WALKS})
 
 
 class _Noise:
@@ -136,6 +143,8 @@ class DeviceModel:
         self.water = {p.id: WaterLevel(p, scenario.water_walk, scenario.water_cycle) for p in device.points if p.sensor in WATER}
         # belts and bins (by their sensor codes) run the models of equipment_scenarios.py
         self.equipment = equipment_model(device, rng, scenario)
+        # water-hazard, tailings, slope GNSS and ground-pressure instruments (system_scenarios.py)
+        self.systems = systems_model(device, scenario)
 
     @staticmethod
     def _gas_levels(p: Point) -> tuple[float, float]:
@@ -173,9 +182,11 @@ class DeviceModel:
             return self.equipment.values(t, dt)
         self._machine(t, dt)
         out = {}
+        systems = self.systems
         for p in self.device.points:
             n = self.noise[p.id].step(dt)
-            out[p.id] = self._value(p, t, n)
+            out[p.id] = systems.value(p, t, dt, n) if systems is not None and systems.handles(p) \
+                else self._value(p, t, n)
         return out
 
     def _value(self, p: Point, t: float, n: float) -> float:

@@ -58,6 +58,7 @@ LOG = {
     "dispose": "alarm %d disposed of by %s",
     "cannot_write": "alarm book: %s refused a write (%s); alarms are kept in memory and their records still sent",
     "written": "alarm book: %s takes writes again",
+    "removed": "alarm %d ended: %s is no longer in the site file",
 }
 
 
@@ -99,7 +100,10 @@ class AlarmBook:
 
     def bind(self, catalog, encoder, site) -> None:
         """Use this catalogue (point indices, names) and encoder from now on: at start and after a reload.
-        Open point alarms wait for their point's next valid sample to confirm them."""
+        Open point alarms wait for their point's next valid sample to confirm them; the open alarms
+        of points (and items) this configuration no longer has end now, their records made with
+        the configuration they were open in (a reload; at a start: MQTT `alarm` close only)."""
+        self._end_removed(catalog, site)
         self.catalog, self.site = catalog, site
         self.records.encoder = encoder
         self._bound_at = self.clock()
@@ -109,6 +113,20 @@ class AlarmBook:
             if a.end is None:
                 a.confirmed = False
         self._reindex()
+
+    def _end_removed(self, catalog, site) -> None:
+        points = {(site.devices[rp.device].name, rp.id) for rp in catalog.points}
+        items = {it.name for it in getattr(site, "items", ())}
+        gone = [a for a in self.open.values()
+                if (a.item not in items if a.item is not None else (a.device, a.point) not in points)]
+        if not gone:
+            return
+        records: list = []
+        now = self.clock()
+        for a in gone:
+            self._close(a, now, records)
+            log.warning(LOG["removed"], a.id, self.describe(a))
+        self.commit(gone, records)
 
     def resend(self) -> int:
         """Hand what the last run left in the outbox to `emit` (at start); returns how many records."""

@@ -20,6 +20,9 @@ class Records:
     def __init__(self, spec: AlarmSpec, encoder=None):
         self.spec = spec
         self.encoder = encoder          # the profile's Encoder; None: no YCBJ (tests of the book alone)
+        # with `systems:`: point index -> the pipeline's SystemView of its system (its encoder, its
+        # profile's anomaly type for the point: CGKCDYC, ZKYC ... or YCBJ); None: `encoder` for every point
+        self.view_of = None
 
     def _code(self, level: int) -> int | None:
         return self.spec.level_codes.get(LEVELS[level]) if level else None
@@ -38,6 +41,12 @@ class Records:
             (finite(a.value) if a.rule in ("level", "legacy") else None)
         rec = YcbjRecord(point=a.index, anomaly=anomaly, start=start, end=end, value=sample, max=a.max, max_time=a.max_time, min=a.min, min_time=a.min_time, avg=a.avg,
                          level_code=self._code(level), **disposal)
+        if self.view_of is not None:
+            from edge_agent.profile.shapes import anomaly_record
+            got = anomaly_record(self.view_of(a.index), rec, now, a)
+            return [got] if got is not None else []
+        if "YCBJ" not in self.encoder.profile.records:
+            return []                   # a profile without YCBJ (its system's own types carry alarms)
         return [("YCBJ", now, self.encoder.ycbj([rec], now))]
 
     def ycbj_begin(self, a: Alarm, anomaly: str, t: float, now: float) -> list:

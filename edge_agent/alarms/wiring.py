@@ -1,7 +1,7 @@
 """The alarm book inside the agent: where its level changes come from and where its records go.
 
     alarms = AgentAlarms(agent)          # after the agent's buffer and sinks exist
-    alarms.after_frame(frame, kernel, events)   # once per frame, after the frame's own records
+    alarms.after_frame(frame, kernel, changes)  # once per frame: the kernel's level changes (rolled up)
     alarms.bind(agent)                   # after a reload (new catalogue, encoder, maybe kernel)
     alarms.add_routes(web.app)           # the local API on the agent's web server
     async with alarms: ...               # deadlines run while entered; the book file is closed on exit
@@ -17,7 +17,6 @@ import logging
 import sqlite3
 
 from edge_agent.alarms.book import AlarmBook
-from edge_agent.alarms.legacy import LegacyLevels
 from edge_agent.alarms.records import MQTT_ONLY
 from edge_agent.alarms.spec import alarm_spec
 from edge_agent.errors import EdgeAgentError
@@ -51,35 +50,43 @@ class AgentAlarms:
 
     def bind(self, agent) -> None:
         self.kernel = agent.kernel
-        self.legacy = LegacyLevels(agent.catalog, agent.profile.raw.get("legacy_levels"))
         self.book.bind(agent.catalog, agent.encoder, agent.site)
+        if agent.site.systems:      # each point's alarms through its own system (encoder, profile, rows)
+            views = agent.pipeline.view_of_device
+            points = agent.catalog.points
+            self.book.records.view_of = lambda i: views[points[i].device]
 
     def _emit(self, records) -> None:
         a = self.agent
         every, mqtt = a.routes.all, a.mask_of_kind("mqtt")
         for typ, t, body in records:
             mask = mqtt if typ in MQTT_ONLY else every
+            if a.site.systems and "/" in typ:        # `shfz/CGKCDYC`: that system's sinks
+                mask = a.system_routes[typ.partition("/")[0]].all
             if mask and body != EMPTY:     # EMPTY: a point of a local code the profile does not send
                 a.pending.append((typ, mask, t, body))
+            if typ in MQTT_ONLY:            # a system's own alarm types made from the book's records
+                for view in a.pipeline.views:
+                    for rt in view.book_types:
+                        own = rt.produce(view, t, (typ, body))
+                        if own is not None:
+                            a.pending.append((view.system.type_of(rt.code), view.routes.all, t, own))
         a.commit()
 
-    def after_frame(self, frame, kernel, events, changes=None) -> None:
-        """The frame's level changes to the book (`changes`: already drained from the kernel by the
-        agent), then its samples of points in alarm."""
-        if kernel is not self.kernel:         # rebuilt on a reload: its levels start again from 0
-            self.kernel = kernel
-            self.legacy = LegacyLevels(self.agent.catalog, self.agent.profile.raw.get("legacy_levels"))
+    def after_frame(self, frame, kernel, changes=None) -> None:
+        """The frame's level changes to the book, then its samples of points in alarm.  The kernel
+        reports every change of a point's level, the old ladder's too (rule "legacy", coloured by the
+        profile's `legacy_levels`); `changes`: already drained from it (and rolled up) by the pipeline."""
+        self.kernel = kernel
         if changes is None:
-            take = getattr(kernel, "take_level_changes", None)
-            changes = take() if take is not None else self.legacy.changes(events)
+            changes = kernel.take_level_changes()
         if changes:
             self.book.apply(changes, kernel.value)
         if self.book.watch:
             self.book.observe(frame, kernel.value, kernel.status, kernel.time, self._level_of)
 
     def _level_of(self, point: int) -> int:
-        levels = getattr(self.kernel, "level", None)
-        return levels[point] if levels is not None else self.legacy.level(point)
+        return self.kernel.level[point]
 
     def token(self) -> str:
         from edge_agent.secrets import read_secret

@@ -301,16 +301,7 @@ class Kernel:
                     self._win[WIN * i + k] = o._win[WIN * j + k]
             gone = self._latch[i] & 63 & ~self._cfg[i]     # on, but its level is not configured any more
             if gone:
-                self._ev_arr = grown(self._ev_arr, self._ev_n * EVW, (self._ev_n + NM) * EVW)
-                self._ev = self._ev_arr
-                for k in range(NM):
-                    if (gone >> k) & 1:
-                        self._ev_n = _emit_event(self._ev, self._ev_n, self._acc, (NS * i + k) * ACC, i, k, 0,
-                                                 self._time[i], self._value[i])
-                self._latch[i] &= ~(gone | gone * PEND)
-                self._status[i] &= ~(ST_ALARM | ST_CUTOFF)
-                self._status[i] |= (ST_ALARM if self._latch[i] & L_ALARM else 0) | \
-                    (ST_CUTOFF if self._latch[i] & L_CUTOFF else 0)
+                self._end_machines(i, gone)
         if windows:
             self._oldest = min(self._oldest, o._oldest)
             self._st_arr = grown(self._st_arr, self._st_n * STW, (self._st_n + o._st_n) * STW)
@@ -325,6 +316,31 @@ class Kernel:
         self.ladder.carry_over(o.ladder, old_index_of_new)      # graded levels, baselines, pending rules
         self.rejected += o.rejected
         self.invalid += o.invalid
+
+    def end_alarms(self, points):
+        """End every open alarm of these points (their end events are taken with the next
+        `take_events`, at each point's last sample time) and clear them: for the points a reload
+        removes, whose alarms would otherwise never end.  Call it on the replaced kernel."""
+        idx: cython.int[::1] = array("i", points)
+        r: cython.Py_ssize_t
+        for r in range(len(idx)):
+            if self._latch[idx[r]] & 63:
+                self._end_machines(idx[r], self._latch[idx[r]] & 63)
+
+    def _end_machines(self, i, on):
+        """Emit the end events of point i's machines in `on` (latch bits), at its last sample, and
+        switch them off (the point's alarm and cut-off status bits follow what stays on)."""
+        k: cython.int
+        self._ev_arr = grown(self._ev_arr, self._ev_n * EVW, (self._ev_n + NM) * EVW)
+        self._ev = self._ev_arr
+        for k in range(NM):
+            if (on >> k) & 1:
+                self._ev_n = _emit_event(self._ev, self._ev_n, self._acc, (NS * i + k) * ACC, i, k, 0,
+                                         self._time[i], self._value[i])
+        self._latch[i] &= ~(on | on * PEND)
+        self._status[i] &= ~(ST_ALARM | ST_CUTOFF)
+        self._status[i] |= (ST_ALARM if self._latch[i] & L_ALARM else 0) | \
+            (ST_CUTOFF if self._latch[i] & L_CUTOFF else 0)
 
     def _reserve(self, n):
         """Room for the worst case of n samples: every slot flips, one window and one change each."""

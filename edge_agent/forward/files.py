@@ -164,13 +164,14 @@ class FileSink:
                 records = orjson.loads(row.body)
                 if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
                     raise ValueError("body is not a JSON array of records")
-                if row.type not in self.profile.records:
+                code = row.type.rpartition("/")[2]       # `shfz/CGKCDSS`: this system's CGKCDSS
+                if code not in self.profile.records:
                     raise ValueError(f"type {row.type!r} has no layout in profile {self.profile.name}")
                 # strictly increasing stamps keep the push's upload order equal to the write order
                 mtime = max(time.time_ns(), self._last_mtime + 1)
-                path, second, wrote = write_file(self.profile, self.site, row.type, row.time, records,
+                path, second, wrote = write_file(self.profile, self.site, code, row.time, records,
                                                  self.directory, tz=self.tz,
-                                                 not_before=self._next_second(row.type), mtime_ns=mtime)
+                                                 not_before=self._next_second(row.type), mtime_ns=mtime, seq=row.seq)
             except (orjson.JSONDecodeError, ValueError) as exc:
                 self.rows_rejected += 1
                 log.error("buffer row seq %d (%s) cannot become a spec file and is dropped: %s",

@@ -7,41 +7,13 @@ so `check` says so before `run`.  `SPEC` is the registry entry (see `edge_agent.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
-
-from pydantic import field_validator
+from pathlib import Path
 
 from edge_agent.errors import ConfigError, Problem
-from edge_agent.model import SinkConfig
+from edge_agent.model import FtpTarget, SinkConfig, UploadUrl, _target  # noqa: F401 (FtpTarget: callers import it here)
 from edge_agent.registry import SinkSpec
 
 FIELD = "forward.files.upload"
-
-
-@dataclass(frozen=True)
-class FtpTarget:
-    tls: bool
-    host: str
-    port: int
-    user: str
-    password: str | None      # only when written in the URL (discouraged: use password_file)
-    directory: str
-
-
-def _target(url: str) -> FtpTarget:
-    """`ftp[s]://[user[:password]@]host[:port][/dir]` -> FtpTarget; ValueError saying what to write otherwise."""
-    try:
-        u = urlsplit(url)
-        port = u.port
-    except ValueError as exc:
-        raise ValueError(f"{url!r} is not a URL ({exc})") from None
-    if u.scheme not in ("ftp", "ftps") or not u.hostname:
-        raise ValueError(f"{url!r}: write ftp://user@host:21/dir or ftps://user@host:21/dir")
-    return FtpTarget(tls=u.scheme == "ftps", host=u.hostname, port=port or 21,
-                     user=unquote(u.username) if u.username else "anonymous",
-                     password=unquote(u.password) if u.password is not None else None,
-                     directory=unquote(u.path).strip("/"))
 
 
 def parse_upload(url: str, where: str = "site") -> FtpTarget:
@@ -54,17 +26,21 @@ def parse_upload(url: str, where: str = "site") -> FtpTarget:
 
 class FilesCfg(SinkConfig):
     dir: str = "/var/lib/edge-agent/outbox"
-    upload: str | None = None
+    upload: UploadUrl = None
     password_file: str | None = None
     ca_file: str | None = None          # FTPS: trust this CA (else the system store)
     keep_uploaded: bool = False
 
-    @field_validator("upload")
-    @classmethod
-    def _upload(cls, v: str | None) -> str | None:
-        if v is not None:
-            _target(v)
-        return v
+
+def for_system(cfg: FilesCfg, system) -> FilesCfg:
+    """This files block for one monitoring system: sink `files.<system>` (or `<name>.<system>`), writing
+    into the system's sub-folder, pushing to the system's `upload` (default: this block's upload plus the
+    sub-folder)."""
+    upload = system.upload
+    if upload is None and cfg.upload:
+        upload = cfg.upload.rstrip("/") + "/" + system.dir
+    return cfg.model_copy(update={"name": f"{cfg.sink_name}.{system.name}",
+                                  "dir": str(Path(cfg.dir) / system.dir), "upload": upload})
 
 
 def make(cfg: FilesCfg, ctx):
@@ -73,5 +49,5 @@ def make(cfg: FilesCfg, ctx):
 
 
 SPEC = SinkSpec(
-    kind="files", config=FilesCfg, factory=make, secret_fields=("password_file",),
+    kind="files", config=FilesCfg, factory=make, secret_fields=("password_file",), per_system=for_system,
     counters={"published": ("files_written",), "acked": ("files_written",)})

@@ -27,8 +27,10 @@ import orjson
 
 import logging
 
-from edge_agent.errors import ConfigError, Problem
-from edge_agent.profile.tables import FRAMING, Profile
+from edge_agent.codes import LEVELS
+from edge_agent.errors import ConfigError
+from edge_agent.profile.framing import framing_problems  # noqa: F401 (where callers import it from)
+from edge_agent.profile.tables import Profile
 from edge_agent.profile.timefmt import TimeText, zone_of
 
 log = logging.getLogger("edge_agent.profile")
@@ -70,41 +72,6 @@ def whole(n: int | float | None, integral: bool) -> int | float | None:
     return n
 
 
-def framing_problems(site, catalog, profile: Profile) -> list[Problem]:
-    """Free text that goes into records (substation codes, locations, relations, units, sensor
-    names, point codes) and contains a character the text files use for framing.  `edge-agent
-    check` can report these; the Encoder refuses to start with any."""
-    files = profile.files
-    chars = set(FRAMING) | {files["field_separator"], files["record_terminator"], files["file_terminator"]}
-    where = getattr(site, "source", "") or "site"
-    problems: list[Problem] = []
-
-    def look(field: str, text: Any) -> None:
-        if isinstance(text, str):
-            bad = sorted(c for c in chars if c in text)
-            if bad:
-                problems.append(Problem(where, None, field, f"{text!r} contains {' '.join(map(repr, bad))}, "
-                                        "which the spec files use as separators; remove it"))
-
-    for di, dev in enumerate(site.devices):
-        look(f"devices[{dev.name}].substation", catalog.device_code(di))
-        look(f"devices[{dev.name}].location", dev.location)
-    # one search over each point's texts; the field-by-field look only where it hits (10,000 points: 5x faster)
-    hit = re.compile("[" + re.escape("".join(sorted(chars))) + "]").search
-    for rp in catalog.points:
-        cfg = rp.cfg
-        if not hit("\0".join(t for t in (rp.code, cfg.location, cfg.relations, rp.unit, rp.sensor_name)
-                             if isinstance(t, str))):
-            continue
-        at = f"devices[{site.devices[rp.device].name}].points[{rp.id}]"
-        look(f"{at} (point code)", rp.code)
-        look(f"{at}.location", rp.cfg.location)
-        look(f"{at}.relations", rp.cfg.relations)
-        look(f"{at}.unit", rp.unit)
-        look(f"{at} (sensor name)", rp.sensor_name)
-    return problems
-
-
 class Encoder:
     """Builds the message bodies of one site; construct once, call per message.
 
@@ -113,8 +80,14 @@ class Encoder:
     the text files use for framing.
     """
 
-    def __init__(self, site, catalog, profile: Profile, *, tz: dt.tzinfo | None = None):
+    def __init__(self, site, catalog, profile: Profile, *, tz: dt.tzinfo | None = None, system=None):
         self.site = site
+        # the monitoring system this encoder writes for (edge_agent.systems.System): only its devices' points
+        self.system = system
+        devices = set(system.devices) if system is not None else None
+        self._send = [rp.sent and (devices is None or rp.device in devices) for rp in catalog.points]
+        self._devices = [di for di in range(len(site.devices)) if devices is None or di in devices]
+        self._device_set = frozenset(self._devices)
         self.catalog = catalog
         self.profile = profile
         self.tz = tz if tz is not None else zone_of(site, profile)
@@ -129,21 +102,24 @@ class Encoder:
                       + b',"gateway":' + orjson.dumps(info.gateway).replace(b"%", b"%%")
                       + b',"time":%b,"ts":%.3f,"records":')
         self._type_json = {t: orjson.dumps(t) for t in profile.records}
+        self._retained = frozenset(profile.retained)
+        self._level_codes = {str(k): v for k, v in (profile.raw.get("level_codes") or {}).items()}
         opts = profile.options
         self._status = opts.status_table()
         self._not_polled = next((b for b, name in profile.status_bits.items() if name == "not_polled"), 0)
         self._defined_kinds, self._text_kinds = opts.definition_kinds, opts.text_kinds
-        self._xyz = opts.coordinate_decimals
+        self._xyz = self.xyz_decimals = opts.coordinate_decimals
         self._build_cdss_templates()
         long = sum(len(rp.code) > opts.point_code_max or len(rp.id) > opts.point_number_max for rp in catalog.points)
         if long:
             log.warning("%d point codes are longer than the profile's receivers take (%d characters, original "
                         "numbers %d): they may be refused; `edge-agent check` lists them", long,
                         opts.point_code_max, opts.point_number_max)
-        unsent = sorted({rp.cfg.sensor for rp in catalog.points if not rp.sent})
+        mine = [rp for rp in catalog.points if devices is None or rp.device in devices]
+        unsent = sorted({rp.cfg.sensor for rp in mine if not rp.sent})
         if unsent:
             log.info("profile %s sends no record of local code(s) %s (%d points): receivers have no code for them",
-                     profile.name, ", ".join(unsent), sum(not rp.sent for rp in catalog.points))
+                     profile.name, ", ".join(unsent), sum(not rp.sent for rp in mine))
 
     # ------------------------------------------------------------------ MQTT
 
@@ -152,7 +128,11 @@ class Encoder:
         return f"{prefix or self.prefix}/{self.site.site.mine_code}/{self.site.site.gateway}/{type}"
 
     def retained(self, type: str) -> bool:
-        return type in self.profile.retained
+        return type in self._retained
+
+    def retain_also(self, types) -> None:
+        """Row types (`<system>/<TYPE>`) of the other systems that MQTT retains (the sinks ask this encoder)."""
+        self._retained = self._retained | frozenset(types)
 
     def envelope(self, seq: int, type: str, time: float, body: bytes) -> bytes:
         """The MQTT payload: seq, type, mine_code, gateway, time, ts, records (the body, spliced as is).
@@ -161,7 +141,11 @@ class Encoder:
         acquisition time of its frame), so a consumer can measure end-to-end latency;
         `time` is the profile's local-time text of the same instant.
         """
-        tj = self._type_json.get(type) or orjson.dumps(type)
+        tj = self._type_json.get(type)
+        if tj is None:
+            system, _, code = type.rpartition("/")
+            tj = orjson.dumps(code) + (b',"system":' + orjson.dumps(system) if system else b"")
+            self._type_json[type] = tj
         return self._head % (seq, tj, self.times.json(time), time) + body + b"}"
 
     # ------------------------------------------------------------------ generic records
@@ -191,6 +175,29 @@ class Encoder:
             out += dumps({f: r.get(f) for f in fields})
         out += b"]"
         return bytes(out)
+
+    def rows(self, type: str, rows: Iterable[dict]) -> bytes:
+        """A body of record type `type` from dicts: the profile's fields for it, in its order (missing: null)."""
+        return self._body(type, rows)
+
+    def point_fields(self, rp) -> dict:
+        """point_code, sensor_name, location, unit, sensor_type, substation_code of point `rp`."""
+        return self._point_fields(rp)
+
+    def level_code(self, level: int) -> int | None:
+        """The profile's number for graded-warning level `level` (0 none .. 4 red; `level_codes:`), None for 0."""
+        return self._level_codes.get(LEVELS[level]) if 0 < level < len(LEVELS) else None
+
+    def level_colour(self, level: int) -> str | None:
+        return LEVELS[level] if 0 < level < len(LEVELS) else None
+
+    def colour_of_code(self, code) -> str | None:
+        """The colour the profile numbers `code` (an alarm record's level), None if none."""
+        return next((c for c, n in self._level_codes.items() if n == code), None) if code is not None else None
+
+    def sends(self, rp) -> bool:
+        """Whether point `rp` goes into this encoder's records (its system's, and a code the profile sends)."""
+        return self._send[rp.index]
 
     def _point(self, ref: Any):
         """A ResolvedPoint from a global index or anything with `.index`; None for device-level events."""
@@ -229,7 +236,7 @@ class Encoder:
         kinds = self.profile.value_kinds
         system = self.site.site.system_code
         for rp in self.catalog.points:
-            if not rp.sent:
+            if not self._send[rp.index]:
                 continue
             p, d = rp.cfg, rp.decimals
             a, c, w = p.alarm, p.cutoff, p.warn
@@ -265,7 +272,7 @@ class Encoder:
         xyz = self._xyz
         rows = [{"substation_code": self.catalog.device_code(di), "location": dev.location, "name": dev.name,
                  "x": num(dev.x, xyz), "y": num(dev.y, xyz), "z": num(dev.z, xyz), "time": t}
-                for di, dev in enumerate(self.site.devices)]
+                for di, dev in ((di, self.site.devices[di]) for di in self._devices)]
         return self._body("FZDY", rows)
 
     def fzss(self, states: Sequence[tuple[int, int]], now: float) -> bytes:
@@ -273,21 +280,22 @@ class Encoder:
         t = self.times.text(now)
         rows = [{"substation_code": self.catalog.device_code(di), "run_status": int(run),
                  "power_status": int(power), "time": t}
-                for di, (run, power) in enumerate(states)]
+                for di, (run, power) in enumerate(states) if di in self._device_set]
         return self._body("FZSS", rows)
 
     def tjsj(self, stats: Iterable[Any], now: float) -> bytes:
         """Window statistics (TJSJ): objects with point, start, end, max, max_time, min, min_time, avg, count
         (and optionally delta, for cumulative points)."""
-        return self._body("TJSJ", self._tjsj_rows(stats, now))
+        return self._body("TJSJ", self.tjsj_rows(stats, now))
 
-    def _tjsj_rows(self, stats: Iterable[Any], now: float) -> Iterator[dict]:
+    def tjsj_rows(self, stats: Iterable[Any], now: float) -> Iterator[dict]:
+        """The records of `tjsj` as dicts (every field its producer fills), for any statistics type."""
         tt = self.times.text
         t = tt(now)
         n = self.number
         for s in stats:
             rp = self._point(s.point)
-            if not rp.sent:
+            if not self._send[rp.index]:
                 continue
             row = self._point_fields(rp)
             row.update({"start": tt(s.start), "end": tt(s.end), "max": n(rp, s.max), "max_time": tt(s.max_time),
@@ -306,18 +314,24 @@ class Encoder:
         event has an empty end; absent max/min/avg fall back to `value` at `start`; NaN ones
         are empty.
         """
+        return self._body("YCBJ", self.ycbj_rows(events, now))
+
+    def ycbj_rows(self, events: Iterable[Any], now: float) -> list[dict]:
+        """The records of `ycbj` as dicts (every field its producer fills), for any anomaly type."""
         tt = self.times.text
         t = tt(now)
         rows = []
         for e in events:
             rp = self._point(getattr(e, "point", None))
             if rp is not None:
-                if not rp.sent:
+                if not self._send[rp.index]:
                     continue
                 row = self._point_fields(rp)
                 n = lambda v, rp=rp: self.number(rp, v)    # noqa: E731
-            else:
+            elif int(e.device) in self._device_set:
                 row, n = self._device_fields(int(e.device)), lambda v: num(v, 2)
+            else:
+                continue                 # another system's device
             anomaly = e.anomaly if isinstance(e.anomaly, str) else f"{int(e.anomaly):03d}"
             value = getattr(e, "value", None)
 
@@ -338,19 +352,19 @@ class Encoder:
                 "level": getattr(e, "level_code", None), "time": t,
             })
             rows.append(row)
-        return self._body("YCBJ", rows)
+        return rows
 
     # ------------------------------------------------------------------ CDSS, the hot path
 
     def _build_cdss_templates(self) -> None:
         # Per point, the record's constant text around its slots: ("{...key:", ",key:", ..., "}").
         # The hot loop only joins the slots in between; no formatting per record.
-        fields = self.profile.records["CDSS"]
+        fields = self.profile.records.get("CDSS", ())     # a profile without CDSS: no point has a template
         slots = [f for f in fields if f in _CDSS_SLOTS]
         self._cdss_order = tuple(_CDSS_SLOTS.index(f) for f in slots)
         self._cdss_parts: list[tuple[bytes, ...] | None] = []
         for rp in self.catalog.points:
-            if not rp.sent:
+            if not self._send[rp.index] or not fields:
                 self._cdss_parts.append(None)
                 continue
             consts = self._point_fields(rp)

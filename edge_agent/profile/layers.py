@@ -19,6 +19,7 @@ from typing import Any, Callable
 import yaml
 
 from edge_agent.errors import ConfigError, Problem
+from edge_agent.textsrc import read_config_text
 
 
 def builtin_dir() -> Path:
@@ -66,14 +67,10 @@ class _Lines:
 def _read(name_or_path: str, base: Path | None) -> tuple[Path, dict, _Lines]:
     path = resolve(name_or_path, base)
     where = str(path)
+    text = read_config_text(path, where, "profile",
+                            missing=f"profile {name_or_path!r} not found; built-in profiles are in {builtin_dir()}")
     try:
-        text = path.read_text(encoding="utf-8")
         data = yaml.safe_load(text)
-    except FileNotFoundError:
-        raise ConfigError([Problem(where, None, "profile",
-                                   f"profile {name_or_path!r} not found; built-in profiles are in {builtin_dir()}")])
-    except OSError as exc:
-        raise ConfigError([Problem(where, None, "profile", f"cannot read: {exc.strerror}")])
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         raise ConfigError([Problem(where, None if line is None else line + 1, "profile", f"not valid YAML: {exc}")])

@@ -267,7 +267,7 @@ def site_warnings(site, profile, catalog, today: dt.date | None = None) -> tuple
     today = today or dt.date.today()
     out = []
     expiry = site.site.safety_mark_expiry
-    if "safety_mark_expiry" in profile.headers["CDDY"]:
+    if "safety_mark_expiry" in profile.headers.get("CDDY", ()):
         if not expiry:
             out.append(f"{where}: site.safety_mark_expiry: missing; CDDY header field 6 is the monitoring "
                        "system's safety-mark expiry date (安全标志有效期, yyyy-MM-dd)")
@@ -275,7 +275,7 @@ def site_warnings(site, profile, catalog, today: dt.date | None = None) -> tuple
             out.append(f"{where}: site.safety_mark_expiry: {expiry} is past; renew the safety mark and update it")
     used: dict[str, list[str]] = {}
     for rp in catalog.points:
-        if profile.sensors[rp.cfg.sensor].local:
+        if rp.cfg.sensor in profile.sensors and profile.sensors[rp.cfg.sensor].local:
             used.setdefault(rp.cfg.sensor, []).append(f"{site.devices[rp.device].name}/{rp.id}")
     unsent = []
     for code, points in sorted(used.items()):
@@ -305,7 +305,7 @@ def _derived_codes(site, profile) -> dict[str, str]:
             if r.template in templates and (table.get(r.name) or {}).get("code")}
 
 
-def site_findings(site, profile, catalog, now: float | None = None) -> list[Finding]:
+def site_findings(site, profile, catalog, now: float | None = None, system=None) -> list[Finding]:
     """`check --receiver`: the site's CDDY, FZDY, FZSS, a CDSS snapshot, TJSJ and one YCBJ per anomaly code it
     can raise, rendered as the agent would write them (no device is polled), then checked like received files."""
     import time
@@ -315,8 +315,8 @@ def site_findings(site, profile, catalog, now: float | None = None) -> list[Find
     from edge_agent.profile.encode import Encoder
     from edge_agent.profile.textfile import file_name, render
     now = float(now if now is not None else int(time.time()))
-    enc = Encoder(site, catalog, profile)
-    pts = [rp for rp in catalog.points if rp.sent]
+    enc = Encoder(site, catalog, profile, system=system)
+    pts = [rp for rp in catalog.points if enc.sends(rp)]
     values = [rp.range_low for rp in catalog.points]
     times = [now] * len(catalog.points)
     stats = [SimpleNamespace(point=rp.index, start=now - 300, end=now, max=rp.range_low, max_time=now,

@@ -9,6 +9,7 @@ from typing import Any
 
 
 from edge_agent.errors import ConfigError, Problem
+from edge_agent.textsrc import read_config_text
 from edge_agent.profile.layers import builtin_dir, read_layers, resolve  # noqa: F401 (where they were before)
 
 KINDS = ("analog", "switch", "cumulative", "multistate")
@@ -18,7 +19,6 @@ KINDS = ("analog", "switch", "cumulative", "multistate")
 # order its receivers expect; the names are also the MQTT JSON keys.
 HEADER_FIELDS = ("mine_code", "mine_name", "system_model", "system_name", "manufacturer", "date", "time",
                  "gateway", "safety_mark_expiry")
-SAME_SECOND = ("wait",)
 DOWN_VALUES = ("last", "empty")
 # what may never appear inside a text-file field (the default separators; a
 # profile's own separators are checked too)
@@ -71,10 +71,7 @@ class Profile:
 def load_sensor_table(path: Path) -> dict[str, SensorType]:
     problems: list[Problem] = []
     table: dict[str, SensorType] = {}
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConfigError([Problem(str(path), None, "sensor_table", f"cannot read: {exc.strerror}")])
+    text = read_config_text(path, str(path), "sensor_table")
     # `#` lines say where the table's facts come from; they keep their line numbers for errors
     lines = [("" if ln.lstrip().startswith("#") else ln) for ln in text.splitlines()]
     first = next((i for i, ln in enumerate(lines) if ln.strip()), 0)
@@ -117,11 +114,14 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
     from edge_agent import registry
 
     path, data, where_is = read_layers(name_or_path, base)
-    types = registry.record_types()
     problems: list[Problem] = []
 
     def bad(key: str, reason: str) -> None:
         problems.append(Problem(*where_is(key), key, reason))
+
+    from edge_agent.profile.shapes import register_types
+    register_types(data, bad)              # the record types this profile declares (`types:`)
+    types = registry.record_types()
 
     def need(key: str, typ: type) -> Any:
         v = data.get(key)
@@ -130,13 +130,17 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
             return typ()
         return v
 
-    headers = need("headers", dict)
-    records = need("records", dict)
+    # `TYPE: null` in a profile that extends another: that type is not sent here
+    headers = {k: v for k, v in need("headers", dict).items() if v is not None}
+    records = {k: v for k, v in need("records", dict).items() if v is not None}
     if not records:
         bad("records", "list at least one record type and its fields")
     sent = [t for t in types if t in records]      # registry order: the order they are produced in
+    text_format = (data.get("files") or {}).get("format", "text") == "text"     # only text files have headers
     for t in sent:
         for what, table, known in (("headers", headers, HEADER_FIELDS), ("records", records, types[t].fields)):
+            if what == "headers" and not text_format and t not in table:
+                continue
             fields = table.get(t)
             if not isinstance(fields, list) or not fields:
                 bad(f"{what}.{t}", "missing: list the fields in order")
@@ -151,25 +155,9 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
             bad("records" if t in records else "headers", f"unknown type {t!r}; registered types are "
                                                           f"{', '.join(types)}")
     files = need("files", dict)
-    for key in ("name", "field_separator", "record_terminator", "file_terminator"):
-        if not isinstance(files.get(key), str) or not files.get(key):
-            bad(f"files.{key}", "missing")
-    seps = [files.get(k) for k in ("field_separator", "record_terminator", "file_terminator")]
-    if all(isinstance(x, str) and x for x in seps):
-        if not all(x.isascii() for x in seps):
-            bad("files.field_separator", "separators must be ASCII (`;`, never the full-width `；`)")
-        if seps[0] == seps[1] or seps[0] in seps[2] or seps[1] in seps[2]:
-            bad("files.file_terminator", "field separator, record terminator and file terminator must differ")
-    if isinstance(files.get("name"), str):
-        import datetime as _dt
-        try:
-            files["name"].format(mine_code="000000000000", type="CDSS", time=_dt.datetime(2026, 1, 2, 3, 4, 5))
-        except (KeyError, ValueError, IndexError, AttributeError) as exc:
-            bad("files.name", f"not a usable name template ({exc}); fields are mine_code, type, time")
-    if files.get("same_second", "wait") not in SAME_SECOND:
-        bad("files.same_second", f"must be one of {', '.join(SAME_SECOND)}")
-    if str(files.get("encoding", "utf-8")).lower().replace("_", "-") not in ("utf-8", "utf8"):
-        bad("files.encoding", "only utf-8 (without BOM) is supported")
+    from edge_agent.profile.formats import format_problems
+    for key, reason in format_problems(files):
+        bad(f"files.{key}" if key else "files", reason)
     for key in ("name_pattern",):
         if key in files:
             try:
@@ -253,7 +241,7 @@ def load_profile(name_or_path: str = "default", base: Path | None = None) -> Pro
         files=files,
         time_format=data.get("time_format", "%Y-%m-%d %H:%M:%S"),
         date_format=data.get("date_format", "%Y-%m-%d"),
-        headers={t: tuple(headers[t]) for t in sent},
+        headers={t: tuple(headers[t]) for t in sent if t in headers},
         records={t: tuple(records[t]) for t in sent},
         retained=frozenset(retained),
         down_value=data.get("down_value", "last"),

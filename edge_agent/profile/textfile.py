@@ -66,6 +66,8 @@ def header_values(profile: Profile, site, type: str, when: dt.datetime) -> dict[
 
 
 def file_name(profile: Profile, site, type: str, when: dt.datetime) -> str:
+    """The profile's name template; `files.type_names` may give a type another name in files (non-coal NCDSS)."""
+    type = (profile.files.get("type_names") or {}).get(type, type)
     return profile.files["name"].format(mine_code=site.site.mine_code, type=type, time=when)
 
 
@@ -95,6 +97,12 @@ def render(profile: Profile, site, type: str, when: dt.datetime, records: Iterab
     return "".join(parts).encode("utf-8")
 
 
+def render_file(profile: Profile, site, type: str, when: dt.datetime, records: Iterable[dict], *,
+                seq: int = 0) -> tuple[str, bytes]:
+    """The `text` file format (edge_agent.profile.formats): the file's name and bytes."""
+    return file_name(profile, site, type, when), render(profile, site, type, when, records)
+
+
 def write_text_file(profile: Profile, site, type: str, time: float, records: list[dict], directory: str | Path,
                     *, tz: dt.tzinfo | None = None, not_before: int | None = None, mtime_ns: int | None = None,
                     clock: Callable[[], float] = _time.time, sleep: Callable[[float], None] = _time.sleep) -> Path:
@@ -116,9 +124,12 @@ def write_text_file(profile: Profile, site, type: str, time: float, records: lis
 def write_file(profile: Profile, site, type: str, time: float, records: list[dict], directory: str | Path,
                *, tz: dt.tzinfo | None = None, not_before: int | None = None, mtime_ns: int | None = None,
                clock: Callable[[], float] = _time.time,
-               sleep: Callable[[float], None] = _time.sleep) -> tuple[Path, int, bool]:
+               sleep: Callable[[float], None] = _time.sleep, seq: int = 0) -> tuple[Path, int, bool]:
     """`write_text_file`, also returning the epoch second in the name and whether a file was written
-    (False: the identical file was already there)."""
+    (False: the identical file was already there).  The profile's file format (`files.format`,
+    text by default) renders the name and bytes; `seq` is passed to it."""
+    from edge_agent.profile.formats import format_of
+    fmt = format_of(profile)
     directory = Path(directory)
     tz = tz if tz is not None else zone_of(site, profile)
     second = math.floor(time)
@@ -126,8 +137,7 @@ def write_file(profile: Profile, site, type: str, time: float, records: list[dic
         second = not_before
     while True:
         when = dt.datetime.fromtimestamp(second, tz)
-        name = file_name(profile, site, type, when)
-        data = render(profile, site, type, when, records)
+        name, data = fmt.render_file(profile, site, type, when, records, seq=seq)
         target = directory / name
         try:
             existing = target.read_bytes()
