@@ -138,6 +138,16 @@ def test_mqtt_topics_carry_each_system_and_type(tmp_path, sim, mosquitto):
         asyncio.run(scenario())
     finally:
         sub.stop()
+    # each system's definitions are retained: a subscriber that comes later still gets both
+    late = Subscriber(mosquitto.port).start()
+    try:
+        deadline = time.monotonic() + 10
+        wanted = {f"mine/140211001234/gw-demo/{s}/CDDY" for s in ("aqjk", "sbjk")}
+        while not wanted <= {t for t, _, r in list(late.messages) if r}:
+            assert time.monotonic() < deadline, sorted({(t, r) for t, _, r in late.messages})
+            time.sleep(0.05)
+    finally:
+        late.stop()
     for topic, body, retained in sub.messages:
         parts = topic.split("/")
         if len(parts) == 5 and isinstance(body, dict) and "records" in body:
