@@ -212,3 +212,20 @@ def test_a_file_format_registered_from_outside_gets_the_contracted_arguments(tmp
     assert when == dt.datetime(2026, 11, 29, 10, 0, 20, tzinfo=when.tzinfo) and when.tzinfo is not None
     assert (tmp_path / "out" / f"140211001234_CDSS_20261129100020_{seq:04d}.lines").read_bytes() == \
         b"14021100123409MN000400000001=12"
+
+
+def test_buffer_export_and_purge_by_type_reach_every_systems_rows(tmp_path):
+    from edge_agent.buffer import Buffer, tools
+    from edge_agent.profile.tables import load_profile
+    load_profile("water-hazard")            # registers its record types (CGKCDSS), as loading a site does
+    path = tmp_path / "buffer.sqlite"
+    buf = Buffer(path, sinks=["files.aqjk"])
+    bit = buf.bit("files.aqjk")
+    buf.append([("aqjk/CDSS", bit, 1.0, b"[]"), ("sbjk/CDSS", bit, 2.0, b"[]"), ("shfz/CGKCDSS", bit, 3.0, b"[]"),
+                ("CDSS", bit, 4.0, b"[]")])
+    buf.close()
+    assert set(tools.count(path, ["CDSS"])) == {"CDSS", "aqjk/CDSS", "sbjk/CDSS"}
+    assert set(tools.count(path, ["sbjk/CDSS"])) == {"sbjk/CDSS"}
+    assert set(tools.count(path, ["CGKCDSS", "FZSS"])) == {"shfz/CGKCDSS"}
+    tools.purge(path, ["shfz/CGKCDSS"])
+    assert tools.count(path, ["CGKCDSS"]) == {} and set(tools.count(path, ["CDSS"])) == {"CDSS", "aqjk/CDSS", "sbjk/CDSS"}
