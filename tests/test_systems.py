@@ -229,3 +229,34 @@ def test_buffer_export_and_purge_by_type_reach_every_systems_rows(tmp_path):
     assert set(tools.count(path, ["CGKCDSS", "FZSS"])) == {"shfz/CGKCDSS"}
     tools.purge(path, ["shfz/CGKCDSS"])
     assert tools.count(path, ["CGKCDSS"]) == {} and set(tools.count(path, ["CDSS"])) == {"CDSS", "aqjk/CDSS", "sbjk/CDSS"}
+
+
+def test_a_reload_keeps_each_systems_rows_in_its_own_folder(tmp_path, sim):
+    path = two_systems(tmp_path, sim)
+    site = load_site(path)
+    data = yaml.safe_load(path.read_text("utf-8"))
+    next(e for e in data["equipment"] if e["name"] == "main-bin")["location"] = "重新加载后"
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
+    outbox = tmp_path / "outbox"
+
+    def cddy(system):
+        return [parse_file(f)[1] for f in sorted((outbox / system).glob("*_CDDY_*.txt"))]
+
+    async def scenario():
+        agent = Agent(site)
+        async with agent_running(agent) as run:
+            deadline = time.monotonic() + 30
+            while not (cddy("aqjk") and cddy("sbjk")):
+                assert time.monotonic() < deadline and not run.done()
+                await asyncio.sleep(0.1)
+            await agent.reload(load_site(changed))
+            assert agent.reloads == 1
+            while len(cddy("sbjk")) < 2:
+                assert time.monotonic() < deadline and not run.done()
+                await asyncio.sleep(0.1)
+
+    asyncio.run(scenario())
+    after = cddy("sbjk")[-1]
+    assert any(r[18] == "重新加载后" for r in after) and all(r[1] == "02" for r in after)
+    assert all(r[1] == "01" and r[18] != "重新加载后" for f in cddy("aqjk") for r in f)
