@@ -77,6 +77,8 @@ def test_system_problems_name_file_line_and_field(tmp_path, sim, capsys):
         (lambda d: d["systems"][1].update(system_code="01"), "systems[sbjk].system_code", "used twice"),
         (lambda d: d["systems"][1].update(system_code=5), "systems[sbjk].system_code", "in quotes"),
         (lambda d: (d.pop("systems"), d["devices"][0]), "devices[gas-substation-1].system", "no `systems:`"),
+        (lambda d: (d["forward"].pop("files"), d["systems"][1].update(upload="ftp://gw@127.0.0.1/x")),
+         "systems[sbjk].upload", "no `forward.files`"),
     ]
     for change, field, reason in cases:
         data = yaml.safe_load(good)
