@@ -378,7 +378,7 @@ class Agent:
                       type(exc).__name__, exc)
             sdnotify.ready()
             return
-        old_cddy = self.pipeline.encoder.cddy(0.0)
+        old_defs = self.pipeline.definition_bodies()
         old_drivers, old_tasks, old_states = self.drivers, self.driver_tasks, self.devices
         self.pipeline.retire(pipeline, time.time())     # the removed points' alarms end
         self.site, self.pipeline = new, pipeline
@@ -398,7 +398,7 @@ class Agent:
         for i in fresh:
             await self.drivers[i].__aenter__()
             self._start_driver(i)
-        if pipeline.encoder.cddy(0.0) != old_cddy:
+        if pipeline.definition_bodies() != old_defs:
             self.definitions(time.time())
         self.fzss_dirty = True
         self.commit()
