@@ -127,8 +127,10 @@ def test_a_store_vsftpd_refuses_leaves_no_part_file(tmp_path, vsftpd_factory, pk
     outbox = tmp_path / "outbox"
     make_outbox(outbox, [20_000])
     run_push(p, lambda: p.failures >= 2)
-    # the first refusal is the 522; vsftpd then drops the connection, which may read as a TLS EOF
-    assert any("522" in r.getMessage() for r in caplog.records if r.name == "edge_agent.forward.ftp"), p.failing
+    # the refusal is vsftpd's 522 on the control connection; when the data connection's handshake fails
+    # first (a loaded machine), the same refusal reads as a TLS EOF on the data connection
+    refusals = [r.getMessage() for r in caplog.records if r.name == "edge_agent.forward.ftp"]
+    assert any("522" in m or "EOF occurred" in m for m in refusals), (p.failing, refusals)
     log = srv.commands()
     stored = [ln for ln in log if '"STOR .' in ln]
     deleted = [i for i, ln in enumerate(log) if '"DELE .' in ln and ".part" in ln]
