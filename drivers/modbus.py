@@ -33,6 +33,7 @@ import time
 from array import array
 from typing import Callable
 
+from edge_agent import clock
 from edge_agent.drivers.modbus_spec import ModbusConfig
 from edge_agent.backoff import Backoff
 from edge_agent.drivers.codec import BlockReader, Codec
@@ -161,7 +162,7 @@ class ModbusDriver:
         """One poll of every block; emits one frame; False when the device is unreachable."""
         assert self.link is not None, "use `async with driver:`"
         self.counters["polls"] += 1
-        mono, wall = time.monotonic(), time.time()
+        mono, wall = time.monotonic(), clock.now()
         values = array("d", self._nan)
         quality = array("B", bytes(len(self.points)))
         faults: dict[str, str] = {}

@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from edge_agent import health, registry, sdnotify
+from edge_agent import clock, health, registry, sdnotify
 from edge_agent.baseline import open_beside_buffer
 from edge_agent.buffer import Buffer
 from edge_agent.config import Site
@@ -32,6 +32,7 @@ log = logging.getLogger("edge_agent.agent")
 
 RUN_OK, RUN_LOST, RUN_UNKNOWN = 0, 1, 9      # substation run status (PROFILE.md)
 CLOCK_TICK = 0.2                             # granularity of snapshots, statistics and buffer upkeep
+STEP = 2.0                                   # a wall-clock jump beyond this against the monotonic clock is a step
 POWER_UNKNOWN = 9
 
 
@@ -99,7 +100,8 @@ class Agent:
         self.driver_tasks: list[asyncio.Task | None] = [None] * len(self.drivers)
         self.frames = 0
         self.points_in = 0
-        self.started = time.time()
+        self.started = clock.monotonic()
+        self.clock_watch = clock.Watch()
         self.last_clock = time.monotonic()
         self.reloads = 0
         self.alarms = None
@@ -174,7 +176,7 @@ class Agent:
         if self.fzss_dirty:
             self.fzss_dirty = False
             self.fzss_sent = True
-            self.pipeline.fzss(time.time())
+            self.pipeline.fzss(clock.now())
         if not self.pending:
             return
         batch = self.pending[:]
@@ -189,7 +191,7 @@ class Agent:
         st = self.devices[index]
         if st.online is online:
             return
-        st.online, st.reason, st.since = online, reason, time.time()
+        st.online, st.reason, st.since = online, reason, clock.now()
         # one FZSS per commit, however many devices changed; at start, one FZSS once
         # every device has answered or failed (not one per device as each comes up)
         if self.fzss_sent or all(d.online is not None for d in self.devices):
@@ -226,38 +228,55 @@ class Agent:
     # ------------------------------------------------------------------ loops
 
     async def _clock(self, stop: asyncio.Event) -> None:
+        """Snapshots, statistics, definitions and the buffer's tick, scheduled on the monotonic clock (a step
+        of the wall clock neither stalls them for the hour it went back nor bursts them for the day it went
+        ahead); snapshots stay aligned to the wall clock's multiples of `realtime_every`, re-aligned after a
+        step.  The wall clock is watched for an absurd time (clock.Watch: one line, /health)."""
         rep = self.site.report
-        now = time.time()
-        next_snapshot = math.floor(now / rep.realtime_every) * rep.realtime_every + rep.realtime_every
-        next_defs = now + rep.definitions_every
-        next_tick = now + 1.0
-        started = time.monotonic()
+        now, mono = clock.now(), clock.monotonic()
+
+        def aligned(now: float, mono: float) -> float:
+            every = self.site.report.realtime_every
+            return mono + (math.floor(now / every) * every + every - now)
+
+        next_snapshot = aligned(now, mono)
+        next_defs = mono + rep.definitions_every
+        next_tick = mono + 1.0
+        skew = now - mono
+        started = mono
+        self.clock_watch.check(now)
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), timeout=CLOCK_TICK)
             except asyncio.TimeoutError:
                 pass
-            self.last_clock = time.monotonic()
+            self.last_clock = mono = clock.monotonic()
             rep = self.site.report
-            now = time.time()
+            now = clock.now()
+            if abs((now - mono) - skew) > STEP:        # the wall clock was stepped: snapshots re-align
+                log.info("clock: the wall clock stepped %+.0f s; snapshots re-align to it", (now - mono) - skew)
+                next_snapshot = aligned(now, mono)
+                self.clock_watch.check(now)
+            skew = now - mono
             if self.site.systems:          # each system on its own realtime_every
                 if self.pipeline.snapshots_due(now):
                     self.fzss_sent = True
-            elif now >= next_snapshot:
+            elif mono >= next_snapshot:
                 self.snapshot(now)
-                behind = math.floor((now - next_snapshot) / rep.realtime_every) + 1
+                behind = math.floor((mono - next_snapshot) / rep.realtime_every) + 1
                 next_snapshot += rep.realtime_every * max(1, behind)
-            if not self.fzss_sent and time.monotonic() - started > self._first_poll_window():
+            if not self.fzss_sent and mono - started > self._first_poll_window():
                 self.fzss_dirty = True
-            if now >= next_tick:
+            if mono >= next_tick:
                 self.statistics(now)
                 self.buffer.tick(now)
                 if self.baselines is not None:
                     self.baselines.tick(now)
-                next_tick = now + 1.0
-            if now >= next_defs:
+                self.clock_watch.check(now)
+                next_tick = mono + 1.0
+            if mono >= next_defs:
                 self.definitions(now)
-                next_defs = now + rep.definitions_every
+                next_defs = mono + rep.definitions_every
             self.commit()
 
     def _first_poll_window(self) -> float:
@@ -281,7 +300,7 @@ class Agent:
         `ready()` is called once the buffer is open and every driver and sink
         started; each Site put on `reload_requests` is applied with `reload()`.
         """
-        now = time.time()
+        now = clock.now()
         self.definitions(now)      # the first FZSS waits for every device's first answer (or its timeout)
         self.commit()
         metrics = None
@@ -336,7 +355,7 @@ class Agent:
             await settle(self.sink_tasks, SHUTDOWN_GRACE)
         pace.backlog = None
         if self.baselines is not None:
-            self.baselines.close(time.time())
+            self.baselines.close(clock.now())
         self.buffer.close()
         log.info("stopped; buffer closed at seq %d", self.buffer.next_seq - 1)
 
@@ -380,10 +399,10 @@ class Agent:
             return
         old_defs = self.pipeline.definition_bodies()
         old_drivers, old_tasks, old_states = self.drivers, self.driver_tasks, self.devices
-        self.pipeline.retire(pipeline, time.time())     # the removed points' alarms end
+        self.pipeline.retire(pipeline, clock.now())     # the removed points' alarms end
         self.site, self.pipeline = new, pipeline
         if self.baselines is not None:          # the new kernel already carries the points over
-            self.baselines.attach(self.kernel, self.catalog, time.time(), carried=True)
+            self.baselines.attach(self.kernel, self.catalog, clock.now(), carried=True)
         else:
             self.baselines = open_beside_buffer(self.site, self.catalog, self.kernel)
         if self.alarms is not None:
@@ -399,7 +418,7 @@ class Agent:
             await self.drivers[i].__aenter__()
             self._start_driver(i)
         if pipeline.definition_bodies() != old_defs:
-            self.definitions(time.time())
+            self.definitions(clock.now())
         self.fzss_dirty = True
         self.commit()
         self.reloads += 1

@@ -57,6 +57,9 @@ def _health(agent, devices: dict, sinks: dict, buffer: dict) -> dict:
         if sink["trouble"]:
             kind = agent.sink_specs[name].kind
             reasons.append(sink["trouble"] if name == kind else f"sink {name}: {sink['trouble']}")
+    watch = getattr(agent, "clock_watch", None)
+    if watch is not None and watch.reason:
+        reasons.append(f"clock: {watch.reason}")
     if buffer.get("disk_error"):
         reasons.append(f"buffer disk error: {buffer['disk_error']}")
     return {"state": "degraded" if reasons else "ok", "reasons": reasons}
@@ -79,6 +82,6 @@ def snapshot(agent) -> dict:
         "kernel": {"alarms_active": alarms, "points": len(agent.catalog), "rejected": agent.kernel.rejected},
         "alarms": agent.alarms.metrics() if getattr(agent, "alarms", None) is not None else None,
         "health": _health(agent, devices, sinks, buffer),
-        "uptime_s": round(time.time() - agent.started, 1),
+        "uptime_s": round(time.monotonic() - agent.started, 1),
         "reloads": agent.reloads,
     }

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from pathlib import Path
 
 import orjson
 
+from edge_agent import clock
 from edge_agent.backoff import Backoff
 from edge_agent.forward.files_spec import FilesCfg
 from edge_agent.fsutil import make_dirs
@@ -168,10 +168,11 @@ class FileSink:
                 if code not in self.profile.records:
                     raise ValueError(f"type {row.type!r} has no layout in profile {self.profile.name}")
                 # strictly increasing stamps keep the push's upload order equal to the write order
-                mtime = max(time.time_ns(), self._last_mtime + 1)
+                mtime = max(clock.now_ns(), self._last_mtime + 1)
                 path, second, wrote = write_file(self.profile, self.site, code, row.time, records,
                                                  self.directory, tz=self.tz,
-                                                 not_before=self._next_second(row.type), mtime_ns=mtime, seq=row.seq)
+                                                 not_before=self._next_second(row.type), mtime_ns=mtime, seq=row.seq,
+                                                 clock=clock.now)
             except (orjson.JSONDecodeError, ValueError) as exc:
                 self.rows_rejected += 1
                 log.error("buffer row seq %d (%s) cannot become a spec file and is dropped: %s",

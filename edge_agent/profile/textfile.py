@@ -113,8 +113,9 @@ def write_text_file(profile: Profile, site, type: str, time: float, records: lis
     second) lets a caller that remembers the last second it used per type
     (files already pushed away) keep names unique.  `mtime_ns` stamps the file
     (the FTP push uploads in mtime order, so a writer makes them increase).
-    Blocks for at most about a second per same-second collision when the next
-    free second is still in the future.  OSError propagates (a full or
+    Blocks for at most a second when the next free second is still in the
+    future (a same-second collision); after the wall clock stepped back, the
+    names run ahead of it, one second apart, until it catches up.  OSError propagates (a full or
     read-only disk).
     """
     return write_file(profile, site, type, time, records, directory, tz=tz, not_before=not_before,
@@ -147,8 +148,8 @@ def write_file(profile: Profile, site, type: str, time: float, records: list[dic
             return target, second, False
         second += 1
     ahead = second - clock()
-    if ahead > 0:
-        sleep(ahead)
+    if ahead > 0:       # at most a second: after the clock stepped back, names run ahead of it (never back)
+        sleep(min(ahead, 1.0))
     tmp = directory / f".{name}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
