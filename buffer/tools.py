@@ -106,8 +106,13 @@ def _where(since: float | None, types: Iterable[str] | None) -> tuple[str, list]
         params.append(since)
     types = list(types or [])
     if types:
-        clauses.append(f"type IN ({','.join('?' * len(types))})")
+        # a type without a system (`CDSS`) also names every system's (`aqjk/CDSS`, `sbjk/CDSS`: systems:)
+        plain = [t for t in types if "/" not in t]
+        clauses.append("(" + " OR ".join([f"type IN ({','.join('?' * len(types))})"]
+                                         + ["substr(type, -?) = ?"] * len(plain)) + ")")
         params.extend(types)
+        for t in plain:
+            params.extend([len(t) + 1, "/" + t])
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 

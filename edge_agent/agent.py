@@ -397,7 +397,7 @@ class Agent:
                       type(exc).__name__, exc)
             sdnotify.ready()
             return
-        old_cddy = self.pipeline.encoder.cddy(0.0)
+        old_defs = self.pipeline.definition_bodies()
         old_drivers, old_tasks, old_states = self.drivers, self.driver_tasks, self.devices
         self.pipeline.retire(pipeline, clock.now())     # the removed points' alarms end
         self.site, self.pipeline = new, pipeline
@@ -417,7 +417,7 @@ class Agent:
         for i in fresh:
             await self.drivers[i].__aenter__()
             self._start_driver(i)
-        if pipeline.encoder.cddy(0.0) != old_cddy:
+        if pipeline.definition_bodies() != old_defs:
             self.definitions(clock.now())
         self.fzss_dirty = True
         self.commit()

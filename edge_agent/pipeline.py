@@ -224,6 +224,10 @@ class Pipeline:
         """Statistics windows that closed by `now`."""
         self.produce("statistics", now, self.kernel.take_stats(now))
 
+    def definition_bodies(self) -> list:
+        """Every system's point definitions (its CDDY, CGKCDDY, ...) as of time 0: a reload compares them."""
+        return [rt.produce(v, 0.0) for v in self.views for rt in v.types["definitions"] if rt.code != "FZDY"]
+
     def definitions(self, now: float) -> None:
         self.produce("definitions", now)
 

@@ -167,6 +167,9 @@ def problems(site) -> list[tuple[tuple, str]]:
         if [x.system_code for x in declared].index(s.system_code) != si:
             out.append((("systems", si, "system_code"), f"system code {s.system_code} is used twice: point "
                                                         "codes of the two systems could collide"))
+        if s.upload is not None and not site.forward.of_kind("files"):
+            out.append((("systems", si, "upload"), "no `forward.files` writes the files this would upload; add "
+                                                   "forward.files with its dir (the outbox)"))
         if [x.dir or x.name for x in declared].index(s.dir or s.name) != si:
             out.append((("systems", si, "dir"), f"folder {s.dir or s.name!r} is used by another system"))
     for di, dev in enumerate(site.devices):

@@ -35,7 +35,7 @@ def test_every_field_of_the_profile_is_one_its_record_type_fills():
     ({"name": "{mine_code}_{type}.json"}, "name", "must contain {type} and {time"),
     ({"name": "{mine}_{type}_{time:%Y}.json"}, "name", "unknown key {mine}"),
     ({"name": "{type}_{time:%Y"}, "name", "not a pattern"),
-    ({"name": "{type}_{time}", "envelope": {"send_time": "now"}}, "envelope.send_time", "unknown value 'now'"),
+    ({"name": "{type}_{time}", "envelope": {"send_time": "now"}}, "envelope", "send_time: unknown value 'now'"),
     ({"name": "{type}_{time}", "envelope": {"data": "time"}}, "data_key", "not used by `envelope`"),
 ])
 def test_check_names_the_key_and_the_reason(files, key, reason):
@@ -62,3 +62,22 @@ def test_write_is_whole_or_absent_and_a_rewrite_of_the_same_file_is_a_no_op(tmp_
     with pytest.raises(FileExistsError):
         write(tmp_path, name, data + b" ")
     assert path.read_bytes() == data and sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+@pytest.mark.parametrize("body,key,reason", [
+    ("records:\n  gnssrealtime: [equip_no, monitor_time, x_velocity]\n", "records.gnssrealtime",
+     "unknown field(s) x_velocity"),
+    ("files:\n  name: '{mine_code}_{type}_{when}.json'\n", "files.name", "unknown key {when}"),
+    ("files:\n  envelope: {send_time: now}\n", "files.envelope", "send_time: unknown value 'now'"),
+], ids=["record field", "name key", "envelope"])
+def test_a_variant_profile_with_a_bad_key_names_file_line_and_field(tmp_path, body, key, reason):
+    from edge_agent.errors import ConfigError
+    from edge_agent.profile import load_profile
+    path = tmp_path / "my-slope.yaml"
+    path.write_text("extends: slope-gnss\nname: my-slope\n" + body, encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_profile(str(path))
+    lines = [str(p) for p in exc.value.problems]
+    assert any(ln.startswith(f"{path}:") and f": {key}: " in ln and reason in ln for ln in lines), lines
+    assert all(ln.split(":")[1].strip().isdigit() for ln in lines if ln.startswith(f"{path}:")), \
+        f"each names its line: {lines}"

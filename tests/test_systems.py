@@ -77,6 +77,8 @@ def test_system_problems_name_file_line_and_field(tmp_path, sim, capsys):
         (lambda d: d["systems"][1].update(system_code="01"), "systems[sbjk].system_code", "used twice"),
         (lambda d: d["systems"][1].update(system_code=5), "systems[sbjk].system_code", "in quotes"),
         (lambda d: (d.pop("systems"), d["devices"][0]), "devices[gas-substation-1].system", "no `systems:`"),
+        (lambda d: (d["forward"].pop("files"), d["systems"][1].update(upload="ftp://gw@127.0.0.1/x")),
+         "systems[sbjk].upload", "no `forward.files`"),
     ]
     for change, field, reason in cases:
         data = yaml.safe_load(good)
@@ -138,6 +140,16 @@ def test_mqtt_topics_carry_each_system_and_type(tmp_path, sim, mosquitto):
         asyncio.run(scenario())
     finally:
         sub.stop()
+    # each system's definitions are retained: a subscriber that comes later still gets both
+    late = Subscriber(mosquitto.port).start()
+    try:
+        deadline = time.monotonic() + 10
+        wanted = {f"mine/140211001234/gw-demo/{s}/CDDY" for s in ("aqjk", "sbjk")}
+        while not wanted <= {t for t, _, r in list(late.messages) if r}:
+            assert time.monotonic() < deadline, sorted({(t, r) for t, _, r in late.messages})
+            time.sleep(0.05)
+    finally:
+        late.stop()
     for topic, body, retained in sub.messages:
         parts = topic.split("/")
         if len(parts) == 5 and isinstance(body, dict) and "records" in body:
@@ -202,3 +214,51 @@ def test_a_file_format_registered_from_outside_gets_the_contracted_arguments(tmp
     assert when == dt.datetime(2026, 11, 29, 10, 0, 20, tzinfo=when.tzinfo) and when.tzinfo is not None
     assert (tmp_path / "out" / f"140211001234_CDSS_20261129100020_{seq:04d}.lines").read_bytes() == \
         b"14021100123409MN000400000001=12"
+
+
+def test_buffer_export_and_purge_by_type_reach_every_systems_rows(tmp_path):
+    from edge_agent.buffer import Buffer, tools
+    from edge_agent.profile.tables import load_profile
+    load_profile("water-hazard")            # registers its record types (CGKCDSS), as loading a site does
+    path = tmp_path / "buffer.sqlite"
+    buf = Buffer(path, sinks=["files.aqjk"])
+    bit = buf.bit("files.aqjk")
+    buf.append([("aqjk/CDSS", bit, 1.0, b"[]"), ("sbjk/CDSS", bit, 2.0, b"[]"), ("shfz/CGKCDSS", bit, 3.0, b"[]"),
+                ("CDSS", bit, 4.0, b"[]")])
+    buf.close()
+    assert set(tools.count(path, ["CDSS"])) == {"CDSS", "aqjk/CDSS", "sbjk/CDSS"}
+    assert set(tools.count(path, ["sbjk/CDSS"])) == {"sbjk/CDSS"}
+    assert set(tools.count(path, ["CGKCDSS", "FZSS"])) == {"shfz/CGKCDSS"}
+    tools.purge(path, ["shfz/CGKCDSS"])
+    assert tools.count(path, ["CGKCDSS"]) == {} and set(tools.count(path, ["CDSS"])) == {"CDSS", "aqjk/CDSS", "sbjk/CDSS"}
+
+
+def test_a_reload_keeps_each_systems_rows_in_its_own_folder(tmp_path, sim):
+    path = two_systems(tmp_path, sim)
+    site = load_site(path)
+    data = yaml.safe_load(path.read_text("utf-8"))
+    next(e for e in data["equipment"] if e["name"] == "main-bin")["location"] = "重新加载后"
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
+    outbox = tmp_path / "outbox"
+
+    def cddy(system):
+        return [parse_file(f)[1] for f in sorted((outbox / system).glob("*_CDDY_*.txt"))]
+
+    async def scenario():
+        agent = Agent(site)
+        async with agent_running(agent) as run:
+            deadline = time.monotonic() + 30
+            while not (cddy("aqjk") and cddy("sbjk")):
+                assert time.monotonic() < deadline and not run.done()
+                await asyncio.sleep(0.1)
+            await agent.reload(load_site(changed))
+            assert agent.reloads == 1
+            while len(cddy("sbjk")) < 2:
+                assert time.monotonic() < deadline and not run.done()
+                await asyncio.sleep(0.1)
+
+    asyncio.run(scenario())
+    after = cddy("sbjk")[-1]
+    assert any(r[18] == "重新加载后" for r in after) and all(r[1] == "02" for r in after)
+    assert all(r[1] == "01" and r[18] != "重新加载后" for f in cddy("aqjk") for r in f)

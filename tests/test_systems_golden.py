@@ -26,8 +26,8 @@ from systems_reader import parse_text
 
 HERE = Path(__file__).resolve().parent / "golden" / "systems"
 T0 = 1795917620.0          # 2026-11-29 10:00:20 Asia/Shanghai
-VALUES = {"gas-1": [0.42], "borehole-3": [3.97, 18.5, 126.4], "roof-1": [8.25, 12.5, 31.0],
-          "pond-1": [8.4, 12.75, 151.2, 1.05, 2.5], "nc-1": [12.0], "belt-1": [3.15]}
+VALUES = {"gas-1": [0.42], "borehole-3": [3.97, 18.5, 126.4, 52310], "roof-1": [8.25, 36.4, 152.5, 12.5, 31.0],     # in the order of the device's points
+          "pond-1": [8.4, 12.75, 151.2, 1.05, 2.5, 3.2], "nc-1": [12.0], "belt-1": [3.15]}
 
 
 def render_all() -> dict[str, bytes]:
@@ -45,7 +45,8 @@ def render_all() -> dict[str, bytes]:
     by_id = {(site.devices[rp.device].name, rp.id): rp for rp in p.catalog.points}
     for dev, pid, value, threshold, colour in (("borehole-3", "00000301", 3.97, 3.0, "blue"),
                                                ("roof-1", "00001201", 8.25, 8.0, "red"),
-                                               ("roof-1", "00001401", 12.5, 10.0, "orange")):
+                                               ("roof-1", "00001401", 12.5, 10.0, "orange"),
+                                               ("borehole-3", "00000304", 52310, 50000, "yellow")):
         rp = by_id[(dev, pid)]
         view = p.view_of_device[rp.device]
         code = view.encoder.level_code(LEVELS.index(colour))
@@ -92,6 +93,20 @@ def test_the_independent_reader_finds_what_the_site_says():
                      "4501.25", "2203.5", "120.0", "2026-11-29 10:00:20"]]
     _, recs = read("shfz/140211001234_YSLCDSS_*.txt")
     assert recs == [["14021100123405MN050300000303", "0", "126.4", "2026-11-29 10:00:20"]]
+    _, recs = read("shfz/140211001234_PSLCDSS_*.txt")
+    assert recs == [["14021100123405LJ300300000304", "52310", "0", "2026-11-29 10:00:20"]]
+    _, recs = read("shfz/140211001234_PSLCDDY_*.txt")
+    assert recs[0][1:5] == ["中央泵房", "全矿", "3003", "m3"]
+    _, recs = read("shfz/140211001234_PSLCDYC_*.txt")
+    assert recs[0][4] == "52310m3>阈值（黄）50000m3" and recs[0][6] == "3"
+    # ground pressure: one record per point of support resistance and bolt stress
+    _, recs = read("ky/140211001234_ZJSS_*.txt")
+    assert recs == [["14021100123406MN110100001101", "1101", "1201工作面50号支架", "36.4", "0", "2026-11-29 10:00:20"]]
+    _, recs = read("ky/140211001234_MGSS_*.txt")
+    assert [r[3] for r in recs] == ["152.5"]
+    for t in ("ZJZL", "MGYL"):
+        _, recs = read(f"ky/140211001234_{t}_*.txt")
+        assert len(recs) == 1 and recs[0][3] in ("MPa", "kN")
     # ground pressure: shallow and deep separation in one LCSS record
     _, recs = read("ky/140211001234_LCSS_*.txt")
     assert recs == [["14021100123406MN140100001401", "1401", "1201回风巷80m", "12.5", "31.0", "0",
@@ -105,6 +120,8 @@ def test_the_independent_reader_finds_what_the_site_says():
     assert recs == [["14021100123408MN060100000003", "2026-11-29 10:00:20", "151.2", "1.05", "0"]]
     _, recs = read("wkk/140211001234_KSWDY_*.txt")
     assert recs[0][1:4] == ["水库水位", "2025-06-01", "库区"] and recs[0][11:14] == ["8.0", "9.0", "9.5"]
+    _, recs = read("wkk/140211001234_BWYDY_*.txt")
+    assert recs[0][0] == "14021100123408MN002100000006" and recs[0][8:11] == ["112.5512", "37.8723", "1230.5"]
     # non-coal: NCDSS with `^` records and `]]]` at the end, the CDSS body
     _, recs = read("nc/140211001234_NCDSS_*.txt", rt="^", ft="]]]")
     assert recs == [["14021100123409MN000400000001", "一氧化碳", "运输巷", "12", "ppm", "0", "2026-11-29 10:00:20"]]

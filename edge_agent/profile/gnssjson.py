@@ -71,7 +71,7 @@ def check(files: dict) -> list[tuple[str, str]]:
     else:
         for key, source in envelope.items():
             if source not in ENVELOPE_SOURCES:
-                out.append((f"envelope.{key}", f"unknown value {source!r}; known: {', '.join(ENVELOPE_SOURCES)}"))
+                out.append(("envelope", f"{key}: unknown value {source!r}; known: {', '.join(ENVELOPE_SOURCES)}"))
     data_key = files.get("data_key", "data")
     if not isinstance(data_key, str) or not data_key or (isinstance(envelope, dict) and data_key in envelope):
         out.append(("data_key", "the key of the records: a name not used by `envelope`"))
