@@ -220,6 +220,12 @@ class Pipeline:
             self.produce("snapshot", now, views=due)
         return bool(due)
 
+    def realign_snapshots(self) -> None:
+        """After a step of the wall clock: each system's next snapshot is found again from the new time
+        (a step back would otherwise wait the length of the step for the old schedule)."""
+        for v in self.views:
+            v.next_snapshot = 0.0
+
     def statistics(self, now: float) -> None:
         """Statistics windows that closed by `now`."""
         self.produce("statistics", now, self.kernel.take_stats(now))

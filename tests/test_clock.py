@@ -83,6 +83,32 @@ def test_steps_back_an_hour_and_ahead_a_day_while_running(tmp_path, sim, mosquit
     assert not [r for r in caplog.records if r.exc_info], "a traceback reached the log"
 
 
+def test_each_systems_snapshots_keep_coming_after_a_step_back(tmp_path, sim, caplog):
+    """With `systems:` every system keeps its own snapshot schedule on the wall clock; a step back
+    re-aligns each (before, the snapshots of every system waited an hour for the old schedule)."""
+    from test_systems import two_systems
+    site = load_site(two_systems(tmp_path, sim))
+    caplog.set_level(logging.INFO, logger="edge_agent")
+    folders = [tmp_path / "outbox" / name for name in ("aqjk", "sbjk")]
+    counts = {}
+
+    async def scenario():
+        agent = Agent(site)
+        async with agent_running(agent) as run:
+            await until(lambda: all(len(cdss_files(f)) >= 2 for f in folders), 30, "CDSS of both systems", run)
+            counts["before"] = [len(cdss_files(f)) for f in folders]
+            clock.step(-3600)
+            await until(lambda: all(len(cdss_files(f)) >= n + 2 for f, n in zip(folders, counts["before"])), 30,
+                        "CDSS of both systems after the step back", run)
+
+    asyncio.run(scenario())
+    for f in folders:
+        stamps = [stamp(p) for p in cdss_files(f)]
+        assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), (f.name, stamps)
+    assert any("stepped -3600" in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if r.exc_info], "a traceback reached the log"
+
+
 def test_a_clock_absurd_at_start_is_logged_once_and_shown_in_health(tmp_path, sim, caplog):
     site = load_site(make_site(tmp_path, sim, None, realtime_every="1s"))
     clock.set_to(946684800.0)                 # 2000-01-01T00:00:00Z: an RTC whose battery died
