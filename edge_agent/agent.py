@@ -256,7 +256,6 @@ class Agent:
             if abs((now - mono) - skew) > STEP:        # the wall clock was stepped: snapshots re-align
                 log.info("clock: the wall clock stepped %+.0f s; snapshots re-align to it", (now - mono) - skew)
                 next_snapshot = aligned(now, mono)
-                self.pipeline.realign_snapshots()
                 self.clock_watch.check(now)
             skew = now - mono
             if self.site.systems:          # each system on its own realtime_every

@@ -209,9 +209,9 @@ class Pipeline:
             every = v.system.realtime_every
             if v.in_warning is not None and v.in_warning < every and any(level[i] for i in v.indices):
                 every = v.in_warning
-                if v.next_snapshot - now > every:       # the warning began: the next one within in_warning
-                    v.next_snapshot = math.floor(now / every) * every + every
-            if v.next_snapshot == 0.0:
+            # the first one, a warning that began (the next within in_warning) or the wall clock stepped
+            # back (the old schedule lies the length of the step ahead): aligned again from `now`
+            if v.next_snapshot == 0.0 or v.next_snapshot - now > every:
                 v.next_snapshot = math.floor(now / every) * every + every
             if now >= v.next_snapshot:
                 due.append(v)
@@ -219,12 +219,6 @@ class Pipeline:
         if due:
             self.produce("snapshot", now, views=due)
         return bool(due)
-
-    def realign_snapshots(self) -> None:
-        """After a step of the wall clock: each system's next snapshot is found again from the new time
-        (a step back would otherwise wait the length of the step for the old schedule)."""
-        for v in self.views:
-            v.next_snapshot = 0.0
 
     def statistics(self, now: float) -> None:
         """Statistics windows that closed by `now`."""
