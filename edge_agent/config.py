@@ -24,8 +24,8 @@ from edge_agent import registry
 from edge_agent.alarms.config import AlarmsCfg, ConsoleCfg
 from edge_agent.equipment import Equipment, expand_equipment
 from edge_agent.errors import ConfigError, Problem
-from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, SinkConfig, Size, compact_points, \
-    field_error
+from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, SinkConfig, Size, field_error, \
+    sharing
 from edge_agent.rollup import Item
 from edge_agent.rollup import problems as rollup_problems
 from edge_agent.systems import SystemCfg
@@ -311,19 +311,20 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True, receiver_lim
         raise ConfigError([Problem(where, 1, "", "the site file must be a mapping with `site:` and `devices:`")])
 
     # point tables first, so their points validate with the rest
-    csv_points, problems = _csv_points(data, p.parent, where, lines)
-    problems.extend(expand_equipment(data, lines, where))   # templates -> ordinary points
-    try:
-        site = Site.model_validate(data)
-    except ValidationError as exc:
-        problems.extend(validation_problems(exc, where, data, lines, explain=lambda e, loc: _foreign_key(e, loc, data)))
-        raise ConfigError(problems)
+    with sharing():         # equal values of all points are one object each (model.CompactPoint)
+        csv_points, problems = _csv_points(data, p.parent, where, lines)
+        problems.extend(expand_equipment(data, lines, where))   # templates -> ordinary points
+        try:
+            site = Site.model_validate(data)
+        except ValidationError as exc:
+            problems.extend(validation_problems(exc, where, data, lines,
+                                                explain=lambda e, loc: _foreign_key(e, loc, data)))
+            raise ConfigError(problems)
     if csv_points:
         devices = tuple(dev.model_copy(update={"points": tuple(dev.points) + tuple(csv_points[i])})
                         if i in csv_points else dev for i, dev in enumerate(site.devices))
         site = site.model_copy(update={"devices": devices})
     site = site.model_copy(update={"source": str(p.resolve())})
-    compact_points(pt for dev in site.devices for pt in dev.points)
 
     try:
         site._profile = load_profile(site.profile, base=p.parent)
