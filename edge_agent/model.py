@@ -49,6 +49,8 @@ class Model(BaseModel):
 
 
 def _no_framing(v: str) -> str:
+    if ";" not in v and "~" not in v and "|" not in v:     # FRAMING_CHARS; every point's texts pass here
+        return v
     bad = [c for c in FRAMING_CHARS if c in v]
     if bad:
         raise ValueError(f"contains {' '.join(repr(c) for c in bad)}, which the spec files use as separators; "
@@ -90,6 +92,11 @@ class Warn(Model):
     low: float | None = None
 
 
+_POINT_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+_SENSOR = re.compile(r"\d{4}")
+_THRESHOLD_KEYS = frozenset({"alarm", "cutoff", "warn"})
+
+
 class Point(Model):
     """One point of a device: what the kernel, the profile and every driver read."""
     id: str
@@ -119,13 +126,14 @@ class Point(Model):
     off_text: FreeText | None = None
     instrument: str | None = None        # several points, one record (edge_agent/profile/shapes.py): its name
     role: str | None = None              # this point's member of the instrument (level, temperature, x_disp ...)
-    attrs: dict[str, FreeText | float] = {}   # definition attributes a profile's `attributes:` names
+    attrs: dict[str, FreeText | float] = Field(default_factory=dict)   # definition attributes a profile's
+    #                                  `attributes:` names (a factory: pydantic deep-copies a `{}` default per point)
 
     @field_validator("id", mode="before")
     @classmethod
     def _id(cls, v: Any) -> str:
         v = str(v).strip() if isinstance(v, (str, int)) and not isinstance(v, bool) else v
-        if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", v):
+        if not isinstance(v, str) or not _POINT_ID.fullmatch(v):
             raise ValueError("point id must be 1-32 letters, digits, '-', '_' or '.'")
         return v
 
@@ -134,7 +142,7 @@ class Point(Model):
     def _sensor(cls, v: Any) -> str:
         if isinstance(v, int) and not isinstance(v, bool):
             raise ValueError("write the sensor code in quotes (\"0001\") so leading zeros survive")
-        if not isinstance(v, str) or not re.fullmatch(r"\d{4}", v):
+        if not isinstance(v, str) or not _SENSOR.fullmatch(v):
             raise ValueError("sensor type code must be 4 digits in quotes, e.g. \"0001\"")
         return v
 
@@ -159,6 +167,8 @@ class Point(Model):
 
     @model_validator(mode="after")
     def _thresholds(self) -> "Point":
+        if not _THRESHOLD_KEYS & self.__pydantic_fields_set__:    # the defaults: nothing set, nothing to cross
+            return self
         a, c, w = self.alarm, self.cutoff, self.warn
         problems = []
 
@@ -344,7 +354,8 @@ def compact(pt: Any, pool: dict | None = None) -> Any:
     out = object.__new__(cls)
     d = pt.__dict__
     for k, put in setters:
-        put(out, _shared(d[k], pool))
+        v = d[k]
+        put(out, pool.setdefault(v, v) if type(v) is str else _shared(v, pool))
     return out
 
 
