@@ -110,35 +110,53 @@ def load(text: str) -> Any:
 
 class _Reader:
     """Reads the lines one after another: `line` is the current (indent, body), None past the last;
-    the lines are cut from the text as the reader gets to them, so no list of every line (two strings
-    and a tuple per line: ~45 MB for a 50,000-point site) is ever held beside the data."""
+    the lines are cut from the text ~64 kB at a time as the reader gets to them, so no list of every
+    line (two strings and a tuple per line: ~45 MB for a 50,000-point site) is held beside the data."""
+
+    KNOWN = 4096       # `key: scalar` lines remembered (a site repeats `type: float32` on every point)
 
     def __init__(self, text: str):
         self.text = text
         self.pos = 0
         self.scalars = _Scalars()
+        self.known: dict[str, tuple[Any, Any]] = {}
         self.line: tuple[int, str] | None = None
+        self.buf: list[tuple[int, str]] = []
+        self.k = 0
         self.advance()
 
     def advance(self) -> None:
         """Move to the next line that is neither blank nor a comment."""
-        text, pos, end = self.text, self.pos, len(self.text)
-        while pos <= end:
-            nl = text.find("\n", pos)
-            if nl < 0:
-                nl = end
-            raw = text[pos:nl]
-            pos = nl + 1
+        k = self.k + 1
+        if k < len(self.buf):
+            self.k = k
+            self.line = self.buf[k]
+            return
+        while self.pos <= len(self.text):
+            self._cut()
+            if self.buf:
+                self.k = 0
+                self.line = self.buf[0]
+                return
+        self.line = None
+
+    def _cut(self, size: int = 1 << 16) -> None:
+        """The next ~64 kB of the text as (indent, body) lines, blank lines and comments left out."""
+        text, pos = self.text, self.pos
+        end = text.find("\n", pos + size)
+        if end < 0:
+            end = len(text)
+        buf = []
+        for raw in text[pos:end].split("\n"):
             body = raw.lstrip(" ")
             if not body or body[0] == "#":
                 continue
             if body.startswith(("---", "...", "%")) and len(body) == len(raw):
                 raise _Unusual(body)
-            self.pos = pos
-            self.line = (len(raw) - len(body), body.rstrip(" "))
-            return
-        self.pos = pos
-        self.line = None
+            buf.append((len(raw) - len(body), body.rstrip(" ")))
+        self.pos = end + 1
+        self.buf = buf
+        self.k = 0
 
     def block(self, indent: int) -> Any:
         return self.sequence(indent) if self._is_item(self.line[1]) else self.mapping(indent)
@@ -183,11 +201,22 @@ class _Reader:
 
     def mapping(self, indent: int) -> dict:
         out: dict = {}
+        known = self.known
         while self.line is not None:
             ind, body = self.line
             if ind < indent:
                 break
-            if ind > indent or self._is_item(body):
+            if ind > indent:
+                raise _Unusual(body)
+            hit = known.get(body)
+            if hit is not None:               # `type: float32` again: its key and value as the last time
+                key, value = hit
+                if key in out:
+                    raise _Unusual(body)
+                self.advance()
+                out[key] = value
+                continue
+            if self._is_item(body):
                 raise _Unusual(body)
             split = self._key_split(body)
             if split is None:
@@ -198,8 +227,13 @@ class _Reader:
             self.advance()
             if not rest or rest[0] == "#":
                 out[key] = self.nested(indent, True)
-            else:
+            elif rest[0] in "[{":
                 out[key] = self.value(rest, ind)
+            else:                             # a scalar: the same line always reads the same
+                out[key] = value = self.value(rest, ind)
+                if len(known) >= self.KNOWN:
+                    known.clear()
+                known[body] = (key, value)
         return out
 
     def _key_split(self, body: str) -> tuple[Any, str] | None:
