@@ -345,14 +345,16 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True, receiver_lim
         site._systems = resolve_systems(site, profiles)
     if sys_problems:
         raise ConfigError(problems + sys_problems)
-    problems.extend(semantic_problems(site, site.loaded_profile, where, data, lines))
+    point_codes: list[str] = []
+    problems.extend(semantic_problems(site, site.loaded_profile, where, data, lines, point_codes))
+    trim()                  # its tables go before the catalogue is built
     if receiver_limits:
         from edge_agent.profile.receiver import site_problems
         for loc, reason in site_problems(site, site.loaded_profile):
             loc = _point_loc(loc, data())
             problems.append(Problem(where, line_for(loc, lines), pretty_loc(loc, data()), reason))
     if not problems:
-        problems.extend(component_problems(site, where, data, lines))
+        problems.extend(component_problems(site, where, data, lines, point_codes))
     from edge_agent.alarms.spec import alarm_spec
     try:
         alarm_spec(site.loaded_profile)
@@ -400,9 +402,11 @@ def _data(data: Any) -> Any:
     return data() if callable(data) else data
 
 
-def semantic_problems(site: Site, profile, where: str, data: Any, lines) -> list[Problem]:
+def semantic_problems(site: Site, profile, where: str, data: Any, lines, point_codes: list | None = None
+                      ) -> list[Problem]:
     """Checks that need the profile or cross several fields (`data`: the site file's data, or a
-    callable that gives it when a problem needs its place)."""
+    callable that gives it when a problem needs its place).  `point_codes` gets each point's code in
+    catalogue order, for the Catalog (built next) not to build them again."""
     out: list[Problem] = []
 
     def add(loc: tuple, reason: str) -> None:
@@ -412,7 +416,8 @@ def semantic_problems(site: Site, profile, where: str, data: Any, lines) -> list
         add(("site", "mine_code"), f"{site.site.mine_code!r} does not match the profile's mine code pattern "
                                    f"{profile.mine_code_pattern} (12 digits by default)")
     names: dict[str, int] = {}
-    codes: dict[str, str] = {}
+    codes: dict[str, Any] = {}       # code -> the last point that built it
+    owners: dict[int, str] = {}      # id(point) -> its device's name, made at the first repeated code
     from edge_agent.systems import bound_problems
     for system in site.resolved_systems:
         for loc, reason in bound_problems(system):
@@ -435,10 +440,15 @@ def semantic_problems(site: Site, profile, where: str, data: Any, lines) -> list
                                    f"{profile.raw.get('sensor_table', 'sensors.csv')} in the profile")
                 continue
             code = point_code(site, pt, profile, system.code)
+            if point_codes is not None:
+                point_codes.append(code)
             if code in codes:
-                add(loc("id"), f"point code {code} is also built by {codes[code]}; original numbers must "
-                               "differ for points of the same kind and sensor type")
-            codes[code] = f"{dev.name}/{pt.id}"
+                if not owners:
+                    owners.update((id(p), d.name) for d in site.devices for p in d.points)
+                first = codes[code]
+                add(loc("id"), f"point code {code} is also built by {owners[id(first)]}/{first.id}; original "
+                               "numbers must differ for points of the same kind and sensor type")
+            codes[code] = pt
             for tail, reason in warning.point_problems(dev, pt, site.buffer):
                 add(loc(*tail), reason)
     for loc, reason in rollup_problems(site):
@@ -458,8 +468,10 @@ def _point_loc(loc: tuple, data: Any) -> tuple:
     return loc
 
 
-def component_problems(site: Site, where: str, data: Any, lines) -> list[Problem]:  # data: as semantic_problems
-    """What each driver and sink refuses (its spec's `problems`), and free text that breaks the files."""
+def component_problems(site: Site, where: str, data: Any, lines, point_codes: list | None = None
+                       ) -> list[Problem]:
+    """What each driver and sink refuses (its spec's `problems`), and free text that breaks the files
+    (`data` as for semantic_problems; `point_codes`: what semantic_problems gave, each point's code)."""
     from edge_agent.points import Catalog
     from edge_agent.profile.encode import framing_problems
 
@@ -474,7 +486,7 @@ def component_problems(site: Site, where: str, data: Any, lines) -> list[Problem
     for cfg in site.forward.enabled():
         for loc, reason in registry.sink(cfg.kind).problems_of(cfg, site):
             add(site.forward.loc(cfg) + ((loc,) if isinstance(loc, str) else tuple(loc)), reason)
-    site._catalog = catalog = Catalog(site, site.loaded_profile)      # the pipeline starts from it
+    site._catalog = catalog = Catalog(site, site.loaded_profile, codes=point_codes)   # the pipeline starts from it
     out.extend(framing_problems(site, catalog, site.loaded_profile))
     return out
 

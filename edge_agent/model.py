@@ -278,6 +278,7 @@ class CompactPoint:
 
 _BASES: dict[type, type] = {}
 _SHAPES: dict[tuple, tuple] = {}
+_POOL_SIZE = 1 << 15
 _POOL: list[dict] = []       # while `sharing()`: one object per distinct value (texts, numbers, sub-models)
 
 
@@ -362,6 +363,8 @@ def compact(pt: Any, pool: dict | None = None) -> Any:
 def compact_points(points) -> tuple:
     """`points` as CompactPoints, sharing equal values (each model can go as soon as it is done)."""
     pool = _POOL[-1] if _POOL else {}
+    if len(pool) > _POOL_SIZE:      # unique ids and addresses fill it: start again (what repeats comes back)
+        pool.clear()
     return tuple(compact(pt, pool) for pt in points)
 
 
