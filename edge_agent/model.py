@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import math
 import re
@@ -279,18 +280,19 @@ class CompactPoint:
 _BASES: dict[type, type] = {}
 _SHAPES: dict[tuple, tuple] = {}
 _POOL_SIZE = 1 << 15
-_POOL: list[dict] = []       # while `sharing()`: one object per distinct value (texts, numbers, sub-models)
+# while `sharing()`: one object per distinct value (texts, numbers, sub-models)
+_POOL: contextvars.ContextVar[dict | None] = contextvars.ContextVar("edge_agent_point_pool", default=None)
 
 
 @contextlib.contextmanager
 def sharing():
     """Points compacted inside share equal values across devices (`load_site` reads a site in one);
     outside, only within each device's points."""
-    _POOL.append({})
+    token = _POOL.set({})
     try:
         yield
     finally:
-        _POOL.pop()
+        _POOL.reset(token)
 
 
 def _base(model: type) -> type:
@@ -351,7 +353,8 @@ def compact(pt: Any, pool: dict | None = None) -> Any:
         shape = _SHAPES[(model, frozenset(given))] = (cls, tuple((k, vars(cls)[k].__set__) for k in names))
     cls, setters = shape
     if pool is None:
-        pool = _POOL[-1] if _POOL else {}
+        pool = _POOL.get()
+        pool = {} if pool is None else pool
     out = object.__new__(cls)
     d = pt.__dict__
     for k, put in setters:
@@ -362,7 +365,8 @@ def compact(pt: Any, pool: dict | None = None) -> Any:
 
 def compact_points(points) -> tuple:
     """`points` as CompactPoints, sharing equal values (each model can go as soon as it is done)."""
-    pool = _POOL[-1] if _POOL else {}
+    pool = _POOL.get()
+    pool = {} if pool is None else pool
     if len(pool) > _POOL_SIZE:      # unique ids and addresses fill it: start again (what repeats comes back)
         pool.clear()
     return tuple(compact(pt, pool) for pt in points)
