@@ -56,16 +56,18 @@ def prepare(n: int, thresholds: dict) -> dict[str, array]:
     th, cfg = zeros(TH * n), array("i", [0]) * n
     for m, (enter_name, clear_name) in enumerate(MACHINES):
         enter, clear = col(enter_name), col(clear_name)
-        for i in range(n):
-            e = float(enter[i]) if enter is not None else nan
+        if enter is None:
+            continue
+        for i in [i for i, e in enumerate(enter) if e == e]:     # the points with this level (most have none)
+            e = float(enter[i])
             c = float(clear[i]) if clear is not None else nan
-            if e == e:
-                th[TH * i + 2 * m] = e
-                th[TH * i + 2 * m + 1] = c if c == c else e
-                cfg[i] |= 1 << m
+            th[TH * i + 2 * m] = e
+            th[TH * i + 2 * m + 1] = c if c == c else e
+            cfg[i] |= 1 << m
     rlo = array("d", col("range_low", zeros(n, nan)))
     rhi = array("d", col("range_high", zeros(n, nan)))
     lim = zeros(LIM * n)
+    inf = math.inf
     for i in range(n):
         lo, hi = rlo[i], rhi[i]
         if hi > lo:
@@ -76,10 +78,14 @@ def prepare(n: int, thresholds: dict) -> dict[str, array]:
             lim[LIM * i], lim[LIM * i + 1] = -BIG, BIG
         # quiet band: strictly between every low entry and every high entry, no machine can enter,
         # so the loop skips the machines of a point at rest there
-        highs = [th[TH * i + 2 * m] for m in (0, 2, 4) if cfg[i] & (1 << m)]
-        lows = [th[TH * i + 2 * m] for m in (1, 3, 5) if cfg[i] & (1 << m)]
-        lim[LIM * i + 2] = max(lows) if lows else -math.inf
-        lim[LIM * i + 3] = min(highs) if highs else math.inf
+        on = cfg[i]
+        if not on:
+            lim[LIM * i + 2], lim[LIM * i + 3] = -inf, inf
+            continue
+        highs = [th[TH * i + 2 * m] for m in (0, 2, 4) if on & (1 << m)]
+        lows = [th[TH * i + 2 * m] for m in (1, 3, 5) if on & (1 << m)]
+        lim[LIM * i + 2] = max(lows) if lows else -inf
+        lim[LIM * i + 3] = min(highs) if highs else inf
     return {
         "th": th, "cfg": cfg, "rlo": rlo, "rhi": rhi, "lim": lim,
         "db": array("d", [d if d == d and d > 0 else 0.0 for d in col("deadband", zeros(n))]),
