@@ -150,7 +150,8 @@ class Encoder:
             system, _, code = type.rpartition("/")
             tj = orjson.dumps(code) + (b',"system":' + orjson.dumps(system) if system else b"")
             self._type_json[type] = tj
-        return self._head % (seq, tj, self.times.json(time), time) + body + b"}"
+        # one join: `head + body + b"}"` made the body's size twice over (a 23 MB CDDY: 46 MB more)
+        return b"".join((self._head % (seq, tj, self.times.json(time), time), body, b"}"))
 
     # ------------------------------------------------------------------ generic records
 
