@@ -48,7 +48,9 @@ def test_each_system_writes_its_own_folder_and_uploads_to_its_own_target(tmp_pat
                 assert time.monotonic() < deadline and not run.done()
                 await asyncio.sleep(0.1)
             assert set(agent.buffer.sinks) == {"files.aqjk", "files.sbjk"}
+            stopping.append(time.time())
 
+    stopping: list[float] = []
     asyncio.run(scenario())
     site_points = {"aqjk": {p.id for d in site.devices if d.system == "aqjk" for p in d.points},
                    "sbjk": {p.id for d in site.devices if d.system == "sbjk" for p in d.points}}
@@ -64,7 +66,11 @@ def test_each_system_writes_its_own_folder_and_uploads_to_its_own_target(tmp_pat
         assert ids and not ids & site_points["aqjk" if name == "sbjk" else "sbjk"], (name, ids)
         for f in remote.glob("*_CDSS_*.txt"):
             assert all(r[0][12:14] == code for r in parse_file(f)[1])
-    assert not pending_files(outbox / "aqjk") and not pending_files(outbox / "sbjk")
+    # the uploads kept up: what still waits in an outbox is only what the last moments wrote (a file written
+    # as the agent stopped waits there for the next start; nothing is lost)
+    for name in ("aqjk", "sbjk"):
+        late = [p.name for p in pending_files(outbox / name) if p.stat().st_mtime < stopping[0] - 2.0]
+        assert not late, (name, late)
 
 
 def test_system_problems_name_file_line_and_field(tmp_path, sim, capsys):
