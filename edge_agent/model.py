@@ -279,6 +279,7 @@ class CompactPoint:
 
 _BASES: dict[type, type] = {}
 _SHAPES: dict[tuple, tuple] = {}
+_LAST: dict[type, tuple] = {}        # per point model: the last (given keys, shape)
 _POOL_SIZE = 1 << 15
 # while `sharing()`: one object per distinct value (texts, numbers, sub-models)
 _POOL: contextvars.ContextVar[dict | None] = contextvars.ContextVar("edge_agent_point_pool", default=None)
@@ -345,12 +346,17 @@ def compact(pt: Any, pool: dict | None = None) -> Any:
         return pt
     model = type(pt)
     given = pt.__pydantic_fields_set__
-    shape = _SHAPES.get((model, frozenset(given)))
-    if shape is None:
-        names = tuple(k for k in model.model_fields if k in given)
-        cls = type(model.__name__, (_base(model),), {"__slots__": names, "__module__": model.__module__,
-                                                      "model_fields_set": frozenset(names)})
-        shape = _SHAPES[(model, frozenset(given))] = (cls, tuple((k, vars(cls)[k].__set__) for k in names))
+    last = _LAST.get(model)
+    if last is not None and last[0] == given:      # the same keys as the point before: most points
+        shape = last[1]
+    else:
+        shape = _SHAPES.get((model, frozenset(given)))
+        if shape is None:
+            names = tuple(k for k in model.model_fields if k in given)
+            cls = type(model.__name__, (_base(model),), {"__slots__": names, "__module__": model.__module__,
+                                                          "model_fields_set": frozenset(names)})
+            shape = _SHAPES[(model, frozenset(given))] = (cls, tuple((k, vars(cls)[k].__set__) for k in names))
+        _LAST[model] = (frozenset(given), shape)
     cls, setters = shape
     if pool is None:
         pool = _POOL.get()
