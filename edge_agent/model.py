@@ -168,7 +168,7 @@ class Point(Model):
 
     @model_validator(mode="after")
     def _thresholds(self) -> "Point":
-        if not _THRESHOLD_KEYS & self.__pydantic_fields_set__:    # the defaults: nothing set, nothing to cross
+        if _THRESHOLD_KEYS.isdisjoint(self.__pydantic_fields_set__):    # the defaults: nothing to cross
             return self
         a, c, w = self.alarm, self.cutoff, self.warn
         problems = []
