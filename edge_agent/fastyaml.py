@@ -190,16 +190,17 @@ class _Reader:
                 out.append(self.nested(indent, False))
             elif self._is_item(rest):
                 raise _Unusual(body)
-            elif rest[0] not in "[{" and self._key_split(rest) is not None:
+            elif rest[0] not in "[{" and (split := self._key_split(rest)) is not None:
                 col = ind + len(body) - len(rest)
                 self.line = (col, rest)         # the item's first key opens a mapping at its column
-                out.append(self.mapping(col))
+                out.append(self.mapping(col, split))
             else:
                 self.advance()
                 out.append(self.value(rest, ind))
         return out
 
-    def mapping(self, indent: int) -> dict:
+    def mapping(self, indent: int, first: tuple[Any, str] | None = None) -> dict:
+        """A block mapping at `indent`; `first`: its first line's (key, rest), when the caller has split it."""
         out: dict = {}
         known = self.known
         while self.line is not None:
@@ -208,17 +209,20 @@ class _Reader:
                 break
             if ind > indent:
                 raise _Unusual(body)
-            hit = known.get(body)
-            if hit is not None:               # `type: float32` again: its key and value as the last time
-                key, value = hit
-                if key in out:
+            if first is not None:
+                split, first = first, None
+            else:
+                hit = known.get(body)
+                if hit is not None:           # `type: float32` again: its key and value as the last time
+                    key, value = hit
+                    if key in out:
+                        raise _Unusual(body)
+                    self.advance()
+                    out[key] = value
+                    continue
+                if self._is_item(body):
                     raise _Unusual(body)
-                self.advance()
-                out[key] = value
-                continue
-            if self._is_item(body):
-                raise _Unusual(body)
-            split = self._key_split(body)
+                split = self._key_split(body)
             if split is None:
                 raise _Unusual(body)
             key, rest = split
