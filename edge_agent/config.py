@@ -22,11 +22,11 @@ from pydantic_core import PydanticCustomError
 from edge_agent import levels as warning
 from edge_agent import registry
 from edge_agent.alarms.config import AlarmsCfg, ConsoleCfg
+from edge_agent.compact import sharing
 from edge_agent.equipment import Equipment, expand_equipment
-from edge_agent.memory import trim
 from edge_agent.errors import ConfigError, Problem
-from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, SinkConfig, Size, field_error, \
-    sharing
+from edge_agent.memory import trim
+from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, SinkConfig, Size, field_error
 from edge_agent.rollup import Item
 from edge_agent.rollup import problems as rollup_problems
 from edge_agent.systems import SystemCfg
