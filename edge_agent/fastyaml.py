@@ -47,6 +47,12 @@ _PLAIN_FIRST_BAD = set("[]{}#&*!|>'\"%@`,?:-")
 _STR, _MERGE_OR_VALUE = "tag:yaml.org,2002:str", ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value")
 
 
+# the first characters of the texts an implicit resolver may tag (bool, int, float, null, timestamp...):
+# a plain scalar starting with any other is a str, as PyYAML resolves it (point ids, addresses, places)
+_FIRST = frozenset(yaml.SafeLoader.yaml_implicit_resolvers)
+_FIRST_IS_ENOUGH = None not in _FIRST and not yaml.SafeLoader.yaml_path_resolvers
+
+
 class _Unusual(Exception):
     """The text uses something this reader leaves to PyYAML."""
 
@@ -64,12 +70,15 @@ class _Scalars:
             return self.plain[text]
         except KeyError:
             pass
-        tag = self._loader.resolve(ScalarNode, text, (True, False))
-        if tag in _MERGE_OR_VALUE:
-            raise _Unusual(text)
-        value = text if tag == _STR else self._loader.construct_object(ScalarNode(tag, text), deep=True)
-        if isinstance(value, (list, dict, set, bytes, bytearray)):
-            raise _Unusual(text)
+        if _FIRST_IS_ENOUGH and text and text[0] not in _FIRST:
+            value = text                # no implicit tag starts so: PyYAML's resolver would say str
+        else:
+            tag = self._loader.resolve(ScalarNode, text, (True, False))
+            if tag in _MERGE_OR_VALUE:
+                raise _Unusual(text)
+            value = text if tag == _STR else self._loader.construct_object(ScalarNode(tag, text), deep=True)
+            if isinstance(value, (list, dict, set, bytes, bytearray)):
+                raise _Unusual(text)
         self.plain[text] = value
         return value
 
