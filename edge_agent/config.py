@@ -314,7 +314,7 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True, receiver_lim
         raise ConfigError([Problem(where, 1, "", "the site file must be a mapping with `site:` and `devices:`")])
 
     # point tables first, so their points validate with the rest
-    with sharing():         # equal values of all points are one object each (model.CompactPoint)
+    with sharing():         # equal values of all points are one object each (compact.CompactPoint)
         csv_points, problems = _csv_points(data, p.parent, where, lines)
         problems.extend(expand_equipment(data, lines, where))   # templates -> ordinary points
         _devices_first(data)
