@@ -22,11 +22,11 @@ from pydantic_core import PydanticCustomError
 from edge_agent import levels as warning
 from edge_agent import registry
 from edge_agent.alarms.config import AlarmsCfg, ConsoleCfg
+from edge_agent.compact import sharing
 from edge_agent.equipment import Equipment, expand_equipment
-from edge_agent.memory import trim
 from edge_agent.errors import ConfigError, Problem
-from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, SinkConfig, Size, field_error, \
-    sharing
+from edge_agent.memory import trim
+from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, SinkConfig, Size, field_error
 from edge_agent.rollup import Item
 from edge_agent.rollup import problems as rollup_problems
 from edge_agent.systems import SystemCfg
@@ -314,7 +314,7 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True, receiver_lim
         raise ConfigError([Problem(where, 1, "", "the site file must be a mapping with `site:` and `devices:`")])
 
     # point tables first, so their points validate with the rest
-    with sharing():         # equal values of all points are one object each (model.CompactPoint)
+    with sharing():         # equal values of all points are one object each (compact.CompactPoint)
         csv_points, problems = _csv_points(data, p.parent, where, lines)
         problems.extend(expand_equipment(data, lines, where))   # templates -> ordinary points
         _devices_first(data)

@@ -47,6 +47,12 @@ _PLAIN_FIRST_BAD = set("[]{}#&*!|>'\"%@`,?:-")
 _STR, _MERGE_OR_VALUE = "tag:yaml.org,2002:str", ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value")
 
 
+# the first characters of the texts an implicit resolver may tag (bool, int, float, null, timestamp...):
+# a plain scalar starting with any other is a str, as PyYAML resolves it (point ids, addresses, places)
+_FIRST = frozenset(yaml.SafeLoader.yaml_implicit_resolvers)
+_FIRST_IS_ENOUGH = None not in _FIRST and not yaml.SafeLoader.yaml_path_resolvers
+
+
 class _Unusual(Exception):
     """The text uses something this reader leaves to PyYAML."""
 
@@ -64,12 +70,15 @@ class _Scalars:
             return self.plain[text]
         except KeyError:
             pass
-        tag = self._loader.resolve(ScalarNode, text, (True, False))
-        if tag in _MERGE_OR_VALUE:
-            raise _Unusual(text)
-        value = text if tag == _STR else self._loader.construct_object(ScalarNode(tag, text), deep=True)
-        if isinstance(value, (list, dict, set, bytes, bytearray)):
-            raise _Unusual(text)
+        if _FIRST_IS_ENOUGH and text and text[0] not in _FIRST:
+            value = text                # no implicit tag starts so: PyYAML's resolver would say str
+        else:
+            tag = self._loader.resolve(ScalarNode, text, (True, False))
+            if tag in _MERGE_OR_VALUE:
+                raise _Unusual(text)
+            value = text if tag == _STR else self._loader.construct_object(ScalarNode(tag, text), deep=True)
+            if isinstance(value, (list, dict, set, bytes, bytearray)):
+                raise _Unusual(text)
         self.plain[text] = value
         return value
 
@@ -190,16 +199,17 @@ class _Reader:
                 out.append(self.nested(indent, False))
             elif self._is_item(rest):
                 raise _Unusual(body)
-            elif rest[0] not in "[{" and self._key_split(rest) is not None:
+            elif rest[0] not in "[{" and (split := self._key_split(rest)) is not None:
                 col = ind + len(body) - len(rest)
                 self.line = (col, rest)         # the item's first key opens a mapping at its column
-                out.append(self.mapping(col))
+                out.append(self.mapping(col, split))
             else:
                 self.advance()
                 out.append(self.value(rest, ind))
         return out
 
-    def mapping(self, indent: int) -> dict:
+    def mapping(self, indent: int, first: tuple[Any, str] | None = None) -> dict:
+        """A block mapping at `indent`; `first`: its first line's (key, rest), when the caller has split it."""
         out: dict = {}
         known = self.known
         while self.line is not None:
@@ -208,17 +218,20 @@ class _Reader:
                 break
             if ind > indent:
                 raise _Unusual(body)
-            hit = known.get(body)
-            if hit is not None:               # `type: float32` again: its key and value as the last time
-                key, value = hit
-                if key in out:
+            if first is not None:
+                split, first = first, None
+            else:
+                hit = known.get(body)
+                if hit is not None:           # `type: float32` again: its key and value as the last time
+                    key, value = hit
+                    if key in out:
+                        raise _Unusual(body)
+                    self.advance()
+                    out[key] = value
+                    continue
+                if self._is_item(body):
                     raise _Unusual(body)
-                self.advance()
-                out[key] = value
-                continue
-            if self._is_item(body):
-                raise _Unusual(body)
-            split = self._key_split(body)
+                split = self._key_split(body)
             if split is None:
                 raise _Unusual(body)
             key, rest = split

@@ -24,7 +24,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from edge_agent.errors import ConfigError, EdgeAgentError, Problem
-from edge_agent.model import Point, compact
+from edge_agent.compact import compact
+from edge_agent.model import Point
 from edge_agent.i18n import _
 from edge_agent.textsrc import read_config_text
 from edge_agent.yamlsrc import reason_of

@@ -8,6 +8,13 @@ from edge_agent.errors import Problem
 from edge_agent.profile.tables import FRAMING, Profile
 
 
+def _hit_in(hit, points) -> bool:
+    cfgs = [rp.cfg for rp in points]
+    texts = [rp.code for rp in points] + [rp.unit for rp in points] + [rp.sensor_name for rp in points] + \
+        [c.location for c in cfgs] + [c.relations for c in cfgs]
+    return hit("\0".join([t for t in texts if isinstance(t, str)])) is not None
+
+
 def framing_problems(site, catalog, profile: Profile) -> list[Problem]:
     """Free text that goes into records (substation codes, locations, relations, units, sensor
     names, point codes) and contains a character the text files use for framing.  `edge-agent
@@ -27,15 +34,12 @@ def framing_problems(site, catalog, profile: Profile) -> list[Problem]:
     for di, dev in enumerate(site.devices):
         look(f"devices[{dev.name}].substation", catalog.device_code(di))
         look(f"devices[{dev.name}].location", dev.location)
-    # one search over every point's texts at once, then over each point's, the field-by-field look only
-    # where it hits (50,000 points: 0.1 s -> 0.02 s when, as usual, nothing does)
+    # one search over the texts of 4,096 points at once, then over each point's, the field-by-field look
+    # only where it hits (50,000 points: 0.1 s -> 0.02 s when, as usual, nothing does; in slices, not
+    # all at once: one text of every point's texts was ~10 MB at load_site's high-water mark)
     hit = re.compile("[" + re.escape("".join(sorted(chars))) + "]").search
-    points = catalog.points
-    cfgs = [rp.cfg for rp in points]
-    texts = [rp.code for rp in points] + [rp.unit for rp in points] + [rp.sensor_name for rp in points] + \
-        [c.location for c in cfgs] + [c.relations for c in cfgs]
-    if not hit("\0".join([t for t in texts if isinstance(t, str)])):
-        return problems
+    points = [rp for at in range(0, len(catalog.points), 4096)
+              if _hit_in(hit, catalog.points[at:at + 4096]) for rp in catalog.points[at:at + 4096]]
     for rp in points:
         cfg = rp.cfg
         if not hit("\0".join(t for t in (rp.code, cfg.location, cfg.relations, rp.unit, rp.sensor_name)
