@@ -145,13 +145,19 @@ class Encoder:
         acquisition time of its frame), so a consumer can measure end-to-end latency;
         `time` is the profile's local-time text of the same instant.
         """
+        head, tail = self.envelope_ends(seq, type, time)
+        # one join: `head + body + b"}"` made the body's size twice over (a 23 MB CDDY: 46 MB more)
+        return b"".join((head, body, tail))
+
+    def envelope_ends(self, seq: int, type: str, time: float) -> tuple[bytes, bytes]:
+        """What `envelope` puts before and after the body (a sink that reads a large body straight into
+        its payload frames it with these)."""
         tj = self._type_json.get(type)
         if tj is None:
             system, _, code = type.rpartition("/")
             tj = orjson.dumps(code) + (b',"system":' + orjson.dumps(system) if system else b"")
             self._type_json[type] = tj
-        # one join: `head + body + b"}"` made the body's size twice over (a 23 MB CDDY: 46 MB more)
-        return b"".join((self._head % (seq, tj, self.times.json(time), time), body, b"}"))
+        return self._head % (seq, tj, self.times.json(time), time), b"}"
 
     # ------------------------------------------------------------------ generic records
 
