@@ -14,6 +14,7 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 KERNEL = "edge_agent/filtering/kernel.py"
+CDSS = "edge_agent/profile/cdss.py"          # the CDSS encoder's loop (edge_agent/profile/encode.py)
 LADDER = "edge_agent/filtering/ladder.py"       # the kernel's graded-warning pass, compiled with it
 
 
@@ -41,7 +42,7 @@ def extensions():
     except ImportError:
         return []
     return cythonize(
-        [KERNEL, LADDER],
+        [KERNEL, LADDER, CDSS],
         compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False,
                              "cdivision": True, "initializedcheck": False},
         quiet=True,

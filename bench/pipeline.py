@@ -55,11 +55,16 @@ CLK = os.sysconf("SC_CLK_TCK")
 
 def cpu_seconds(pid: int) -> float:
     """user+sys CPU seconds of a live process from /proc (0 once it is gone)."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, sys) CPU seconds of a live process from /proc ((0, 0) once it is gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK
+        return 0.0, 0.0
+    return int(fields[11]) / CLK, int(fields[12]) / CLK
 
 
 def machine_jiffies() -> tuple[int, int]:
@@ -262,6 +267,7 @@ def run_once(devices: int, registers: int, period: float, duration: float, warmu
         sub.stdin.write("start\n")
         sub.stdin.flush()
         cpu0, mach0, t0 = cpu_all(), machine_jiffies(), time.monotonic()
+        split0 = cpu_split(agent.pid)
         spy = None
         if profile:
             spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(agent.pid),
@@ -272,6 +278,7 @@ def run_once(devices: int, registers: int, period: float, duration: float, warmu
             time.sleep(min(1.0, duration - (time.monotonic() - t0)))
             rss.append(proc_status_mb(agent.pid, "VmRSS"))
         cpu1, mach1, t1 = cpu_all(), machine_jiffies(), time.monotonic()
+        split1 = cpu_split(agent.pid)
         m1 = scrape(metrics_port)
         sub.stdin.write("stop\n")
         sub.stdin.flush()
@@ -305,6 +312,8 @@ def run_once(devices: int, registers: int, period: float, duration: float, warmu
             "failed_polls": int(delta.get("edge_agent_device_errors_total", 0)),
             "buffer_rows_end": int(m1.get("edge_agent_buffer_rows", 0)),
             "agent_cpu_fraction_of_core": round(cpu["agent"], 4),
+            "agent_user_fraction_of_core": round((split1[0] - split0[0]) / secs, 4),
+            "agent_sys_fraction_of_core": round((split1[1] - split0[1]) / secs, 4),
             "agent_cpu_s_per_million_points": round(cpu["agent"] / delivered * 1e6, 2) if delivered else None,
             "sim_cpu_fraction_of_core": round(cpu["sim"], 3),
             "broker_cpu_fraction_of_core": round(cpu["broker"], 3),

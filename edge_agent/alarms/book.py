@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
+from edge_agent import clock as wallclock
 from edge_agent.alarms.alarm import Alarm, finite
 from edge_agent.alarms.deadlines import Changed, escalate, run_deadlines
 from edge_agent.alarms.inputs import AlarmError, free_text, handled_time, say
@@ -70,7 +71,7 @@ def _side(ch) -> str:
 class AlarmBook:
     def __init__(self, path: str | Path, spec: AlarmSpec, *, deadlines: dict[str, float] | None = None,
                  emit: Callable[[list[tuple[str, float, bytes]]], None] | None = None,
-                 clock: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = wallclock.now, mono: Callable[[], float] = time.monotonic):
         self.path = Path(path)
         self.spec = spec
         self.deadlines = {**spec.deadlines, **(deadlines or {})}

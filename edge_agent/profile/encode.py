@@ -29,12 +29,14 @@ import orjson
 import logging
 
 from edge_agent.codes import LEVELS
+from edge_agent.profile.cdss import implementation as _cdss_impl
 from edge_agent.errors import ConfigError
 from edge_agent.profile.framing import framing_problems  # noqa: F401 (where callers import it from)
 from edge_agent.profile.tables import Profile
 from edge_agent.profile.timefmt import TimeText, zone_of
 
 log = logging.getLogger("edge_agent.profile")
+_cdss = _cdss_impl()      # the CDSS loop: compiled if built (edge_agent/profile/cdss.py)
 
 _CDSS_SLOTS = ("value", "status", "time")
 _EXACT = 2.0 ** 53
@@ -448,6 +450,9 @@ class Encoder:
         self._cdss_ipow = ipows
         self._cdss_empty_when_down = self.profile.down_value == "empty"
         self._status_text = [_STATUS[s] for s in self._status]
+        self._cdss = _cdss.Templates(self._cdss_parts, self._cdss_pow, self._cdss_int, self._cdss_ipow,
+                                     [rp.decimals for rp in self.catalog.points], self._status_text, self._status,
+                                     self._not_polled, self._cdss_empty_when_down, self._cdss_order)
         return long, unsent
 
     def cdss(self, indices: Iterable[int], values: Sequence[float], statuses: Sequence[int],
@@ -458,59 +463,7 @@ class Encoder:
         (status bit 16) and the profile says `down_value: empty`.  A point never
         sampled (time NaN or 0) carries `now` as its time (receivers need one)
         and the not-polled status bit.  Status goes out as `status()` says.
-        Points the profile does not send are skipped.
+        Points the profile does not send are skipped.  The loop is edge_agent/profile/cdss.py
+        (compiled when built).
         """
-        parts_of, pows, ints, ipows = self._cdss_parts, self._cdss_pow, self._cdss_int, self._cdss_ipow
-        tjson = self.times.json
-        tcache = self.times.json_cache
-        dumps = orjson.dumps
-        empty_down = self._cdss_empty_when_down
-        order = self._cdss_order
-        usual = order == (0, 1, 2)
-        now_json = tjson(now)
-        status_text = self._status_text
-        not_polled = self._not_polled
-        out = []
-        append = out.append
-        join = b"".join
-        last_t, tb = None, now_json
-        # the same numbers as number(), inlined: this loop runs per point per report.  Each record is
-        # joined at once: keeping orjson's outputs alive until one big join costs 10x more
-        # (every dumps() then gets a fresh over-allocated buffer)
-        for i in indices:
-            parts = parts_of[i]
-            if parts is None:
-                continue
-            v = float(values[i])
-            st = int(statuses[i])
-            if empty_down and st & 16:
-                vb = b"null"
-            else:
-                p = pows[i]
-                x = v * p
-                if -_EXACT < x < _EXACT:
-                    mode = ints[i]
-                    if mode == 0:
-                        vb = dumps(round(x) / p)
-                    elif mode == 1:
-                        vb = b"%d" % round(x)
-                    else:
-                        k = round(x)
-                        vb = b"%d" % (k // ipows[i]) if k % ipows[i] == 0 else dumps(k / p)
-                elif v - v == 0.0:       # finite, too large for the decimals: as it is (whole: an int)
-                    vb = b"%d" % v if ints[i] == 2 and v.is_integer() and -_EXACT < v < _EXACT else dumps(v)
-                else:
-                    vb = b"null"
-            t = times[i]
-            if t != last_t:              # the points of one frame share their time
-                last_t = t
-                tb = (tcache.get(int(t)) or tjson(t)) if t > 0 else now_json
-            if not t > 0:
-                st |= not_polled
-            sb = status_text[st] if 0 <= st < 256 else b"%d" % st
-            if usual:
-                append(join((parts[0], vb, parts[1], sb, parts[2], tb, parts[3])))
-            else:
-                slot = (vb, sb, tb)
-                append(join([parts[0], *(b for k, j in enumerate(order) for b in (slot[j], parts[k + 1]))]))
-        return b"[" + b",".join(out) + b"]"
+        return _cdss.encode(self._cdss, indices, values, statuses, times, now, self.times)
