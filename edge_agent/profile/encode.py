@@ -443,14 +443,13 @@ class Encoder:
                 b = fmt % tuple(js[i0:i1]) if i1 > i0 else fmt
                 parts.append(shared.setdefault(b, b))
             parts_of.append(tuple(parts))
-        self._cdss_parts = parts_of
         self._cdss_pow = pows
         # 0: float; 1: 0 decimals (always an int); 2: whole-number point with decimals (an int when whole)
         self._cdss_int = ints
         self._cdss_ipow = ipows
         self._cdss_empty_when_down = self.profile.down_value == "empty"
         self._status_text = [_STATUS[s] for s in self._status]
-        self._cdss = _cdss.Templates(self._cdss_parts, self._cdss_pow, self._cdss_int, self._cdss_ipow,
+        self._cdss = _cdss.Templates(parts_of, self._cdss_pow, self._cdss_int, self._cdss_ipow,
                                      [rp.decimals for rp in self.catalog.points], self._status_text, self._status,
                                      self._not_polled, self._cdss_empty_when_down, self._cdss_order)
         return long, unsent
