@@ -44,7 +44,13 @@ def rss():
     return got
 out = {"start": rss()}
 import edge_agent.cli as cli
-cli.build_parser()
+try:                                       # what `run` does first (older versions: build every parser)
+    from edge_agent import memory
+    memory.map_large_allocations()
+    cli.build_parser("run")
+except ImportError:
+    memory = None
+    cli.build_parser()
 from edge_agent.agent import Agent
 from edge_agent.config import load_site
 out["imports"] = rss(); out["imports_s"] = round(time.perf_counter() - t0, 3)
@@ -52,6 +58,8 @@ t = time.perf_counter()
 site = load_site(sys.argv[1])
 out["load_site"] = rss(); out["load_site_s"] = round(time.perf_counter() - t, 3)
 async def main():
+    if memory is not None:
+        memory.settle()                    # as `run` does before Agent()
     t = time.perf_counter()
     agent = Agent(site)
     out["agent"] = rss(); out["agent_s"] = round(time.perf_counter() - t, 3)

@@ -138,6 +138,20 @@ def test_lists_and_ranges_take_the_same_path_result(twins):
         assert fast.encode(tpl, idx, list(values), st_, list(times), T0, text) == want
 
 
+def test_the_compiled_build_keeps_the_parts_only_in_its_blob(twins):
+    """Compiled, Templates.parts reads each point's parts back from the blob: the same tuples (or None)."""
+    fast, pure = twins
+    for order in ((0, 1, 2), (2, 0, 1), (1,), ()):
+        keys = [b',"f%d":' % k for k in range(len(order))]
+        parts = [None if i % 7 == 3 else (b'{"p%d"' % i + keys[0], *keys[1:], b"}") if keys else (b'{"p%d"}' % i,)
+                 for i in range(40)]
+        args = ([1.0] * 40, [1] * 40, [1] * 40, [0] * 40, [b"0"] * 256, list(range(256)), 0, False, order)
+        for module in (fast, pure):
+            tpl = module.Templates(list(parts), *args)
+            assert len(tpl.parts) == 40 and [tpl.parts[i] for i in range(40)] == parts
+        assert type(fast.Templates(list(parts), *args).parts) is not list or not fast.COMPILED
+
+
 def test_encoder_on_a_profile(twins, tmp_path, monkeypatch):
     """The encoder of a real site (the default profile) gives the reference's bytes from the compiled loop."""
     import edge_agent.profile.encode as encode_mod

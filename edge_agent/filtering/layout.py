@@ -53,7 +53,8 @@ def prepare(n: int, thresholds: dict) -> dict[str, array]:
             raise ValueError(f"thresholds[{name!r}] has {len(column)} entries for {n} points")
     nan = math.nan
     col = thresholds.get
-    th, cfg = zeros(TH * n), array("i", [0]) * n
+    # 12 doubles per point, written only for the levels a point has: untouched pages for the rest
+    th, cfg = untouched_zeros(TH * n), array("i", [0]) * n
     for m, (enter_name, clear_name) in enumerate(MACHINES):
         enter, clear = col(enter_name), col(clear_name)
         if enter is None:

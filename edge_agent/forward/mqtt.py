@@ -57,6 +57,34 @@ SYNC_GAP = 0.1              # s: at most one WAL fsync per this long before rows
 BIG_PACKET = 64 * 1024      # a queued packet above this is written from a memoryview (_slice_without_copies)
 
 
+def _publish_in_place(client: aiomqtt.Client) -> None:
+    """paho builds each PUBLISH as one bytearray, header and a copy of the payload, and keeps the payload
+    too (to send it again after a reconnect): two copies of a 23 MB CDDY while it goes out.  A QoS 1/2
+    publish above BIG_PACKET (MQTT 3.1.1) is queued instead as the same header and then a memoryview of
+    the payload itself.  paho writes its queue in order and only slices and sends what is queued; both
+    parts go in one call, so nothing comes between them.  Left alone where paho lacks these parts."""
+    from paho.mqtt.client import MQTTv5, PUBLISH
+    paho = getattr(client, "_client", None)
+    send = getattr(paho, "_send_publish", None)
+    if send is None or getattr(send, "in_place", False) or not all(
+            hasattr(paho, a) for a in ("_packet_queue", "_pack_remaining_length", "_pack_str16", "_protocol")):
+        return
+
+    def send_publish(mid, topic, payload=b"", qos=0, retain=False, dup=False, info=None, properties=None):
+        if (len(payload) <= BIG_PACKET or not qos or paho._protocol == MQTTv5 or getattr(paho, "_sock", None) is None
+                or not isinstance(topic, bytes) or not isinstance(payload, (bytes, bytearray))):
+            return send(mid, topic, payload, qos, retain, dup, info, properties)
+        header = bytearray([PUBLISH | ((dup & 1) << 3) | (qos << 1) | retain])
+        paho._pack_remaining_length(header, 2 + len(topic) + 2 + len(payload))
+        paho._pack_str16(header, topic)
+        header += mid.to_bytes(2, "big")
+        paho._packet_queue(PUBLISH, header, mid, qos, None)
+        return paho._packet_queue(PUBLISH, memoryview(payload), mid, qos, info)
+
+    send_publish.in_place = True
+    paho._send_publish = send_publish
+
+
 def _slice_without_copies(client: aiomqtt.Client) -> None:
     """paho writes a queued packet as `packet[pos:]` at each socket write: for its bytearray every slice
     copies what is left, so a 23 MB CDDY (the start-up definitions of 50,000 points) cost a 23 MB copy per
@@ -135,6 +163,9 @@ class MqttSink:
                  shutdown_grace: float = 2.0, primary_probe_every: float = 30.0, name: str = "mqtt"):
         self.name = name                       # its sink name in the buffer
         self.cfg, self.site, self.buffer, self.encode, self.wake = cfg, site, buffer, encode, wake
+        # an `encode` marked reads_big_rows gets the rows above the buffer's BIG without their body (None)
+        # and reads it into its payload itself (Buffer.framed): a 23 MB body is then never held twice
+        self._big_bodies = not getattr(encode, "reads_big_rows", False)
         self.status_detail = status_detail
         self.brokers = [Broker.parse(u) for u in cfg.urls]
         for b in self.brokers:
@@ -236,6 +267,7 @@ class MqttSink:
             max_inflight_messages=cfg.inflight + 4, clean_session=True)
         client.pending_calls_threshold = cfg.inflight + 8
         _slice_without_copies(client)
+        _publish_in_place(client)
         enter = asyncio.ensure_future(client.__aenter__())
         alert = asyncio.ensure_future(plog.failed.wait())
         try:
@@ -346,7 +378,8 @@ class MqttSink:
             while True:
                 if len(self._inflight) < window:
                     self.wake.clear()          # before peek: an append after the peek sets it again
-                    for row in self.buffer.peek(self.name, window - len(self._inflight), cursor, sync_gap=SYNC_GAP):
+                    for row in self.buffer.peek(self.name, window - len(self._inflight), cursor, sync_gap=SYNC_GAP,
+                                                big_bodies=self._big_bodies):
                         self._send(client, row)
                         cursor = row.seq
                         self._counts["published"] += 1

@@ -64,8 +64,13 @@ def make(cfg: MqttCfg, ctx):
 
     def encode(row):
         enc = ctx.encoder()
-        return (enc.topic(row.type, cfg.topic_prefix), enc.envelope(row.seq, row.type, row.time, row.body),
-                enc.retained(row.type))
+        if row.body is None:        # a body above the buffer's BIG: read from the file straight into the payload
+            payload = ctx.buffer.framed(row.seq, *enc.envelope_ends(row.seq, row.type, row.time))
+        else:
+            payload = enc.envelope(row.seq, row.type, row.time, row.body)
+        return enc.topic(row.type, cfg.topic_prefix), payload, enc.retained(row.type)
+
+    encode.reads_big_rows = True    # the sink peeks without the bodies above BIG (Buffer.peek)
 
     return MqttSink(cfg, ctx.site, ctx.buffer, encode, ctx.wake, status_detail=ctx.status_detail, name=ctx.name)
 

@@ -77,6 +77,27 @@ class Templates:
         # the longest a record can get beyond its constant parts: a value, a status, separators
         self.slack = 64
         self.every = array("i", range(len(parts)))      # a snapshot's indices
+        if cython.compiled:     # the blob holds the same bytes again (11 MB at 50,000 points): keep only it
+            self.parts = _Parts(self.blob, self.bounds, nparts)
+
+
+class _Parts:
+    """`Templates.parts` read back from the blob and its bounds (`_reference` takes the few inputs the
+    compiled loop does not): a point's parts, or None, as the list had them."""
+    __slots__ = ("blob", "bounds", "n")
+
+    def __init__(self, blob, bounds, n: int):
+        self.blob, self.bounds, self.n = blob, bounds, n
+
+    def __len__(self) -> int:
+        return len(self.bounds) // (self.n + 1)
+
+    def __getitem__(self, i: int):
+        k = i * (self.n + 1)
+        b = self.bounds
+        if b[k] < 0:
+            return None
+        return tuple(bytes(self.blob[b[k + j]:b[k + j + 1]]) for j in range(self.n))
 
 
 def encode(tpl: Templates, indices, values, statuses, times, now: float, times_text) -> bytes:

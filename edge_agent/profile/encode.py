@@ -147,13 +147,19 @@ class Encoder:
         acquisition time of its frame), so a consumer can measure end-to-end latency;
         `time` is the profile's local-time text of the same instant.
         """
+        head, tail = self.envelope_ends(seq, type, time)
+        # one join: `head + body + b"}"` made the body's size twice over (a 23 MB CDDY: 46 MB more)
+        return b"".join((head, body, tail))
+
+    def envelope_ends(self, seq: int, type: str, time: float) -> tuple[bytes, bytes]:
+        """What `envelope` puts before and after the body (a sink that reads a large body straight into
+        its payload frames it with these)."""
         tj = self._type_json.get(type)
         if tj is None:
             system, _, code = type.rpartition("/")
             tj = orjson.dumps(code) + (b',"system":' + orjson.dumps(system) if system else b"")
             self._type_json[type] = tj
-        # one join: `head + body + b"}"` made the body's size twice over (a 23 MB CDDY: 46 MB more)
-        return b"".join((self._head % (seq, tj, self.times.json(time), time), body, b"}"))
+        return self._head % (seq, tj, self.times.json(time), time), b"}"
 
     # ------------------------------------------------------------------ generic records
 
@@ -437,14 +443,13 @@ class Encoder:
                 b = fmt % tuple(js[i0:i1]) if i1 > i0 else fmt
                 parts.append(shared.setdefault(b, b))
             parts_of.append(tuple(parts))
-        self._cdss_parts = parts_of
         self._cdss_pow = pows
         # 0: float; 1: 0 decimals (always an int); 2: whole-number point with decimals (an int when whole)
         self._cdss_int = ints
         self._cdss_ipow = ipows
         self._cdss_empty_when_down = self.profile.down_value == "empty"
         self._status_text = [_STATUS[s] for s in self._status]
-        self._cdss = _cdss.Templates(self._cdss_parts, self._cdss_pow, self._cdss_int, self._cdss_ipow,
+        self._cdss = _cdss.Templates(parts_of, self._cdss_pow, self._cdss_int, self._cdss_ipow,
                                      [rp.decimals for rp in self.catalog.points], self._status_text, self._status,
                                      self._not_polled, self._cdss_empty_when_down, self._cdss_order)
         return long, unsent
