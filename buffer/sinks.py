@@ -24,9 +24,10 @@ def index_sql(bit: int) -> str:
     return f"CREATE INDEX IF NOT EXISTS pending_{bit} ON messages(seq) WHERE sinks & {bit}"
 
 
-def peek_sql(bit: int) -> str:
-    return (f"SELECT seq, type, time, body FROM messages INDEXED BY pending_{bit} "
-            f"WHERE sinks & {bit} AND seq > ? ORDER BY seq LIMIT ?")
+def peek_sql(bit: int, big: int) -> str:
+    """The rows a sink owes after a seq; a body longer than `big` comes as NULL (read apart, store.py)."""
+    return (f"SELECT seq, type, time, CASE WHEN length(body) > {int(big)} THEN NULL ELSE body END "
+            f"FROM messages INDEXED BY pending_{bit} WHERE sinks & {bit} AND seq > ? ORDER BY seq LIMIT ?")
 
 
 def ack_sql(bit: int) -> str:

@@ -49,8 +49,8 @@ from edge_agent.buffer.drops import DropLog
 from edge_agent.buffer.opening import open_db
 from edge_agent.buffer.seqmark import SeqMark
 from edge_agent.fsutil import sync_dir
-from edge_agent.buffer.schema import (ADD_DROPS, DELETE_DONE, INSERT, SET_META, disk_error, priority,
-                                     transaction)
+from edge_agent.buffer.schema import (ADD_DROPS, BIG, CHUNK, DELETE_DONE, DONE, INSERT, INSERT_BIG, SET_META,
+                                     disk_error, priority, transaction)
 from edge_agent.buffer.tools import format_size, table_stats
 from edge_agent.errors import EdgeAgentError
 
@@ -116,7 +116,7 @@ class Buffer:
         self._retry_at = 0.0
         self._wal_fd: int | None = None
         self._last_checkpoint = time.monotonic()
-        self._sql = {bit: (sink_table.peek_sql(bit), sink_table.ack_sql(bit)) for bit in self._sinks.values()}
+        self._sql = {bit: (sink_table.peek_sql(bit, BIG), sink_table.ack_sql(bit)) for bit in self._sinks.values()}
 
     # ------------------------------------------------------------------ properties
 
@@ -176,7 +176,14 @@ class Buffer:
 
     def _insert(self, rows: list[tuple]) -> None:
         with transaction(self.db) as db:
-            db.executemany(INSERT, rows)
+            big = [r for r in rows if len(r[5]) > BIG]
+            db.executemany(INSERT, [r for r in rows if len(r[5]) <= BIG] if big else rows)
+            for r in big:                  # written in place, a chunk at a time (schema.BIG)
+                db.execute(INSERT_BIG, (*r[:5], len(r[5])))
+                body = memoryview(r[5])
+                with db.blobopen("messages", "body", r[0]) as blob:
+                    for at in range(0, len(body), CHUNK):
+                        blob.write(body[at:at + CHUNK])
             counts.add(db, [(r[1], r[3], len(r[5])) for r in rows])
             db.execute(SET_META, ("next_seq", rows[-1][0] + 1))
             unsaved = self._drops.unsaved
@@ -254,7 +261,19 @@ class Buffer:
             rows = [r for r in rows if r[0] <= self._synced_top]
         if rows and rows[-1][0] >= self._mark.reserved:
             self._mark.reserve(max(rows[-1][0] + 1, self._next_seq))
+        if any(r[3] is None for r in rows):         # bodies above BIG: one read each, straight into its bytes
+            try:
+                rows = [r if r[3] is not None else (*r[:3], self._read_body(r[0])) for r in rows]
+            except Exception as exc:
+                if disk_error(exc) is None:
+                    raise
+                self._failed(disk_error(exc))
+                return []
         return [Row(*r) for r in rows]
+
+    def _read_body(self, seq: int) -> bytes:
+        with self.db.blobopen("messages", "body", seq, readonly=True) as blob:
+            return blob.read()
 
     def ack(self, sink: str, seqs: Iterable[int]) -> None:
         """The sink delivered these rows; rows no sink still needs are deleted (one transaction)."""
@@ -278,8 +297,13 @@ class Buffer:
             db.execute("PRAGMA synchronous=NORMAL")
         try:
             with transaction(db):
-                cleared = len(db.execute(self._sql[bit][1], params).fetchall())
-                counts.acked(db, bit, cleared, db.execute(DELETE_DONE, params).fetchall())
+                done = db.execute(DONE, (params[0], bit)).fetchall()
+                if done:
+                    db.execute(DELETE_DONE, (params[0], bit))
+                cleared = sum(1 for d in done if d[3])
+                if len(done) < len(set(seqs)):      # some rows other sinks still owe: clear this sink's bit
+                    cleared += len(db.execute(self._sql[bit][1], params).fetchall())
+                counts.acked(db, bit, cleared, [(t, n) for _, t, n, _ in done])
         finally:
             if self.durability == "full":
                 db.execute("PRAGMA synchronous=FULL")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import struct
+import weakref
 from array import array
 
 from edge_agent.drivers.modbus_spec import REGISTER_COUNT, ModbusPoint, parse_modbus_address
@@ -61,7 +62,7 @@ class Codec:
     """
 
     __slots__ = ("area", "address", "bit", "type", "order", "count", "scale", "offset", "is_bits",
-                 "_struct", "_le", "_swap", "layout")
+                 "_struct", "_le", "_swap", "layout", "__weakref__")
 
     def __init__(self, point: ModbusPoint):
         addr = parse_modbus_address(point.address)
@@ -159,6 +160,25 @@ class Codec:
         else:
             data = to_wire(struct.pack(">" + _FMT[self.type], self.raw(value)), self.order)
         return list(struct.unpack(f">{self.count}H", data))
+
+
+_CODECS: "weakref.WeakValueDictionary[tuple, Codec]" = weakref.WeakValueDictionary()
+
+
+def codecs_of(points) -> list[Codec]:
+    """The Codec of each point config (`ModbusPoint`), one object for every point on the wire the same
+    way (address, type, order, scale, offset, length): the devices of a site mostly share their
+    register maps, so 50,000 points need a few hundred Codecs, not 50,000.  Codecs are immutable;
+    one lives while any driver (or plan) holds it."""
+    out = []
+    get = _CODECS.get
+    for p in points:
+        key = (p.address, p.data_type, p.order, p.scale, p.offset, p.length)
+        c = get(key)
+        if c is None:
+            c = _CODECS[key] = Codec(p)
+        out.append(c)
+    return out
 
 
 class BlockReader:

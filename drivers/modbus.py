@@ -30,13 +30,14 @@ import logging
 import math
 import struct
 import time
+import weakref
 from array import array
 from typing import Callable
 
 from edge_agent import clock
 from edge_agent.drivers.modbus_spec import ModbusConfig
 from edge_agent.backoff import Backoff
-from edge_agent.drivers.codec import BlockReader, Codec
+from edge_agent.drivers.codec import BlockReader, codecs_of
 from edge_agent.drivers.link import Link, Unreachable, acquire, release
 from edge_agent.drivers.pace import Cadence, Pace
 from edge_agent.drivers.plan import Block, Plan
@@ -51,6 +52,17 @@ LOG_READS, LOG_POINTS = 3, 10    # a log line names at most this many failing re
 _EXC_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
               4: "device failure", 5: "acknowledge", 6: "device busy", 8: "memory parity error",
               10: "gateway path unavailable", 11: "gateway target did not respond"}
+
+
+_READERS: "weakref.WeakKeyDictionary[Block, BlockReader]" = weakref.WeakKeyDictionary()
+
+
+def _reader_of(block: Block) -> BlockReader:
+    """The BlockReader of a planned block, one for every device that shares the block (plan.py)."""
+    reader = _READERS.get(block)
+    if reader is None:
+        reader = _READERS[block] = BlockReader(block.start, block.count, block.members, Q_SENSOR_FAULT)
+    return reader
 
 
 class DeviceFailed(Exception):
@@ -74,7 +86,7 @@ class ModbusDriver:
         self.points = list(points)
         self.on_frame = on_frame
         self.state_changed: Callable[[int, bool, str], None] | None = None
-        self.codecs = [Codec(p.cfg) for p in self.points]
+        self.codecs = codecs_of([p.cfg for p in self.points])     # shared with devices of the same map
         self.plan = Plan(self.codecs, device.max_gap)
         self._indices = array("i", [p.index for p in self.points])
         self._nan = array("d", [NAN]) * len(self.points)
@@ -268,7 +280,7 @@ class ModbusDriver:
     def _reader(self, block: Block) -> BlockReader:
         reader = self._readers.get(block)
         if reader is None:
-            reader = self._readers[block] = BlockReader(block.start, block.count, block.members, Q_SENSOR_FAULT)
+            reader = self._readers[block] = _reader_of(block)
         return reader
 
     def _garbage(self, block: Block, quality: array, faults: dict, what: str) -> None:

@@ -94,6 +94,8 @@ class OpcUaDevice:
     # s between the asyncua supervisor's server-state probes, and each probe's timeout: a busy
     # server may take a few seconds to answer, a frozen one is caught within two of these
     watchdog = 4.0
+    # s between reads that look whether every monitored node is still on the server (subscribe mode)
+    node_probe = 30.0
 
     def __init__(self, index: int, device: OpcUaConfig, points: list, on_frame: Callable[[Frame], None], *,
                  base_dir: str | Path | None = None, backoff_max: float = BACKOFF_MAX):
@@ -307,14 +309,41 @@ class OpcUaDevice:
             self._emit(faults.frame())
         stale_after = max(2.0, 1.5 * res.RevisedPublishingInterval / 1000.0 * res.RevisedMaxKeepAliveCount)
         sub.last_publish_at = time.monotonic()
+        watched = [(p, nid) for p, nid, r in zip(pos, ids, results) if not isinstance(r, ua.StatusCode)]
+        chunk = await operation_limit(client, MAX_NODES_PER_READ, 1000)
+        gone: set[int] = set()
+        probe_at = time.monotonic() + self.node_probe
         me = asyncio.current_task()
         while True:
             if me is not None and me.cancelling():
                 raise asyncio.CancelledError
-            await self._wait_lost(min(stale_after / 2, 1.0))
+            await self._wait_lost(min(stale_after / 2, 1.0, max(0.0, probe_at - time.monotonic())))
             silent = time.monotonic() - sub.last_publish_at
             if silent > stale_after:
                 raise SessionLost(f"no publish response (not even a keep-alive) for {silent:.0f}s")
+            if watched and time.monotonic() >= probe_at:
+                await self._probe_nodes(client, watched, chunk, gone)
+                probe_at = time.monotonic() + self.node_probe
+
+    async def _probe_nodes(self, client: Client, watched: list, chunk: int, gone: set[int]) -> None:
+        """Whether the monitored nodes are still on the server.  A server may say nothing when a monitored
+        node is deleted (asyncua's does not): the point would keep its last value with a good status for
+        ever.  So every `node_probe` seconds one read of the nodes' NodeClass (no value moves): a node
+        that is gone faults its point (one log line); a node that is back re-subscribes the device."""
+        dvs: list[ua.DataValue] = []
+        for i in range(0, len(watched), chunk):
+            dvs += await asyncio.wait_for(client.uaclient.read_attributes(
+                [nid for _, nid in watched[i:i + chunk]], ua.AttributeIds.NodeClass), self.timeout)
+        faults = self._builder()
+        for (p, _), dv in zip(watched, dvs):
+            if dv.StatusCode.value & 0xFFFF0000 in UNKNOWN_NODE:
+                if p not in gone:
+                    gone.add(p)
+                    self._missing(p, f"is no longer on the server ({dv.StatusCode.name})", faults)
+            elif p in gone:
+                raise SessionLost(f"point {self.points[p].cfg.id} is on the server again: subscribing again")
+        if len(faults):
+            self._emit(faults.frame())
 
     def _item_request(self, pos: int, nid: ua.NodeId, ms: float) -> ua.MonitoredItemCreateRequest:
         handle = pos + 1

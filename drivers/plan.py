@@ -17,6 +17,7 @@ device keeps reading.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 from edge_agent.drivers.codec import Codec
@@ -31,7 +32,9 @@ class Block:
     """One read request: `count` registers/bits of `area` from `start`.
 
     `members` are (position in the device's point list, codec) pairs, sorted by
-    address; `rejected` means the device refused this single-point block.
+    address; `rejected` means the device refused this single-point block.  Blocks are
+    not changed once planned (devices with the same codecs share them; a split makes
+    new ones), so what is built from one, e.g. its BlockReader, can be kept with it.
     """
     area: str
     start: int
@@ -98,14 +101,33 @@ def _span(area: str, members: list[tuple[int, Codec]]) -> Block:
     return Block(area, start, end - start, list(members))
 
 
+class _Planned:
+    """The blocks planned for one list of codecs, shared by every Plan of the same codecs."""
+    __slots__ = ("blocks", "__weakref__")
+
+    def __init__(self, blocks: list[Block]):
+        self.blocks = blocks
+
+
+_PLANNED: "weakref.WeakValueDictionary[tuple, _Planned]" = weakref.WeakValueDictionary()
+
+
 class Plan:
-    """The requests of one device (one unit id), mutable only through `split`."""
+    """The requests of one device (one unit id), mutable only through `split`.
+
+    Devices whose points share their codecs (`codecs_of`: the same register map) share the
+    planned blocks until a split; each Plan has its own list of them."""
 
     def __init__(self, codecs: list[Codec], max_gap: int = 10):
         self.codecs = codecs
         self.max_gap = max_gap
         self.rejected: list[tuple[str, int, int]] = []   # ranges the device refused (or contain one)
-        self.blocks = plan_blocks(codecs, max_gap)
+        key = (max_gap, *codecs)
+        planned = _PLANNED.get(key)
+        if planned is None:
+            planned = _PLANNED[key] = _Planned(plan_blocks(codecs, max_gap))
+        self._planned = planned               # keeps the shared entry alive while this plan lives
+        self.blocks = list(planned.blocks)
 
     def __len__(self) -> int:
         return len(self.blocks)
@@ -119,9 +141,10 @@ class Plan:
         """
         pos = self.blocks.index(block)
         if len(block.members) == 1:
-            block.rejected = True
+            alone = Block(block.area, block.start, block.count, list(block.members), rejected=True)
+            self.blocks[pos] = alone          # a new block: the planned one may be another device's too
             self.rejected.append((block.area, block.start, block.end))
-            return [block]
+            return [alone]
         half = len(block.members) // 2
         left, right = _span(block.area, block.members[:half]), _span(block.area, block.members[half:])
         if left.end < right.start:

@@ -23,9 +23,10 @@ from edge_agent import levels as warning
 from edge_agent import registry
 from edge_agent.alarms.config import AlarmsCfg, ConsoleCfg
 from edge_agent.equipment import Equipment, expand_equipment
+from edge_agent.memory import trim
 from edge_agent.errors import ConfigError, Problem
-from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, SinkConfig, Size, compact_points, \
-    field_error
+from edge_agent.model import Device, Duration, FreeText, Model, Period, Point, SinkConfig, Size, field_error, \
+    sharing
 from edge_agent.rollup import Item
 from edge_agent.rollup import problems as rollup_problems
 from edge_agent.systems import SystemCfg
@@ -307,23 +308,30 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True, receiver_lim
     where = str(path)
     text = read_config_text(p, where)
     data, lines = read_yaml_with_lines(text, where)
+    del text                # `lines` keeps it (compressed) for the problems' places
+    trim()
     if not isinstance(data, dict):
         raise ConfigError([Problem(where, 1, "", "the site file must be a mapping with `site:` and `devices:`")])
 
     # point tables first, so their points validate with the rest
-    csv_points, problems = _csv_points(data, p.parent, where, lines)
-    problems.extend(expand_equipment(data, lines, where))   # templates -> ordinary points
-    try:
-        site = Site.model_validate(data)
-    except ValidationError as exc:
-        problems.extend(validation_problems(exc, where, data, lines, explain=lambda e, loc: _foreign_key(e, loc, data)))
-        raise ConfigError(problems)
+    with sharing():         # equal values of all points are one object each (model.CompactPoint)
+        csv_points, problems = _csv_points(data, p.parent, where, lines)
+        problems.extend(expand_equipment(data, lines, where))   # templates -> ordinary points
+        _devices_first(data)
+        try:
+            site = Site.model_validate(data)
+        except ValidationError as exc:
+            full = _Again(where, lines)()
+            problems.extend(validation_problems(exc, where, full, lines,
+                                                explain=lambda e, loc: _foreign_key(e, loc, full)))
+            raise ConfigError(problems)
+    data = _Again(where, lines)    # the dicts go; a problem's place reads them again
+    trim()
     if csv_points:
         devices = tuple(dev.model_copy(update={"points": tuple(dev.points) + tuple(csv_points[i])})
                         if i in csv_points else dev for i, dev in enumerate(site.devices))
         site = site.model_copy(update={"devices": devices})
     site = site.model_copy(update={"source": str(p.resolve())})
-    compact_points(pt for dev in site.devices for pt in dev.points)
 
     try:
         site._profile = load_profile(site.profile, base=p.parent)
@@ -332,19 +340,21 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True, receiver_lim
     from edge_agent.systems import load_profiles, problems as system_problems, resolve as resolve_systems
     profiles, found = load_profiles(site)
     found += system_problems(site)
-    sys_problems = [Problem(where, line_for(loc, lines), pretty_loc(loc, data), reason) for loc, reason in found]
+    sys_problems = [Problem(where, line_for(loc, lines), pretty_loc(loc, data()), reason) for loc, reason in found]
     if not sys_problems:
         site._systems = resolve_systems(site, profiles)
     if sys_problems:
         raise ConfigError(problems + sys_problems)
-    problems.extend(semantic_problems(site, site.loaded_profile, where, data, lines))
+    point_codes: list[str] = []
+    problems.extend(semantic_problems(site, site.loaded_profile, where, data, lines, point_codes))
+    trim()                  # its tables go before the catalogue is built
     if receiver_limits:
         from edge_agent.profile.receiver import site_problems
         for loc, reason in site_problems(site, site.loaded_profile):
-            loc = _point_loc(loc, data)
-            problems.append(Problem(where, line_for(loc, lines), pretty_loc(loc, data), reason))
+            loc = _point_loc(loc, data())
+            problems.append(Problem(where, line_for(loc, lines), pretty_loc(loc, data()), reason))
     if not problems:
-        problems.extend(component_problems(site, where, data, lines))
+        problems.extend(component_problems(site, where, data, lines, point_codes))
     from edge_agent.alarms.spec import alarm_spec
     try:
         alarm_spec(site.loaded_profile)
@@ -352,21 +362,62 @@ def load_site(path: str | os.PathLike, *, check_files: bool = True, receiver_lim
         problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
+    trim()
     return site
 
 
-def semantic_problems(site: Site, profile, where: str, data: Any, lines) -> list[Problem]:
-    """Checks that need the profile or cross several fields."""
+def _devices_first(data: dict) -> None:
+    """Validate each device on its own and put its model in place of its dicts, so the dicts of the
+    devices done go while the next ones validate (a site's high-water mark holds one set of points,
+    not the dicts and the points of all).  A device that does not validate stays as it was: `Site`
+    validates it again and reports it in its place among the rest."""
+    devices = data.get("devices")
+    if not isinstance(devices, list):
+        return
+    for i, dev in enumerate(devices):
+        try:
+            devices[i] = registry.validate_device(dev)
+        except Exception:   # noqa: BLE001 - whatever it is, Site's validation says it
+            pass
+
+
+class _Again:
+    """The site file's data, to place problems (`data()`): the dicts (~23 MB for 50,000 points inline)
+    go once the models hold the site, and are read again (and their equipment expanded) only when a
+    problem needs its place."""
+
+    def __init__(self, where: str, lines):
+        self.where, self.lines = where, lines
+        self._data: Any = None
+
+    def __call__(self) -> Any:
+        if self._data is None:
+            data, _ = read_yaml_with_lines(self.lines.text, self.where)
+            expand_equipment(data, self.lines, self.where)
+            self._data = data
+        return self._data
+
+
+def _data(data: Any) -> Any:
+    return data() if callable(data) else data
+
+
+def semantic_problems(site: Site, profile, where: str, data: Any, lines, point_codes: list | None = None
+                      ) -> list[Problem]:
+    """Checks that need the profile or cross several fields (`data`: the site file's data, or a
+    callable that gives it when a problem needs its place).  `point_codes` gets each point's code in
+    catalogue order, for the Catalog (built next) not to build them again."""
     out: list[Problem] = []
 
     def add(loc: tuple, reason: str) -> None:
-        out.append(Problem(where, line_for(loc, lines), pretty_loc(loc, data), reason))
+        out.append(Problem(where, line_for(loc, lines), pretty_loc(loc, _data(data)), reason))
 
     if not profile.mine_code_ok(site.site.mine_code):
         add(("site", "mine_code"), f"{site.site.mine_code!r} does not match the profile's mine code pattern "
                                    f"{profile.mine_code_pattern} (12 digits by default)")
     names: dict[str, int] = {}
-    codes: dict[str, str] = {}
+    codes: dict[str, Any] = {}       # code -> the last point that built it
+    owners: dict[int, str] = {}      # id(point) -> its device's name, made at the first repeated code
     from edge_agent.systems import bound_problems
     for system in site.resolved_systems:
         for loc, reason in bound_problems(system):
@@ -379,26 +430,32 @@ def semantic_problems(site: Site, profile, where: str, data: Any, lines) -> list
         names[dev.name] = di
         seen: dict[str, int] = {}
         for pi, pt in enumerate(dev.points):
-            loc = _point_loc(("devices", di, "points", pi), data)
+            def loc(*tail: Any, di: int = di, pi: int = pi) -> tuple:     # only for a problem
+                return _point_loc(("devices", di, "points", pi), _data(data)) + tail
             if pt.id in seen:
-                add(loc + ("id",), f"point id {pt.id!r} appears twice in device {dev.name}")
+                add(loc("id"), f"point id {pt.id!r} appears twice in device {dev.name}")
             seen[pt.id] = pi
             if pt.sensor not in profile.sensors:
-                add(loc + ("sensor",), f"unknown sensor type code {pt.sensor!r}; see the sensor table "
-                                       f"{profile.raw.get('sensor_table', 'sensors.csv')} in the profile")
+                add(loc("sensor"), f"unknown sensor type code {pt.sensor!r}; see the sensor table "
+                                   f"{profile.raw.get('sensor_table', 'sensors.csv')} in the profile")
                 continue
             code = point_code(site, pt, profile, system.code)
+            if point_codes is not None:
+                point_codes.append(code)
             if code in codes:
-                add(loc + ("id",), f"point code {code} is also built by {codes[code]}; original numbers must "
-                                   "differ for points of the same kind and sensor type")
-            codes[code] = f"{dev.name}/{pt.id}"
+                if not owners:
+                    owners.update((id(p), d.name) for d in site.devices for p in d.points)
+                first = codes[code]
+                add(loc("id"), f"point code {code} is also built by {owners[id(first)]}/{first.id}; original "
+                               "numbers must differ for points of the same kind and sensor type")
+            codes[code] = pt
             for tail, reason in warning.point_problems(dev, pt, site.buffer):
-                add(loc + tail, reason)
+                add(loc(*tail), reason)
     for loc, reason in rollup_problems(site):
         add(loc, reason)
     from edge_agent.profile.shapes import coverage_problems, instrument_problems
     for loc, reason in instrument_problems(site) + coverage_problems(site):
-        add(_point_loc(loc, data), reason)
+        add(_point_loc(loc, _data(data)), reason)
     return out
 
 
@@ -411,15 +468,17 @@ def _point_loc(loc: tuple, data: Any) -> tuple:
     return loc
 
 
-def component_problems(site: Site, where: str, data: Any, lines) -> list[Problem]:
-    """What each driver and sink refuses (its spec's `problems`), and free text that breaks the files."""
+def component_problems(site: Site, where: str, data: Any, lines, point_codes: list | None = None
+                       ) -> list[Problem]:
+    """What each driver and sink refuses (its spec's `problems`), and free text that breaks the files
+    (`data` as for semantic_problems; `point_codes`: what semantic_problems gave, each point's code)."""
     from edge_agent.points import Catalog
     from edge_agent.profile.encode import framing_problems
 
     out: list[Problem] = []
 
     def add(loc: tuple, reason: str) -> None:
-        out.append(Problem(where, line_for(loc, lines), pretty_loc(loc, data), reason))
+        out.append(Problem(where, line_for(loc, lines), pretty_loc(loc, _data(data)), reason))
 
     for di, dev in enumerate(site.devices):
         for loc, reason in registry.driver(dev.driver).problems_of(dev, site):
@@ -427,7 +486,7 @@ def component_problems(site: Site, where: str, data: Any, lines) -> list[Problem
     for cfg in site.forward.enabled():
         for loc, reason in registry.sink(cfg.kind).problems_of(cfg, site):
             add(site.forward.loc(cfg) + ((loc,) if isinstance(loc, str) else tuple(loc)), reason)
-    site._catalog = catalog = Catalog(site, site.loaded_profile)      # the pipeline starts from it
+    site._catalog = catalog = Catalog(site, site.loaded_profile, codes=point_codes)   # the pipeline starts from it
     out.extend(framing_problems(site, catalog, site.loaded_profile))
     return out
 

@@ -96,20 +96,12 @@ def load(text: str) -> Any:
     text = text.replace("\r\n", "\n")
     if _UNUSUAL.search(text):
         return None
-    lines: list[tuple[int, str]] = []
-    for raw in text.split("\n"):
-        body = raw.lstrip(" ")
-        if not body or body[0] == "#":
-            continue
-        if body.startswith(("---", "...", "%")) and len(body) - len(raw) == 0:
-            return None
-        lines.append((len(raw) - len(body), body.rstrip(" ")))
-    if not lines:
-        return None
-    r = _Reader(lines)
     try:
-        data = r.block(lines[0][0])
-        if r.i != len(lines):
+        r = _Reader(text)
+        if r.line is None:
+            return None
+        data = r.block(r.line[0])
+        if r.line is not None:
             return None
     except (_Unusual, RecursionError):
         return None
@@ -117,23 +109,67 @@ def load(text: str) -> Any:
 
 
 class _Reader:
-    def __init__(self, lines: list[tuple[int, str]]):
-        self.lines = lines
-        self.i = 0
+    """Reads the lines one after another: `line` is the current (indent, body), None past the last;
+    the lines are cut from the text ~64 kB at a time as the reader gets to them, so no list of every
+    line (two strings and a tuple per line: ~45 MB for a 50,000-point site) is held beside the data."""
+
+    KNOWN = 4096       # `key: scalar` lines remembered (a site repeats `type: float32` on every point)
+
+    def __init__(self, text: str):
+        self.text = text
+        self.pos = 0
         self.scalars = _Scalars()
+        self.known: dict[str, tuple[Any, Any]] = {}
+        self.line: tuple[int, str] | None = None
+        self.buf: list[tuple[int, str]] = []
+        self.k = 0
+        self.advance()
+
+    def advance(self) -> None:
+        """Move to the next line that is neither blank nor a comment."""
+        k = self.k + 1
+        if k < len(self.buf):
+            self.k = k
+            self.line = self.buf[k]
+            return
+        while self.pos <= len(self.text):
+            self._cut()
+            if self.buf:
+                self.k = 0
+                self.line = self.buf[0]
+                return
+        self.line = None
+
+    def _cut(self, size: int = 1 << 16) -> None:
+        """The next ~64 kB of the text as (indent, body) lines, blank lines and comments left out."""
+        text, pos = self.text, self.pos
+        end = text.find("\n", pos + size)
+        if end < 0:
+            end = len(text)
+        buf = []
+        for raw in text[pos:end].split("\n"):
+            body = raw.lstrip(" ")
+            if not body or body[0] == "#":
+                continue
+            if body.startswith(("---", "...", "%")) and len(body) == len(raw):
+                raise _Unusual(body)
+            buf.append((len(raw) - len(body), body.rstrip(" ")))
+        self.pos = end + 1
+        self.buf = buf
+        self.k = 0
 
     def block(self, indent: int) -> Any:
-        return self.sequence(indent) if self._is_item(self.lines[self.i][1]) else self.mapping(indent)
+        return self.sequence(indent) if self._is_item(self.line[1]) else self.mapping(indent)
 
     @staticmethod
     def _is_item(body: str) -> bool:
         return body == "-" or body.startswith("- ")
 
     def nested(self, indent: int, seq_same: bool) -> Any:
-        """The block value after `key:` or `-` on line i-1 (at `indent`), or None."""
-        if self.i >= len(self.lines):
+        """The block value after `key:` or `-` on the line before (at `indent`), or None."""
+        if self.line is None:
             return None
-        ind, body = self.lines[self.i]
+        ind, body = self.line
         if ind > indent:
             return self.block(ind)
         if ind == indent and seq_same and self._is_item(body):
@@ -142,36 +178,45 @@ class _Reader:
 
     def sequence(self, indent: int) -> list:
         out: list = []
-        lines = self.lines
-        while self.i < len(lines):
-            ind, body = lines[self.i]
+        while self.line is not None:
+            ind, body = self.line
             if ind < indent:
                 break
             if ind > indent or not self._is_item(body):
                 raise _Unusual(body)
             rest = body[1:].lstrip(" ")
             if not rest or rest[0] == "#":
-                self.i += 1
+                self.advance()
                 out.append(self.nested(indent, False))
             elif self._is_item(rest):
                 raise _Unusual(body)
             elif rest[0] not in "[{" and self._key_split(rest) is not None:
                 col = ind + len(body) - len(rest)
-                lines[self.i] = (col, rest)         # the item's first key opens a mapping at its column
+                self.line = (col, rest)         # the item's first key opens a mapping at its column
                 out.append(self.mapping(col))
             else:
-                self.i += 1
+                self.advance()
                 out.append(self.value(rest, ind))
         return out
 
     def mapping(self, indent: int) -> dict:
         out: dict = {}
-        lines = self.lines
-        while self.i < len(lines):
-            ind, body = lines[self.i]
+        known = self.known
+        while self.line is not None:
+            ind, body = self.line
             if ind < indent:
                 break
-            if ind > indent or self._is_item(body):
+            if ind > indent:
+                raise _Unusual(body)
+            hit = known.get(body)
+            if hit is not None:               # `type: float32` again: its key and value as the last time
+                key, value = hit
+                if key in out:
+                    raise _Unusual(body)
+                self.advance()
+                out[key] = value
+                continue
+            if self._is_item(body):
                 raise _Unusual(body)
             split = self._key_split(body)
             if split is None:
@@ -179,11 +224,16 @@ class _Reader:
             key, rest = split
             if key in out:
                 raise _Unusual(body)          # PyYAML's strict loader names the duplicate and its line
-            self.i += 1
+            self.advance()
             if not rest or rest[0] == "#":
                 out[key] = self.nested(indent, True)
-            else:
+            elif rest[0] in "[{":
                 out[key] = self.value(rest, ind)
+            else:                             # a scalar: the same line always reads the same
+                out[key] = value = self.value(rest, ind)
+                if len(known) >= self.KNOWN:
+                    known.clear()
+                known[body] = (key, value)
         return out
 
     def _key_split(self, body: str) -> tuple[Any, str] | None:
@@ -224,15 +274,14 @@ class _Reader:
 
     def _flow(self, text: str, indent: int) -> Any:
         """A flow collection; one that goes on over more-indented lines is read joined (without comments)."""
-        lines = self.lines
         while True:
             try:
                 return self.scalars.parsed(text)
             except _Unusual:
-                if self.i >= len(lines) or lines[self.i][0] <= indent or "#" in text or "#" in lines[self.i][1]:
+                if self.line is None or self.line[0] <= indent or "#" in text or "#" in self.line[1]:
                     raise
-            text += " " + lines[self.i][1]
-            self.i += 1
+            text += " " + self.line[1]
+            self.advance()
 
     def _quoted(self, s: str) -> tuple[str, str]:
         """(the quoted scalar's value, what follows it on the line, stripped of leading spaces)."""

@@ -13,14 +13,18 @@
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import math
 import re
+import types
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, \
-    model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_serializer, \
+    field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from edge_agent import levels as warning
@@ -46,6 +50,8 @@ class Model(BaseModel):
 
 
 def _no_framing(v: str) -> str:
+    if ";" not in v and "~" not in v and "|" not in v:     # FRAMING_CHARS; every point's texts pass here
+        return v
     bad = [c for c in FRAMING_CHARS if c in v]
     if bad:
         raise ValueError(f"contains {' '.join(repr(c) for c in bad)}, which the spec files use as separators; "
@@ -87,6 +93,11 @@ class Warn(Model):
     low: float | None = None
 
 
+_POINT_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+_SENSOR = re.compile(r"\d{4}")
+_THRESHOLD_KEYS = frozenset({"alarm", "cutoff", "warn"})
+
+
 class Point(Model):
     """One point of a device: what the kernel, the profile and every driver read."""
     id: str
@@ -116,13 +127,14 @@ class Point(Model):
     off_text: FreeText | None = None
     instrument: str | None = None        # several points, one record (edge_agent/profile/shapes.py): its name
     role: str | None = None              # this point's member of the instrument (level, temperature, x_disp ...)
-    attrs: dict[str, FreeText | float] = {}   # definition attributes a profile's `attributes:` names
+    attrs: dict[str, FreeText | float] = Field(default_factory=dict)   # definition attributes a profile's
+    #                                  `attributes:` names (a factory: pydantic deep-copies a `{}` default per point)
 
     @field_validator("id", mode="before")
     @classmethod
     def _id(cls, v: Any) -> str:
         v = str(v).strip() if isinstance(v, (str, int)) and not isinstance(v, bool) else v
-        if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", v):
+        if not isinstance(v, str) or not _POINT_ID.fullmatch(v):
             raise ValueError("point id must be 1-32 letters, digits, '-', '_' or '.'")
         return v
 
@@ -131,7 +143,7 @@ class Point(Model):
     def _sensor(cls, v: Any) -> str:
         if isinstance(v, int) and not isinstance(v, bool):
             raise ValueError("write the sensor code in quotes (\"0001\") so leading zeros survive")
-        if not isinstance(v, str) or not re.fullmatch(r"\d{4}", v):
+        if not isinstance(v, str) or not _SENSOR.fullmatch(v):
             raise ValueError("sensor type code must be 4 digits in quotes, e.g. \"0001\"")
         return v
 
@@ -156,6 +168,8 @@ class Point(Model):
 
     @model_validator(mode="after")
     def _thresholds(self) -> "Point":
+        if not _THRESHOLD_KEYS & self.__pydantic_fields_set__:    # the defaults: nothing set, nothing to cross
+            return self
         a, c, w = self.alarm, self.cutoff, self.warn
         problems = []
 
@@ -192,20 +206,170 @@ class Point(Model):
 
 # --------------------------------------------------------------------------- devices
 
-def compact_points(points) -> None:
-    """Share what a site's point models repeat, in place: one set of given keys per distinct set
-    (pydantic keeps a ~700-byte set per instance; frozen models never change it, and model_copy
-    copies it before adding to it) and one object per distinct text value ("float32", "0001", ...).
-    Only the sharing changes: every field reads the same.  About 1 kB less per point."""
-    sets: dict = {}
-    texts: dict = {}
-    for pt in points:
-        given = pt.__pydantic_fields_set__
-        object.__setattr__(pt, "__pydantic_fields_set__", sets.setdefault(frozenset(given), given))
-        d = pt.__dict__
-        for k, v in d.items():
-            if type(v) is str:
-                d[k] = texts.setdefault(v, v)
+class CompactPoint:
+    """A validated point, without pydantic's per-instance weight: what `Device.points` holds.
+
+    A point model instance keeps a ~28-entry `__dict__`, a set of given keys and copies of its
+    default sub-models (~1.2-1.6 kB); this keeps only the keys the site file gave, in slots
+    (~90 bytes for seven keys), reads every other field from its class (the model's defaults,
+    one shared object each), and shares equal texts, numbers and sub-models between points.
+    Every field, property and method of the model reads the same (`data_type`,
+    `deadband_abs`, a driver's own); the rest of pydantic's interface (`model_dump`,
+    `model_copy`, ...) goes through `to_model()`, the model rebuilt without validation.
+    Build one with `compact(model)`; `Device` does it for its points once they validate.
+    """
+    __slots__ = ()
+    model: ClassVar[type] = BaseModel          # the pydantic model it stands for
+    model_fields_set: ClassVar[frozenset] = frozenset()   # the keys the site file gave (slots)
+
+    def to_model(self) -> BaseModel:
+        """The pydantic model this point stands for (built without validating again)."""
+        given = self.model_fields_set
+        return self.model.model_construct(_fields_set=set(given), **{k: getattr(self, k) for k in given})
+
+    def model_dump(self, **kw) -> dict:
+        return self.to_model().model_dump(**kw)
+
+    def model_copy(self, *, update=None, deep: bool = False):
+        return compact(self.to_model().model_copy(update=update, deep=deep))
+
+    @property
+    def model_fields(self) -> dict:
+        return self.model.model_fields
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, k) for k in self.model.model_fields)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, CompactPoint):
+            return self.model is other.model and self._values() == other._values()
+        if isinstance(other, BaseModel) and type(other) is self.model:
+            return self._values() == tuple(getattr(other, k) for k in self.model.model_fields)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.model, self._values()))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise ValidationError.from_exception_data(self.model.__name__, [
+            {"type": "frozen_instance", "loc": (name,), "input": value}])
+
+    __delattr__ = __setattr__
+
+    def __copy__(self) -> "CompactPoint":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "CompactPoint":
+        return self
+
+    def __reduce__(self):
+        return compact, (self.to_model(),)
+
+    def __repr__(self) -> str:
+        return repr(self.to_model())
+
+    def __str__(self) -> str:
+        return str(self.to_model())
+
+    def __getattr__(self, name: str) -> Any:    # only for what neither the slots nor the class have
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.to_model(), name)
+
+
+_BASES: dict[type, type] = {}
+_SHAPES: dict[tuple, tuple] = {}
+_POOL_SIZE = 1 << 15
+# while `sharing()`: one object per distinct value (texts, numbers, sub-models)
+_POOL: contextvars.ContextVar[dict | None] = contextvars.ContextVar("edge_agent_point_pool", default=None)
+
+
+@contextlib.contextmanager
+def sharing():
+    """Points compacted inside share equal values across devices (`load_site` reads a site in one);
+    outside, only within each device's points."""
+    token = _POOL.set({})
+    try:
+        yield
+    finally:
+        _POOL.reset(token)
+
+
+def _base(model: type) -> type:
+    """The compact class of a point model: its defaults and its own properties and methods."""
+    base = _BASES.get(model)
+    if base is None:
+        ns: dict[str, Any] = {"__slots__": (), "model": model, "__module__": model.__module__,
+                              "__doc__": model.__doc__}
+        for k, f in model.model_fields.items():
+            ns[k] = f.get_default(call_default_factory=True)
+        for cls in reversed(model.__mro__[:model.__mro__.index(Model)]):
+            for k, v in vars(cls).items():
+                if not k.startswith("_") and k not in model.model_fields and isinstance(
+                        v, (property, functools.cached_property, staticmethod, classmethod, types.FunctionType)):
+                    ns[k] = v
+        base = _BASES[model] = type(model.__name__, (CompactPoint,), ns)
+    return base
+
+
+def _key(v: Any) -> Any:
+    """A dict key that tells apart what `==` does not (1 and 1.0 and True, 0.0 and -0.0)."""
+    t = type(v)
+    if t is float:
+        return t, v, math.copysign(1.0, v)
+    if t is tuple:
+        return (t,) + tuple(_key(x) for x in v)
+    if isinstance(v, BaseModel):
+        return (t,) + tuple(_key(x) for x in v.__dict__.values())
+    return t, v
+
+
+def _shared(v: Any, pool: dict) -> Any:
+    t = type(v)
+    if t is str:
+        key: Any = v
+    elif v is None or t is bool:
+        return v
+    else:
+        try:
+            key = _key(v)
+            hash(key)
+        except TypeError:      # a dict (attrs) or a model holding one: kept as it is
+            return v
+    return pool.setdefault(key, v)
+
+
+def compact(pt: Any, pool: dict | None = None) -> Any:
+    """A validated point model as a `CompactPoint` (already one, or not a point model: as it is)."""
+    if not isinstance(pt, Point):
+        return pt
+    model = type(pt)
+    given = pt.__pydantic_fields_set__
+    shape = _SHAPES.get((model, frozenset(given)))
+    if shape is None:
+        names = tuple(k for k in model.model_fields if k in given)
+        cls = type(model.__name__, (_base(model),), {"__slots__": names, "__module__": model.__module__,
+                                                      "model_fields_set": frozenset(names)})
+        shape = _SHAPES[(model, frozenset(given))] = (cls, tuple((k, vars(cls)[k].__set__) for k in names))
+    cls, setters = shape
+    if pool is None:
+        pool = _POOL.get()
+        pool = {} if pool is None else pool
+    out = object.__new__(cls)
+    d = pt.__dict__
+    for k, put in setters:
+        v = d[k]
+        put(out, pool.setdefault(v, v) if type(v) is str else _shared(v, pool))
+    return out
+
+
+def compact_points(points) -> tuple:
+    """`points` as CompactPoints, sharing equal values (each model can go as soon as it is done)."""
+    pool = _POOL.get()
+    pool = {} if pool is None else pool
+    if len(pool) > _POOL_SIZE:      # unique ids and addresses fill it: start again (what repeats comes back)
+        pool.clear()
+    return tuple(compact(pt, pool) for pt in points)
 
 
 class Device(Model):
@@ -225,6 +389,16 @@ class Device(Model):
     points_file: str | None = None
     points: tuple[Point, ...] = ()
     system: str | None = None            # the monitoring system (`systems:`) it belongs to
+
+    @model_validator(mode="after")
+    def _compact(self) -> "Device":
+        """Its points as CompactPoints once they validate: no device keeps a point model (see CompactPoint)."""
+        self.__dict__["points"] = compact_points(self.points)
+        return self
+
+    @field_serializer("points", mode="wrap")
+    def _dump_points(self, points: tuple, handler, info) -> Any:
+        return handler(tuple(p.to_model() if isinstance(p, CompactPoint) else p for p in points))
 
     @field_validator("name")
     @classmethod

@@ -65,7 +65,8 @@ class SystemView:
         self.profile = system.profile
         self.catalog = pipeline.catalog
         self.devices = system.devices
-        self.points = [rp for rp in self.catalog.points if rp.device in set(system.devices)]
+        mine = set(system.devices)
+        self.points = [rp for rp in self.catalog.points if rp.device in mine]
         self.encoder = Encoder(system.site, self.catalog, system.profile, tz=tz, system=system)
         self.routes = routes
         self.memory: dict = {}

@@ -59,13 +59,16 @@ def _f(v: float | None) -> float:
 class Catalog:
     """Every point of a site, resolved; plus the threshold arrays the kernel needs."""
 
-    def __init__(self, site: Site, profile: Profile):
+    def __init__(self, site: Site, profile: Profile, codes: list[str] | None = None):
+        """`codes`: every point's code in order, when the caller has built them (load_site's checks)."""
         self.site = site
         self.profile = profile
         self.points: list[ResolvedPoint] = []
         self.by_device: list[list[ResolvedPoint]] = []
         # each device's system (its profile and system code; one implicit system without `systems:`)
         self.systems = [site.system_of(di) for di in range(len(site.devices))]
+        if codes is not None and len(codes) != sum(len(dev.points) for dev in site.devices):
+            codes = None
         for di, dev in enumerate(site.devices):
             mine: list[ResolvedPoint] = []
             system = self.systems[di]
@@ -74,7 +77,8 @@ class Catalog:
                 sensor = profile.sensors[pt.sensor]
                 lo, hi = pt.range if pt.range is not None else (sensor.range_low, sensor.range_high)
                 rp = ResolvedPoint(
-                    index=len(self.points), device=di, cfg=pt, code=point_code(site, pt, profile, system.code),
+                    index=len(self.points), device=di, cfg=pt,
+                    code=codes[len(self.points)] if codes is not None else point_code(site, pt, profile, system.code),
                     kind=pt.kind or sensor.kind, type=pt.data_type,
                     sensor_name=pt.sensor_name if pt.sensor_name is not None else sensor.name,
                     unit=pt.unit if pt.unit is not None else sensor.unit,

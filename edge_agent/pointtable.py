@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from edge_agent.errors import ConfigError, EdgeAgentError, Problem
-from edge_agent.model import Point
+from edge_agent.model import Point, compact
 from edge_agent.i18n import _
 from edge_agent.textsrc import read_config_text
 from edge_agent.yamlsrc import reason_of
@@ -102,7 +102,7 @@ def _read_rows(text: str, shown: str, model: type[Point]) -> tuple[list[Point], 
         if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
             continue
         try:
-            points.append(model.model_validate(_row_to_point(row)))
+            points.append(compact(model.model_validate(_row_to_point(row))))
         except ValidationError as exc:
             for err in exc.errors():
                 loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]

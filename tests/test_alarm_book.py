@@ -378,3 +378,26 @@ def test_an_alarm_whose_point_went_while_the_agent_was_down_ends_at_the_start(tm
                       mono=bench.clock.mono)
     again.bind(catalog, encoder, site)
     assert bench.take() == [] and again.list("open") == []
+
+
+def test_the_book_reads_the_agents_clock_by_default(tmp_path):
+    """Without a clock of its own the book takes edge_agent.clock.now: a stepped wall clock (NTP, `date -s`)
+    moves an acknowledgement's time the way it moves every other timestamp of the agent."""
+    import time
+
+    from edge_agent import clock
+
+    b = Bench(tmp_path)
+    book = AlarmBook(tmp_path / "own.sqlite", b.spec, emit=lambda records: None)
+    book.bind(b.catalog, b.encoder, b.site)
+    try:
+        book.apply([b.change(0, "orange", "none", threshold=4.0, value=4.1)])
+        (alarm_id,) = book.alarms
+        clock.step(-86400.0)
+        low = time.time() - 86400.0
+        acked_at = book.ack(alarm_id, by="值班员")["acked_at"]
+        high = time.time() - 86400.0
+    finally:
+        clock.reset()
+        book.close()
+    assert low <= acked_at <= high, (low, acked_at, high)

@@ -96,6 +96,33 @@ def test_sinks_drain_independently(tmp_path):
     buf.close()
 
 
+def test_a_body_above_big_goes_in_and_out_in_chunks_and_each_sink_acks_it(tmp_path):
+    """A body above schema.BIG (the start-up CDDY of a large site) is written and read through blob
+    handles, not bound or selected whole: the same bytes, seq order, counts and acks as any row."""
+    from edge_agent.buffer.schema import BIG, CHUNK
+    path = tmp_path / "b.sqlite"
+    buf = Buffer(path)
+    big = bytes(range(256)) * ((BIG + 3 * CHUNK) // 256 + 7)      # several chunks and a part of one
+    buf.append(batch("CDSS") + [("CDDY", ALL_SINKS, 1.0, big)] + batch("FZDY", mask=MQTT))
+    buf.append([("CDDY", MQTT, 2.0, big[:BIG + 1])] + batch("CDSS", mask=MQTT))
+    rows = buf.peek("mqtt", 10)
+    assert [(r.seq, r.type) for r in rows] == [(1, "CDSS"), (2, "CDDY"), (3, "FZDY"), (4, "CDDY"), (5, "CDSS")]
+    assert rows[1].body == big and type(rows[1].body) is bytes and rows[3].body == big[:BIG + 1]
+    assert rows[0].body == b"CDSS" * 25 and [r.seq for r in buf.peek("mqtt", 1, after_seq=1)] == [2]
+    assert_counts_exact(buf.db)
+    buf.ack("mqtt", [1, 2, 3, 4, 5])
+    assert seqs_in(path) == [1, 2] and buf.backlog("mqtt") == 0       # the file sink still owes 1 and 2
+    assert [r.body for r in buf.peek("files", 10)] == [b"CDSS" * 25, big]
+    assert_counts_exact(buf.db)
+    buf.ack("files", [2])
+    assert seqs_in(path) == [1] and buf.backlog("files") == 1
+    assert_counts_exact(buf.db)
+    buf.close()
+    again = Buffer(path)
+    assert [(r.seq, r.body) for r in again.peek("files", 10)] == [(1, b"CDSS" * 25)]
+    again.close()
+
+
 @pytest.mark.parametrize("durability,sync", [("normal", 1), ("full", 2)])
 def test_durability_modes_set_wal_and_synchronous(tmp_path, durability, sync):
     buf = Buffer(tmp_path / "b.sqlite", durability=durability)

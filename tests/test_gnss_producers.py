@@ -13,6 +13,7 @@ from edge_agent.profile.gnsstypes import gnssbaseinfo, gnssrealtime
 
 SITE = """
 site: {mine_code: "140211001234", mine_name: 示例露天矿, gateway: gw-01, manufacturer: edge-agent}
+buffer: {path: buffer.sqlite}
 systems:
   - {name: gnss, kind: slope-gnss, system_code: "07"}
 devices:
@@ -119,3 +120,24 @@ def test_check_passes_a_whole_station(tmp_path, capsys):
     from test_config import check
     code, out = check(tmp_path, SITE, capsys)
     assert code == 0, out
+
+
+def test_a_restart_carries_the_stations_history_on_from_the_file_beside_the_buffer(pipeline, tmp_path):
+    """A new pipeline with no previous one (a restart) reads the history the last one wrote: speed right
+    away, not half a window later.  A corrupt file costs the history only, with one log line."""
+    t0 = 1_764_400_000.0
+    for k in range(7):
+        sample(pipeline, t0 + 600 * k, [k * 1.0, 0.0, 0.0])
+        gnssrealtime(pipeline.views[0], t0 + 600 * k, None)
+    (saved,) = tmp_path.glob("*.gnss-07.json")
+    restarted = Pipeline(site_from_yaml(SITE, tmp_path, "again.yaml"), Routes(all=1), [])
+    sample(restarted, t0 + 4200, [7.0, 0.0, 0.0])
+    (rec,) = orjson.loads(gnssrealtime(restarted.views[0], t0 + 4200, None))
+    assert rec["x_speed"] == 144.0
+
+    saved.write_bytes(b"\x00not json")
+    fresh = Pipeline(site_from_yaml(SITE, tmp_path, "third.yaml"), Routes(all=1), [])
+    sample(fresh, t0 + 4800, [8.0, 0.0, 0.0])
+    (rec,) = orjson.loads(gnssrealtime(fresh.views[0], t0 + 4800, None))
+    assert rec["x_speed"] is None, "no history: no speed yet"
+    assert orjson.loads(saved.read_bytes()), "rewritten whole at that round"

@@ -165,6 +165,34 @@ def test_delivery_in_order_gapless_and_status(tmp_path, mosquitto, buffer):
     assert detail == [{"drops": {"CDSS": 3}}]
 
 
+def test_a_payload_of_megabytes_arrives_whole_between_small_ones(tmp_path, mosquitto, buffer):
+    """A row above the buffer's BIG and paho's packet above BIG_PACKET (the start-up CDDY of a large
+    site): read back through the blob handle, written from a memoryview, in seq order with the rest."""
+    from edge_agent.forward import mqtt as sink_module
+    sub = Subscriber(mosquitto)
+    site = make_site(tmp_path, url=mosquitto.url, inflight=4)
+    pad = b"0123456789" * 300_000                       # 3 MB
+    fill(buffer, 3)
+    buffer.append([("CDDY", 1, time.time(), pad)])
+    fill(buffer, 3)
+
+    def big_encode(row):
+        if row.type != "CDDY":
+            return encode(row)
+        return f"{PREFIX}/data/CDDY", b'{"seq":%d,"type":"CDDY","pad":"%b"}' % (row.seq, row.body), False
+
+    async def body(task):
+        await until(lambda: buffer.backlog("mqtt") == 0, what="buffer drained")
+        assert getattr(sink_module, "BIG_PACKET") < len(pad)
+
+    sink = MqttSink(site.forward.get("mqtt"), site, buffer, big_encode, asyncio.Event())
+    run_sink(sink, body)
+    assert sub.wait_seqs(7) == list(range(1, 8))
+    (got,) = [orjson.loads(p) for t, p in sub.lines() if t.endswith("/data/CDDY")]
+    assert got["seq"] == 4 and got["pad"].encode() == pad
+    sub.stop()
+
+
 SINK_SCRIPT = """
 import asyncio, sys, time
 sys.path.insert(0, {tests!r})

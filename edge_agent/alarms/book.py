@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
+from edge_agent import clock as wallclock
 from edge_agent.alarms.alarm import Alarm, finite
 from edge_agent.alarms.deadlines import Changed, escalate, run_deadlines
 from edge_agent.alarms.inputs import AlarmError, free_text, handled_time, say
@@ -70,7 +71,7 @@ def _side(ch) -> str:
 class AlarmBook:
     def __init__(self, path: str | Path, spec: AlarmSpec, *, deadlines: dict[str, float] | None = None,
                  emit: Callable[[list[tuple[str, float, bytes]]], None] | None = None,
-                 clock: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = wallclock.now, mono: Callable[[], float] = time.monotonic):
         self.path = Path(path)
         self.spec = spec
         self.deadlines = {**spec.deadlines, **(deadlines or {})}
@@ -82,7 +83,7 @@ class AlarmBook:
         self.failing: str | None = None
         self.kick = asyncio.Event()
         self.catalog = self.site = None
-        self._points: dict[tuple[str, str], object] = {}
+        self._points: _PointsByName | dict = {}
         self.file = BookFile(self.path)
         self.alarms: dict[int, Alarm] = {}       # every alarm not done (open, or ended and unacknowledged)
         self.open: dict[str, Alarm] = {}         # subject -> its open alarm
@@ -107,7 +108,7 @@ class AlarmBook:
         self.catalog, self.site = catalog, site
         self.records.encoder = encoder
         self._bound_at = self.clock()
-        self._points = {(site.devices[rp.device].name, rp.id): rp for rp in catalog.points}
+        self._points = _PointsByName(catalog, site)
         for a in self.alarms.values():
             a.index = self._index(a)
             if a.end is None:
@@ -115,10 +116,12 @@ class AlarmBook:
         self._reindex()
 
     def _end_removed(self, catalog, site) -> None:
-        points = {(site.devices[rp.device].name, rp.id) for rp in catalog.points}
+        if not self.open:
+            return
+        points = _PointsByName(catalog, site)
         items = {it.name for it in getattr(site, "items", ())}
         gone = [a for a in self.open.values()
-                if (a.item not in items if a.item is not None else (a.device, a.point) not in points)]
+                if (a.item not in items if a.item is not None else points.get((a.device, a.point)) is None)]
         if not gone:
             return
         records: list = []
@@ -420,3 +423,25 @@ class AlarmBook:
             return "-"
         enc = self.records.encoder
         return enc.times.text(t) if enc is not None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+class _PointsByName:
+    """(device name, point id) -> the catalogue's point, like a dict of every point, but a device's part
+    is made only when an alarm of that device asks (50,000 points: a 5 MB dict nobody read)."""
+
+    def __init__(self, catalog, site):
+        self.catalog = catalog
+        self.device_of = {dev.name: di for di, dev in enumerate(site.devices)}
+        self._of: dict[int, dict] = {}
+
+    def get(self, key: tuple, default=None):
+        di = self.device_of.get(key[0])
+        if di is None:
+            return default
+        ids = self._of.get(di)
+        if ids is None:
+            c = self.catalog
+            polled = sum(len(b) for b in c.by_device)        # derived points come after every polled one
+            ids = self._of[di] = {rp.id: rp for rp in (*c.by_device[di],
+                                                        *(rp for rp in c.points[polled:] if rp.device == di))}
+        return ids.get(key[1], default)

@@ -19,7 +19,7 @@ except ImportError:  # an install without Cython runs this file as plain Python
 
 from edge_agent import codes
 from edge_agent.filtering import layout
-from edge_agent.filtering.layout import grown, zeros
+from edge_agent.filtering.layout import grown, untouched_zeros, zeros
 from edge_agent.filtering.records import SLOTS, Change, Event, Stat
 
 COMPILED = cython.compiled
@@ -230,7 +230,7 @@ class Kernel:
         self._pend = zeros(NM * n, nan)
         self._rep_v = zeros(n, nan)
         self._rep_t = zeros(n, nan)
-        self._acc = zeros(NS * ACC * n)
+        self._acc = untouched_zeros(NS * ACC * n)     # written only while a point has an event open
         self._win = zeros(WIN * n, nan)
         self._done = zeros(n, -math.inf)
         self._cum = zeros(n, nan)
@@ -294,7 +294,8 @@ class Kernel:
             for k in range(NM):
                 self._pend[NM * i + k] = o._pend[NM * j + k]
             for k in range(NS * ACC):
-                self._acc[NS * ACC * i + k] = o._acc[NS * ACC * j + k]
+                if o._acc[NS * ACC * j + k] != 0.0:      # pages of points without events stay untouched
+                    self._acc[NS * ACC * i + k] = o._acc[NS * ACC * j + k]
             if windows:
                 self._done[i] = o._done[j]
                 for k in range(WIN):

@@ -18,6 +18,7 @@ templates, one `%` format per record, without a dict per record.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import math
 import operator
 import re
@@ -66,6 +67,11 @@ def num(v: Any, decimals: int) -> int | float | None:
 
 EMPTY = b"[]"     # a body without records: nothing to send
 
+# a record's point fields (Encoder.point_fields) as attributes of a ResolvedPoint; substation_code is
+# its device's code (the attribute is the device index)
+_POINT_ATTRS = {"point_code": "code", "sensor_name": "sensor_name", "location": "cfg.location", "unit": "unit",
+                "sensor_type": "cfg.sensor", "substation_code": "device"}
+
 
 def whole(n: int | float | None, integral: bool) -> int | float | None:
     """`n` (from num()) as an int when the point's values are whole numbers and this one is."""
@@ -91,6 +97,7 @@ class Encoder:
         self._devices = [di for di in range(len(site.devices)) if devices is None or di in devices]
         self._device_set = frozenset(self._devices)
         self.catalog = catalog
+        self._device_codes: list[str] | None = None
         self.profile = profile
         self.tz = tz if tz is not None else zone_of(site, profile)
         self.times = TimeText(profile.time_format, self.tz)
@@ -111,17 +118,14 @@ class Encoder:
         self._not_polled = next((b for b, name in profile.status_bits.items() if name == "not_polled"), 0)
         self._defined_kinds, self._text_kinds = opts.definition_kinds, opts.text_kinds
         self._xyz = self.xyz_decimals = opts.coordinate_decimals
-        self._build_cdss_templates()
-        long = sum(len(rp.code) > opts.point_code_max or len(rp.id) > opts.point_number_max for rp in catalog.points)
+        long, unsent = self._build_cdss_templates(devices)
         if long:
             log.warning("%d point codes are longer than the profile's receivers take (%d characters, original "
                         "numbers %d): they may be refused; `edge-agent check` lists them", long,
                         opts.point_code_max, opts.point_number_max)
-        mine = [rp for rp in catalog.points if devices is None or rp.device in devices]
-        unsent = sorted({rp.cfg.sensor for rp in mine if not rp.sent})
         if unsent:
             log.info("profile %s sends no record of local code(s) %s (%d points): receivers have no code for them",
-                     profile.name, ", ".join(unsent), sum(not rp.sent for rp in mine))
+                     profile.name, ", ".join(sorted(unsent)), sum(unsent.values()))
 
     # ------------------------------------------------------------------ MQTT
 
@@ -148,7 +152,8 @@ class Encoder:
             system, _, code = type.rpartition("/")
             tj = orjson.dumps(code) + (b',"system":' + orjson.dumps(system) if system else b"")
             self._type_json[type] = tj
-        return self._head % (seq, tj, self.times.json(time), time) + body + b"}"
+        # one join: `head + body + b"}"` made the body's size twice over (a 23 MB CDDY: 46 MB more)
+        return b"".join((self._head % (seq, tj, self.times.json(time), time), body, b"}"))
 
     # ------------------------------------------------------------------ generic records
 
@@ -164,19 +169,23 @@ class Encoder:
         return self._status[st] if 0 <= st < 256 else st
 
     def _body(self, type: str, rows: Iterable[dict]) -> bytes:
-        """The records as a JSON array, each row encoded as it comes and copied into one buffer: the same
+        """The records as a JSON array, each row encoded as it comes and written into one buffer: the same
         bytes as one dumps of the list, without holding every row and its ordered copy at once (~25 MB
         for a 10,000-point CDDY).  orjson's outputs are over-allocated: keeping them for one join would
-        cost several kB each."""
+        cost several kB each.  The buffer is a BytesIO, whose getvalue() hands its bytes over without a
+        copy: a 23 MB CDDY (50,000 points) needs 23 MB, not twice that as a bytearray and its bytes did."""
         fields = self.profile.records[type]
         dumps = orjson.dumps
-        out = bytearray(b"[")
+        out = io.BytesIO()
+        write = out.write
+        write(b"[")
+        sep = b""
         for r in rows:
-            if len(out) > 1:
-                out += b","
-            out += dumps({f: r.get(f) for f in fields})
-        out += b"]"
-        return bytes(out)
+            write(sep)
+            write(dumps({f: r.get(f) for f in fields}))
+            sep = b","
+        write(b"]")
+        return out.getvalue()
 
     def rows(self, type: str, rows: Iterable[dict]) -> bytes:
         """A body of record type `type` from dicts: the profile's fields for it, in its order (missing: null)."""
@@ -214,14 +223,22 @@ class Encoder:
         return self.catalog.points[i]
 
     def _point_fields(self, rp) -> dict:
+        # the same fields as _POINT_ATTRS (the CDSS templates read them through it)
         return {"point_code": rp.code, "sensor_name": rp.sensor_name, "location": rp.cfg.location,
                 "unit": rp.unit, "sensor_type": rp.cfg.sensor,
-                "substation_code": self.catalog.device_code(rp.device)}
+                "substation_code": self._device_code(rp.device)}
+
+    def _device_code(self, di: int) -> str:
+        """catalog.device_code(di), worked out once per device (a CDDY asks it for every point)."""
+        codes = self._device_codes
+        if codes is None:
+            codes = self._device_codes = [self.catalog.device_code(i) for i in range(len(self.site.devices))]
+        return codes[di]
 
     def _device_fields(self, di: int) -> dict:
         """Device-level records (e.g. 006 substation unreachable) use the substation code as point code."""
         dev = self.site.devices[di]
-        code = self.catalog.device_code(di)
+        code = self._device_code(di)
         return {"point_code": code, "sensor_name": "分站", "location": dev.location, "unit": None,
                 "sensor_type": None, "substation_code": code}
 
@@ -272,7 +289,7 @@ class Encoder:
         """Every device (substation) definition (FZDY)."""
         t = self.times.text(now)
         xyz = self._xyz
-        rows = [{"substation_code": self.catalog.device_code(di), "location": dev.location, "name": dev.name,
+        rows = [{"substation_code": self._device_code(di), "location": dev.location, "name": dev.name,
                  "x": num(dev.x, xyz), "y": num(dev.y, xyz), "z": num(dev.z, xyz), "time": t}
                 for di, dev in ((di, self.site.devices[di]) for di in self._devices)]
         return self._body("FZDY", rows)
@@ -280,7 +297,7 @@ class Encoder:
     def fzss(self, states: Sequence[tuple[int, int]], now: float) -> bytes:
         """Device run/power status (FZSS); `states[i]` is (run_status, power_status) of device i."""
         t = self.times.text(now)
-        rows = [{"substation_code": self.catalog.device_code(di), "run_status": int(run),
+        rows = [{"substation_code": self._device_code(di), "run_status": int(run),
                  "power_status": int(power), "time": t}
                 for di, (run, power) in enumerate(states) if di in self._device_set]
         return self._body("FZSS", rows)
@@ -358,37 +375,79 @@ class Encoder:
 
     # ------------------------------------------------------------------ CDSS, the hot path
 
-    def _build_cdss_templates(self) -> None:
-        # Per point, the record's constant text around its slots: ("{...key:", ",key:", ..., "}").
-        # The hot loop only joins the slots in between; no formatting per record.
+    def _build_cdss_templates(self, devices: set | None) -> tuple[int, dict]:
+        """Per point, the record's constant text around its slots: ("{...key:", ",key:", ..., "}"); the
+        hot loop only joins the slots in between, no formatting per record.  One pass over the points,
+        which also returns how many point codes or numbers are longer than the profile's receivers take
+        and the points of this system the profile does not send ({local code: points}).  Every part but
+        the first (which holds the point code) is one object for all points with the same text."""
         fields = self.profile.records.get("CDSS", ())     # a profile without CDSS: no point has a template
         slots = [f for f in fields if f in _CDSS_SLOTS]
         self._cdss_order = tuple(_CDSS_SLOTS.index(f) for f in slots)
-        self._cdss_parts: list[tuple[bytes, ...] | None] = []
+        consts = [f for f in fields if f not in _CDSS_SLOTS]
+        # each part as a %-format of its constant fields' JSON: (format, first const, one past the last)
+        formats, fmt, first, n = [], b"{", 0, 0
+        for k, f in enumerate(fields):
+            key = ((b"," if k else b"") + orjson.dumps(f) + b":").replace(b"%", b"%%")
+            if f in _CDSS_SLOTS:
+                formats.append((fmt + key, first, n))
+                fmt, first = b"", n
+            else:
+                fmt += key + b"%b"
+                n += 1
+        formats.append((fmt + b"}", first, n))
+        (head, h0, h1), rest = formats[0], formats[1:]
+        dumps = orjson.dumps
+        shared: dict[bytes, bytes] = {}
+        # the constant fields' values of a point in one C call (substation_code: the device, then its code)
+        getter = None
+        if consts and all(f in _POINT_ATTRS for f in consts):
+            getter = operator.attrgetter(*(_POINT_ATTRS[f] for f in consts))
+        sub = consts.index("substation_code") if "substation_code" in consts else None
+        codes_json = [dumps(self._device_code(di)) for di in range(len(self.site.devices))]
+        parts_of: list[tuple[bytes, ...] | None] = []
+        pows, ints, ipows = [], [], []
+        send = self._send
+        opts = self.profile.options
+        code_max, number_max = opts.point_code_max, opts.point_number_max
+        long, unsent = 0, {}
         for rp in self.catalog.points:
-            if not self._send[rp.index] or not fields:
-                self._cdss_parts.append(None)
+            d = rp.decimals
+            p = _POW[d] if d > 0 else 1.0
+            pows.append(p)
+            ints.append(1 if d <= 0 else 2 if rp.integral else 0)
+            ipows.append(int(p))
+            if len(rp.code) > code_max or len(rp.cfg.id) > number_max:
+                long += 1
+            if not send[rp.index] or not fields:
+                parts_of.append(None)
+                if not rp.sent and (devices is None or rp.device in devices):
+                    unsent[rp.cfg.sensor] = unsent.get(rp.cfg.sensor, 0) + 1
                 continue
-            consts = self._point_fields(rp)
-            parts, cur = [], b"{"
-            for k, f in enumerate(fields):
-                cur += (b"," if k else b"") + orjson.dumps(f) + b":"
-                if f in _CDSS_SLOTS:
-                    parts.append(cur)
-                    cur = b""
-                else:
-                    cur += orjson.dumps(consts[f])
-            parts.append(cur + b"}")
-            self._cdss_parts.append(tuple(parts))
-        self._cdss_pow = [_POW[rp.decimals] if rp.decimals > 0 else 1.0 for rp in self.catalog.points]
+            if getter is not None:
+                got = getter(rp)
+                js = [dumps(v) for v in got] if len(consts) > 1 else [dumps(got)]
+                if sub is not None:
+                    js[sub] = codes_json[rp.device]
+            else:                       # a field _POINT_ATTRS does not name: as the other records have it
+                values = self._point_fields(rp)
+                js = [dumps(values[f]) for f in consts]
+            parts = [head % tuple(js[h0:h1])]
+            for fmt, i0, i1 in rest:
+                b = fmt % tuple(js[i0:i1]) if i1 > i0 else fmt
+                parts.append(shared.setdefault(b, b))
+            parts_of.append(tuple(parts))
+        self._cdss_parts = parts_of
+        self._cdss_pow = pows
         # 0: float; 1: 0 decimals (always an int); 2: whole-number point with decimals (an int when whole)
-        self._cdss_int = [1 if rp.decimals <= 0 else 2 if rp.integral else 0 for rp in self.catalog.points]
-        self._cdss_ipow = [int(p) for p in self._cdss_pow]
+        self._cdss_int = ints
+        self._cdss_ipow = ipows
         self._cdss_empty_when_down = self.profile.down_value == "empty"
         self._status_text = [_STATUS[s] for s in self._status]
         self._cdss = _cdss.Templates(self._cdss_parts, self._cdss_pow, self._cdss_int, self._cdss_ipow,
                                      [rp.decimals for rp in self.catalog.points], self._status_text, self._status,
                                      self._not_polled, self._cdss_empty_when_down, self._cdss_order)
+        return long, unsent
 
     def cdss(self, indices: Iterable[int], values: Sequence[float], statuses: Sequence[int],
              times: Sequence[float], now: float) -> bytes:

@@ -10,7 +10,8 @@ below adapt them to the pipeline's system view (see CONTRACT-systems.md §5):
   name; longitude/latitude/altitude are that point's x/y/z.
 - `gnssrealtime` (snapshot): per station its displacement now and the speed
   and acceleration `edge_agent.gnssmotion.Motion` derives from the series
-  (kept in `p.memory`, so a reload carries it on).
+  (kept in `p.memory`, so a reload carries it on, and in a file beside the
+  buffer, `edge_agent.gnssstate`, so a restart does too).
 - `gnssalarm`: from the alarm book's `alarm` records (event open or update)
   of a station's point: `alarm_level` is the profile's number for the colour;
   the rule that fired puts its threshold under `warning_parameters` and the
@@ -27,6 +28,7 @@ from typing import Callable
 
 import orjson
 
+from edge_agent import gnssstate
 from edge_agent.gnssmotion import Motion
 from edge_agent.registry import RecordType, register_record_type
 from edge_agent.units import parse_duration
@@ -160,6 +162,7 @@ def gnssrealtime(p, now, _data):
     g = GnssSettings.of(p.profile)
     k = p.kernel
     recs = []
+    moved = False
     for s, members in _stations(p):
         idx = [members[r].index for r in ROLES]
         disp = [k.value[i] for i in idx]
@@ -168,10 +171,15 @@ def gnssrealtime(p, now, _data):
             continue
         key = ("gnss-motion", s.equip_no)
         m = p.memory.get(key)
-        if m is None or (m.window, m.per) != (g.window, g.per):
+        if m is None:
+            m = p.memory[key] = gnssstate.motion(p, s.equip_no, g.window, g.per)
+        elif (m.window, m.per) != (g.window, g.per):
             m = p.memory[key] = Motion(g.window, g.per)
         speed, acc = m.update(t, tuple(disp))
+        moved = True
         recs.append(realtime_record(s, t, disp, speed, acc, g, p.encoder.times.text))
+    if moved:
+        gnssstate.save(p)
     return orjson.dumps(recs) if recs else None
 
 
