@@ -17,8 +17,32 @@ from edge_agent.frame import Frame
 from edge_agent.points import Catalog
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing is bound to right now.
+
+    Drawn at random below the kernel's ephemeral range (ip_local_port_range): a port from bind(0) is
+    an ephemeral one, which any outgoing connection may take as its source port before the caller
+    binds it ("address already in use" when tests run beside each other); ports below the range are
+    never handed out that way.  Falls back to bind(0) when the range starts too low."""
+    import random
+
+    low = _ephemeral_low()
+    if low > 12000:
+        for _ in range(200):
+            port = random.randrange(10000, low)
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
