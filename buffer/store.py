@@ -240,8 +240,16 @@ class Buffer:
         `big_bodies=False`: a body above schema.BIG comes as None; the sink reads it with `framed`."""
         bit = self.bit(sink)
         acked = self._held_acks.get(bit)
+        want = limit + (len(acked) if acked else 0)
+        if self._committed_top > self._synced_top and time.monotonic() - self._synced_at < sync_gap:
+            # no sync now: only rows up to the synced top can be handed out, so none at all past it (the
+            # sink's cursor usually is: then no query), and no more than that range holds (their bodies
+            # are not read only to be held back)
+            want = min(want, self._synced_top - after_seq)
+            if want <= 0:
+                return []
         try:
-            rows = self.db.execute(self._sql[bit][0], (after_seq, limit + (len(acked) if acked else 0))).fetchall()
+            rows = self.db.execute(self._sql[bit][0], (after_seq, want)).fetchall()
         except Exception as exc:
             if disk_error(exc) is None:
                 raise

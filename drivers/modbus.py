@@ -47,6 +47,7 @@ log = logging.getLogger("edge_agent.drivers.modbus")
 
 NAN = math.nan
 READ_FC = {"co": 1, "di": 2, "hr": 3, "ir": 4}
+GROUP = 10                       # modbus-tcp devices that start on one offset of the period (see run())
 LOG_READS, LOG_POINTS = 3, 10    # a log line names at most this many failing reads and points
 _EXC_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
               4: "device failure", 5: "acknowledge", 6: "device busy", 8: "memory parity error",
@@ -124,8 +125,13 @@ class ModbusDriver:
         cadence = self.cadence
         period = cadence.period
         # spread devices over the period (golden-ratio offsets) instead of firing
-        # every device at the same instant: servers and serial gateways see an even load
-        deadline = loop.time() + (self.index * 0.6180339887 % 1.0) * min(period, 1.0)
+        # every device at the same instant: servers and serial gateways see an even load;
+        # devices with a connection of their own (modbus-tcp) share an offset GROUP at a time,
+        # so their polls, frames and commit take one turn of the event loop together instead of
+        # one each (at 50 devices: 5 wake-ups a second, not 50); devices on a shared bus keep one
+        # offset each (they would only queue for the bus)
+        group = 1 if self.link is None or self.link.shared else GROUP
+        deadline = loop.time() + ((self.index // group) * 0.6180339887 % 1.0) * min(period, 1.0)
         retry = Backoff(self.BACKOFF_START, self.BACKOFF_CAP)
         me = asyncio.current_task()
         pace, debt = Pace.of_loop(), [0.0]

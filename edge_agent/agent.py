@@ -245,11 +245,9 @@ class Agent:
         skew = now - mono
         started = mono
         self.clock_watch.check(now)
+        stopped = asyncio.ensure_future(stop.wait())    # one waiter for the loop's life (wait_for: a task a turn)
         while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=CLOCK_TICK)
-            except asyncio.TimeoutError:
-                pass
+            await asyncio.wait((stopped,), timeout=CLOCK_TICK)
             self.last_clock = mono = clock.monotonic()
             rep = self.site.report
             now = clock.now()
