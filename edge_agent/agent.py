@@ -246,36 +246,39 @@ class Agent:
         started = mono
         self.clock_watch.check(now)
         stopped = asyncio.ensure_future(stop.wait())    # one waiter for the loop's life (wait_for: a task a turn)
-        while not stop.is_set():
-            await asyncio.wait((stopped,), timeout=CLOCK_TICK)
-            self.last_clock = mono = clock.monotonic()
-            rep = self.site.report
-            now = clock.now()
-            if abs((now - mono) - skew) > STEP:        # the wall clock was stepped: snapshots re-align
-                log.info("clock: the wall clock stepped %+.0f s; snapshots re-align to it", (now - mono) - skew)
-                next_snapshot = aligned(now, mono)
-                self.clock_watch.check(now)
-            skew = now - mono
-            if self.site.systems:          # each system on its own realtime_every
-                if self.pipeline.snapshots_due(now):
-                    self.fzss_sent = True
-            elif mono >= next_snapshot:
-                self.snapshot(now)
-                behind = math.floor((mono - next_snapshot) / rep.realtime_every) + 1
-                next_snapshot += rep.realtime_every * max(1, behind)
-            if not self.fzss_sent and mono - started > self._first_poll_window():
-                self.fzss_dirty = True
-            if mono >= next_tick:
-                self.statistics(now)
-                self.buffer.tick(now)
-                if self.baselines is not None:
-                    self.baselines.tick(now)
-                self.clock_watch.check(now)
-                next_tick = mono + 1.0
-            if mono >= next_defs:
-                self.definitions(now)
-                next_defs = mono + rep.definitions_every
-            self.commit()
+        try:
+            while not stop.is_set():
+                await asyncio.wait((stopped,), timeout=CLOCK_TICK)
+                self.last_clock = mono = clock.monotonic()
+                rep = self.site.report
+                now = clock.now()
+                if abs((now - mono) - skew) > STEP:        # the wall clock was stepped: snapshots re-align
+                    log.info("clock: the wall clock stepped %+.0f s; snapshots re-align to it", (now - mono) - skew)
+                    next_snapshot = aligned(now, mono)
+                    self.clock_watch.check(now)
+                skew = now - mono
+                if self.site.systems:          # each system on its own realtime_every
+                    if self.pipeline.snapshots_due(now):
+                        self.fzss_sent = True
+                elif mono >= next_snapshot:
+                    self.snapshot(now)
+                    behind = math.floor((mono - next_snapshot) / rep.realtime_every) + 1
+                    next_snapshot += rep.realtime_every * max(1, behind)
+                if not self.fzss_sent and mono - started > self._first_poll_window():
+                    self.fzss_dirty = True
+                if mono >= next_tick:
+                    self.statistics(now)
+                    self.buffer.tick(now)
+                    if self.baselines is not None:
+                        self.baselines.tick(now)
+                    self.clock_watch.check(now)
+                    next_tick = mono + 1.0
+                if mono >= next_defs:
+                    self.definitions(now)
+                    next_defs = mono + rep.definitions_every
+                self.commit()
+        finally:
+            stopped.cancel()     # the clock loop failed or was cancelled: its waiter goes too
 
     def _first_poll_window(self) -> float:
         """How long every device may take to answer or fail its first poll."""
