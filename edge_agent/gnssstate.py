@@ -66,7 +66,7 @@ def motion(view, station: str, window: float, per: float) -> Motion:
 def save(view) -> None:
     """Write every station's history of this view's system (one file, whole or not at all): those in
     memory, and those read from the file that no round has needed yet."""
-    states = {name: st for name, st in saved(view).items()}
+    states = dict(saved(view))
     for key, m in view.memory.items():
         if isinstance(m, Motion) and isinstance(key, tuple) and key[0] == "gnss-motion":
             states[key[1]] = m.state()
